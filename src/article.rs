@@ -75,3 +75,104 @@ impl Article {
         self.categories.first().map(String::as_str)
     }
 }
+
+/// A category as feeds show it: the name as written and its URL slug.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Category {
+    pub name: String,
+    pub slug: String,
+}
+
+impl Category {
+    pub fn new(name: &str) -> Category {
+        Category { name: name.to_string(), slug: category_slug(name) }
+    }
+}
+
+/// An article as the catalog knows it: everything a feed entry needs, with the
+/// dates resolved (a wire file's `published` is the moment it was first seen).
+/// This is what `render` and `syndicate` consume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    pub title: String,
+    pub summary: Option<String>,
+    pub content_html: String,
+    pub authors: Vec<String>,
+    pub categories: Vec<Category>,
+    pub tags: Vec<String>,
+    pub image: Option<String>,
+    pub language: String,
+    pub dateline: Option<String>,
+    pub published: DateTime<FixedOffset>,
+    pub updated: DateTime<FixedOffset>,
+}
+
+impl Entry {
+    /// Combine an article with the dates the catalog resolved for it.
+    pub fn new(article: &Article, published: DateTime<FixedOffset>, updated: DateTime<FixedOffset>) -> Entry {
+        let mut categories: Vec<Category> = Vec::new();
+        for name in &article.categories {
+            let c = Category::new(name);
+            if !categories.iter().any(|seen| seen.slug == c.slug) {
+                categories.push(c);
+            }
+        }
+        Entry {
+            id: article.id.clone(),
+            title: article.title.clone(),
+            summary: article.lead.clone(),
+            content_html: article.content_html.clone(),
+            authors: article.authors.clone(),
+            categories,
+            tags: article.tags.clone(),
+            image: article.image.clone(),
+            language: article.language.clone(),
+            dateline: article.dateline.clone(),
+            published,
+            updated,
+        }
+    }
+}
+
+/// URL slug of a category name: diacritics removed, `đ` → `d`, lower case,
+/// runs of anything else → one `-` ("Xây dựng Đảng" → `xay-dung-dang`).
+pub fn category_slug(name: &str) -> String {
+    let ascii = deunicode::deunicode(name);
+    let mut slug = String::with_capacity(ascii.len());
+    for c in ascii.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    if slug.is_empty() {
+        // A name with nothing transliterable still needs a stable, unique path.
+        slug = format!("category-{}", &blake3::hash(name.as_bytes()).to_hex()[..8]);
+    }
+    slug
+}
+
+#[cfg(test)]
+mod tests {
+    use super::category_slug;
+
+    #[test]
+    fn slugs_drop_vietnamese_diacritics() {
+        for (name, slug) in [
+            ("Xây dựng Đảng", "xay-dung-dang"),
+            ("Khoa học - Công nghệ", "khoa-hoc-cong-nghe"),
+            ("Thời sự", "thoi-su"),
+            ("Đô thị", "do-thi"),
+            ("Transport", "transport"),
+            ("  Văn hóa  ", "van-hoa"),
+        ] {
+            assert_eq!(category_slug(name), slug, "{name}");
+        }
+        assert!(category_slug("★★").starts_with("category-") || !category_slug("★★").is_empty());
+    }
+}

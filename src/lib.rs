@@ -5,7 +5,17 @@
 //!
 //! `watch` → `ingest` → `catalog` → `render` → `publish` → `syndicate`
 //!
-//! See `docs/ARCHITECTURE.md` for the tour.
+//! [`pipeline`] drives a batch of files through the stages; [`daemon`] runs it
+//! forever. See `docs/ARCHITECTURE.md` for the tour.
 
 pub mod article;
+pub mod catalog;
+pub mod check;
+pub mod config;
+pub mod daemon;
 pub mod ingest;
+pub mod pipeline;
+pub mod publish;
+pub mod render;
+pub mod source;
+pub mod status;

@@ -1,0 +1,491 @@
+//! The catalog: feedwire's one source of truth, an embedded SQLite database.
+//!
+//! It owns what exists (accepted articles and the files they came from), when
+//! each id was first seen (so `published` never moves across rebuilds and
+//! restarts), which feeds every article belongs to (kept as an index ordered
+//! newest first, so rendering a feed reads only its newest N rows no matter how
+//! large the archive is), and which files were rejected and why.
+//!
+//! Changes go through a [`Batch`], one SQLite transaction: a crash either keeps
+//! the whole batch or none of it. Other modules see entries and feed keys, never
+//! tables.
+
+mod schema;
+
+use crate::article::{Article, Category, Entry};
+use anyhow::{Context, Result};
+use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+use chrono_tz::Tz;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+/// A feed the catalog can list entries for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FeedKey {
+    /// Every article.
+    Main,
+    /// Articles in one category, by slug.
+    Category(String),
+}
+
+impl FeedKey {
+    fn column(&self) -> &str {
+        match self {
+            FeedKey::Main => "",
+            FeedKey::Category(slug) => slug,
+        }
+    }
+    fn from_column(s: String) -> FeedKey {
+        if s.is_empty() { FeedKey::Main } else { FeedKey::Category(s) }
+    }
+}
+
+/// What the file system said about a file the last time it was read. If size
+/// and modification time are unchanged the file is not read again; if they
+/// differ but the content hash is the same it is not parsed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub hash: String,
+}
+
+/// A file the catalog knows, accepted or rejected.
+#[derive(Debug, Clone)]
+pub struct KnownFile {
+    pub stamp: FileStamp,
+    /// The article id, for accepted files.
+    pub id: Option<String>,
+}
+
+/// What happened to an article in a batch; syndication turns these into
+/// deliveries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Added(String),
+    Updated(String),
+    Removed { id: String, categories: Vec<String> },
+}
+
+/// A rejected file and the reason, for `status`.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub path: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Per-feed publish record, for `status`.
+#[derive(Debug, Clone)]
+pub struct FeedRecord {
+    pub path: String,
+    pub hash: String,
+    pub published_at: DateTime<Utc>,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    tz: Tz,
+}
+
+/// Why an article could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("duplicate id `{id}`: already used by {owner}")]
+    DuplicateId { id: String, owner: String },
+    #[error(transparent)]
+    Db(#[from] anyhow::Error),
+}
+
+impl Catalog {
+    /// Open (creating if needed) the catalog at `path`.
+    pub fn open(path: &Path, tz: Tz) -> Result<Catalog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the state folder {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the catalog {}", path.display()))?;
+        schema::prepare(&conn).with_context(|| format!("cannot prepare the catalog {}", path.display()))?;
+        Ok(Catalog { conn, tz })
+    }
+
+    /// Open read-only-ish for `status`: same as `open` but never migrates a
+    /// missing file into existence.
+    pub fn open_existing(path: &Path, tz: Tz) -> Result<Catalog> {
+        if !path.exists() {
+            anyhow::bail!(
+                "no catalog at {} yet: run `feedwire build` or `feedwire run` first",
+                path.display()
+            );
+        }
+        Self::open(path, tz)
+    }
+
+    /// Every file the catalog has seen, by path relative to the articles folder.
+    pub fn known_files(&self) -> Result<HashMap<String, KnownFile>> {
+        let mut out = HashMap::new();
+        let mut stmt = self.conn.prepare_cached("SELECT path, size, mtime_ns, hash, article_id FROM files")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                KnownFile {
+                    stamp: FileStamp { size: r.get::<_, i64>(1)? as u64, mtime_ns: r.get(2)?, hash: r.get(3)? },
+                    id: r.get(4)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (path, known) = row?;
+            out.insert(path, known);
+        }
+        Ok(out)
+    }
+
+    /// Start a batch of changes (one transaction).
+    pub fn batch(&mut self) -> Result<Batch<'_>> {
+        let tx = self.conn.transaction()?;
+        Ok(Batch { tx, tz: self.tz, affected: BTreeSet::new(), changes: Vec::new() })
+    }
+
+    /// The newest `limit` entries of a feed, newest first.
+    pub fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+             WHERE m.feed = ?1 ORDER BY m.published DESC, m.article_id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![feed.column(), limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|json| {
+            let json = json?;
+            serde_json::from_str(&json).context("a catalog entry does not decode")
+        })
+        .collect()
+    }
+
+    /// One entry by article id.
+    pub fn entry(&self, id: &str) -> Result<Option<Entry>> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT entry FROM articles WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        json.map(|j| serde_json::from_str(&j).context("a catalog entry does not decode")).transpose()
+    }
+
+    /// Every feed that has at least one article, main first, then categories by slug.
+    pub fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>> {
+        let mut out = vec![(FeedKey::Main, None)];
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.slug, c.name FROM categories c
+             WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.feed = c.slug) ORDER BY c.slug",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (slug, name) = row?;
+            out.push((FeedKey::Category(slug.clone()), Some(Category { name, slug })));
+        }
+        Ok(out)
+    }
+
+    /// The display name of a category slug.
+    pub fn category(&self, slug: &str) -> Result<Option<Category>> {
+        Ok(self
+            .conn
+            .query_row("SELECT name FROM categories WHERE slug = ?1", [slug], |r| r.get::<_, String>(0))
+            .optional()?
+            .map(|name| Category { name, slug: slug.to_string() }))
+    }
+
+    pub fn article_count(&self) -> Result<u64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM articles", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Rejected files, newest first.
+    pub fn rejections(&self) -> Result<Vec<Rejection>> {
+        let mut stmt = self.conn.prepare_cached("SELECT path, reason, at FROM rejections ORDER BY at DESC, path")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Rejection { path: r.get(0)?, reason: r.get(1)?, at: from_unix(r.get(2)?) })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Remember that a feed document was published with this content hash.
+    pub fn record_published(&self, path: &str, hash: &str, at: DateTime<Utc>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO published(path, hash, at) VALUES(?1, ?2, ?3)
+             ON CONFLICT(path) DO UPDATE SET hash = excluded.hash, at = excluded.at",
+            params![path, hash, at.timestamp()],
+        )?;
+        Ok(())
+    }
+
+    pub fn published_feeds(&self) -> Result<Vec<FeedRecord>> {
+        let mut stmt = self.conn.prepare_cached("SELECT path, hash, at FROM published ORDER BY path")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FeedRecord { path: r.get(0)?, hash: r.get(1)?, published_at: from_unix(r.get(2)?) })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Settings the catalog keeps between runs (e.g. the parser version).
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Forget every file stamp so the next reconciliation re-reads and
+    /// re-parses every file (after a parser upgrade). Identities stay.
+    pub fn forget_file_stamps(&self) -> Result<()> {
+        self.conn.execute("UPDATE files SET size = -1, mtime_ns = -1, hash = ''", [])?;
+        Ok(())
+    }
+
+    /// The raw connection, for stages that keep their own tables in the same
+    /// database (the syndication outbox must commit with the change).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// One transaction's worth of changes. Collects which feeds it touched.
+pub struct Batch<'c> {
+    tx: Transaction<'c>,
+    tz: Tz,
+    affected: BTreeSet<FeedKey>,
+    changes: Vec<Change>,
+}
+
+impl Batch<'_> {
+    /// Store an accepted article read from `path`. `seen_at` is "now" for a
+    /// file never seen before.
+    pub fn upsert(
+        &mut self,
+        path: &str,
+        stamp: &FileStamp,
+        article: &Article,
+        seen_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let tx = &self.tx;
+        let seen_at = truncate_to_second(seen_at);
+        // Who owns this id today? A different, still-present file wins.
+        let owner: Option<String> = tx
+            .query_row("SELECT path FROM articles WHERE id = ?1", [&article.id], |r| r.get(0))
+            .optional()
+            .map_err(anyhow::Error::from)?;
+        if let Some(owner) = owner.filter(|o| o != path) {
+            return Err(StoreError::DuplicateId { id: article.id.clone(), owner });
+        }
+        // The file may have carried another id before (edited front matter).
+        let previous_id: Option<String> = tx
+            .query_row("SELECT id FROM articles WHERE path = ?1", [path], |r| r.get(0))
+            .optional()
+            .map_err(anyhow::Error::from)?;
+        if let Some(prev) = previous_id.filter(|p| p != &article.id) {
+            self.remove_article(&prev)?;
+        }
+
+        let content_hash = article_hash(article);
+        let identity: Option<(i64, String, i64)> = self
+            .tx
+            .query_row(
+                "SELECT first_seen, content_hash, changed_at FROM identities WHERE id = ?1",
+                [&article.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(anyhow::Error::from)?;
+        let (first_seen, changed_at) = match &identity {
+            Some((first, hash, changed)) if *hash == content_hash => (*first, *changed),
+            Some((first, _, _)) => (*first, seen_at.timestamp()),
+            None => (seen_at.timestamp(), seen_at.timestamp()),
+        };
+        let published = article.published.unwrap_or_else(|| self.local(first_seen));
+        // A content change moves `updated`; the file's own `updated` wins when given.
+        let updated = match article.updated {
+            Some(u) => u,
+            None if identity.is_none() => published,
+            None => {
+                if changed_at <= first_seen { published } else { self.local(changed_at) }
+            }
+        };
+        let updated = updated.max(published);
+        let entry = Entry::new(article, published, updated);
+        let entry_json = serde_json::to_string(&entry).map_err(anyhow::Error::from)?;
+
+        let tx = &self.tx;
+        tx.execute(
+            "INSERT INTO identities(id, first_seen, content_hash, changed_at) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash, changed_at = excluded.changed_at",
+            params![article.id, first_seen, content_hash, changed_at],
+        )
+        .map_err(anyhow::Error::from)?;
+
+        let old: Option<String> = tx
+            .query_row("SELECT entry FROM articles WHERE id = ?1", [&article.id], |r| r.get(0))
+            .optional()
+            .map_err(anyhow::Error::from)?;
+        let old_feeds = self.memberships_of(&article.id)?;
+        if old.as_deref() == Some(entry_json.as_str()) {
+            // Same article, same dates: only the file stamp moves.
+            self.record_file(path, stamp, Some(&article.id))?;
+            return Ok(());
+        }
+        let tx = &self.tx;
+        tx.execute(
+            "INSERT INTO articles(id, path, published, entry) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET path = excluded.path, published = excluded.published, entry = excluded.entry",
+            params![article.id, path, published.timestamp(), entry_json],
+        )
+        .map_err(anyhow::Error::from)?;
+        tx.execute("DELETE FROM memberships WHERE article_id = ?1", [&article.id]).map_err(anyhow::Error::from)?;
+        let mut new_feeds = vec![FeedKey::Main];
+        for c in &entry.categories {
+            tx.execute(
+                "INSERT INTO categories(slug, name) VALUES(?1, ?2) ON CONFLICT(slug) DO NOTHING",
+                params![c.slug, c.name],
+            )
+            .map_err(anyhow::Error::from)?;
+            new_feeds.push(FeedKey::Category(c.slug.clone()));
+        }
+        for feed in &new_feeds {
+            tx.execute(
+                "INSERT OR IGNORE INTO memberships(feed, published, article_id) VALUES(?1, ?2, ?3)",
+                params![feed.column(), published.timestamp(), article.id],
+            )
+            .map_err(anyhow::Error::from)?;
+        }
+        self.affected.extend(old_feeds);
+        self.affected.extend(new_feeds);
+        self.changes.push(if old.is_some() {
+            Change::Updated(article.id.clone())
+        } else {
+            Change::Added(article.id.clone())
+        });
+        self.record_file(path, stamp, Some(&article.id))?;
+        self.tx.execute("DELETE FROM rejections WHERE path = ?1", [path]).map_err(anyhow::Error::from)?;
+        Ok(())
+    }
+
+    /// The file's bytes changed but its content hash did not: refresh the stamp.
+    pub fn touch(&mut self, path: &str, stamp: &FileStamp) -> Result<()> {
+        self.tx.execute(
+            "UPDATE files SET size = ?2, mtime_ns = ?3, hash = ?4 WHERE path = ?1",
+            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash],
+        )?;
+        Ok(())
+    }
+
+    /// A file could not be ingested or stored: remember why, and take out any
+    /// article it used to provide (the last good version must not linger under
+    /// a file that now says something else).
+    pub fn reject(&mut self, path: &str, stamp: &FileStamp, reason: &str, at: DateTime<Utc>) -> Result<()> {
+        self.remove_path_article(path)?;
+        self.record_file(path, stamp, None)?;
+        self.tx.execute(
+            "INSERT INTO rejections(path, reason, at) VALUES(?1, ?2, ?3)
+             ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+            params![path, reason, at.timestamp()],
+        )?;
+        Ok(())
+    }
+
+    /// A file is gone. Returns paths that were rejected as duplicates of the
+    /// id it provided: they may now be accepted and should be read again.
+    pub fn remove_file(&mut self, path: &str) -> Result<Vec<String>> {
+        let id = self.remove_path_article(path)?;
+        self.tx.execute("DELETE FROM files WHERE path = ?1", [path])?;
+        self.tx.execute("DELETE FROM rejections WHERE path = ?1", [path])?;
+        let mut retry = Vec::new();
+        if let Some(id) = id {
+            let pattern = format!("duplicate id `{id}`:%");
+            let mut stmt = self.tx.prepare_cached("SELECT path FROM rejections WHERE reason LIKE ?1")?;
+            let rows = stmt.query_map([pattern], |r| r.get::<_, String>(0))?;
+            for row in rows {
+                retry.push(row?);
+            }
+        }
+        Ok(retry)
+    }
+
+    fn remove_path_article(&mut self, path: &str) -> Result<Option<String>> {
+        let id: Option<String> =
+            self.tx.query_row("SELECT id FROM articles WHERE path = ?1", [path], |r| r.get(0)).optional()?;
+        if let Some(id) = &id {
+            self.remove_article(id)?;
+        }
+        Ok(id)
+    }
+
+    fn remove_article(&mut self, id: &str) -> Result<()> {
+        let feeds = self.memberships_of(id)?;
+        let categories =
+            feeds.iter().filter_map(|f| match f { FeedKey::Category(s) => Some(s.clone()), FeedKey::Main => None }).collect();
+        self.tx.execute("DELETE FROM memberships WHERE article_id = ?1", [id])?;
+        self.tx.execute("DELETE FROM articles WHERE id = ?1", [id])?;
+        self.affected.extend(feeds);
+        self.changes.push(Change::Removed { id: id.to_string(), categories });
+        Ok(())
+    }
+
+    fn memberships_of(&self, id: &str) -> Result<Vec<FeedKey>> {
+        let mut stmt = self.tx.prepare_cached("SELECT feed FROM memberships WHERE article_id = ?1")?;
+        let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
+        Ok(rows.map(|r| r.map(FeedKey::from_column)).collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn record_file(&self, path: &str, stamp: &FileStamp, id: Option<&str>) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO files(path, size, mtime_ns, hash, article_id) VALUES(?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+               hash = excluded.hash, article_id = excluded.article_id",
+            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash, id],
+        )?;
+        Ok(())
+    }
+
+    fn local(&self, unix: i64) -> DateTime<FixedOffset> {
+        from_unix(unix).with_timezone(&self.tz).fixed_offset()
+    }
+
+    /// The article changes made so far in this batch.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// The transaction, for stages that must write in the same commit (the
+    /// syndication outbox).
+    pub fn transaction(&self) -> &Transaction<'_> {
+        &self.tx
+    }
+
+    /// Commit; returns the feeds whose content may have changed and the
+    /// article changes.
+    pub fn commit(self) -> Result<(BTreeSet<FeedKey>, Vec<Change>)> {
+        self.tx.commit().context("cannot commit to the catalog")?;
+        Ok((self.affected, self.changes))
+    }
+}
+
+/// Hash of what an article says (not of its bytes), so re-saving a file with
+/// other line endings or encoding does not count as an edit.
+fn article_hash(article: &Article) -> String {
+    let mut normalised = article.clone();
+    normalised.encoding = crate::article::Encoding::Utf8;
+    let json = serde_json::to_vec(&normalised).expect("articles always serialise");
+    blake3::hash(&json).to_hex()[..32].to_string()
+}
+
+fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    from_unix(t.timestamp())
+}
+
+fn from_unix(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}

@@ -1,0 +1,475 @@
+//! Configuration: `config.toml`, parsed and validated once at start-up.
+//!
+//! Every other module receives typed, already-checked values from here, so a
+//! typo is caught before the daemon touches a single file. Unknown keys are
+//! errors (a misspelt `max_item` silently ignored is worse than a refusal),
+//! and every validation message names the key at fault.
+
+use anyhow::{bail, Context, Result};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration, with paths already resolved against the folder
+/// that holds the config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (for messages).
+    pub source: PathBuf,
+    pub site: Site,
+    pub paths: Paths,
+    pub feeds: Feeds,
+    pub ingest: Ingest,
+    pub watch: Watch,
+    pub server: Server,
+    pub log: Log,
+    pub websub: WebSub,
+    pub partners: Vec<Partner>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Site {
+    /// Feed title for the site-wide feeds; category feeds append the category name.
+    pub title: String,
+    pub description: String,
+    /// Public address the feeds are reached at, without a trailing slash. Self
+    /// links and entry links are built from it.
+    pub base_url: String,
+    /// Entry link template; `{base_url}` and `{id}` are substituted. Empty means
+    /// `{base_url}/articles/{id}` (served by feedwire itself).
+    pub article_url: String,
+    /// BCP 47 language of the site (`vi`).
+    pub language: String,
+    /// Feed-level author, so that Atom's author rule holds even for articles
+    /// without a byline.
+    pub author: String,
+    /// Authority part of `tag:` URIs (RFC 4151), e.g. `example.com,2026`. It is
+    /// fixed once, never derived from `base_url`, so moving the site never
+    /// changes an entry id.
+    pub tag_authority: String,
+    /// Offset-less dates and first-seen times are shown in this zone.
+    pub time_zone: String,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            title: "feedwire".into(),
+            description: "Latest articles".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            article_url: String::new(),
+            language: "vi".into(),
+            author: "feedwire".into(),
+            tag_authority: "feedwire.localhost,2026".into(),
+            time_zone: "Asia/Ho_Chi_Minh".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Paths {
+    pub articles: PathBuf,
+    pub feeds: PathBuf,
+    /// Holds the catalog (`catalog.sqlite`); must survive restarts.
+    pub state: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths { articles: "articles".into(), feeds: "feeds".into(), state: "state".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Feeds {
+    /// Newest entries per feed.
+    pub max_items: usize,
+    /// A feed larger than this drops its oldest entries until it fits: several
+    /// popular readers and aggregators refuse feeds over about 1 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for Feeds {
+    fn default() -> Self {
+        Feeds { max_items: 50, max_bytes: 1 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    pub max_bytes: u64,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest { max_bytes: 4 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Watch {
+    /// Quiet time after the last event on a file before it is read.
+    pub debounce_ms: u64,
+    /// A full reconciliation scan this often, as a safety net for events the
+    /// OS never delivered (network mounts, overflows). 0 disables it.
+    pub rescan_secs: u64,
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch { debounce_ms: 200, rescan_secs: 600 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub enabled: bool,
+    pub listen: String,
+    /// `Cache-Control` sent with feeds.
+    pub cache_control: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            cache_control: "public, max-age=60".into(),
+        }
+    }
+}
+
+impl Server {
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
+        self.listen
+            .parse()
+            .with_context(|| format!("server.listen: `{}` is not an address like 127.0.0.1:8080", self.listen))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A `tracing` filter (`info`, `feedwire=debug`); `RUST_LOG` wins if set.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSub {
+    /// External hubs to ping when a feed changes.
+    pub hubs: Vec<String>,
+    /// Run the built-in hub at `POST /hub`.
+    pub builtin_hub: bool,
+    /// Hosts (names or IPs) callbacks may point at. Empty means any public
+    /// host; loopback and private addresses must be listed explicitly.
+    pub allowed_callback_hosts: Vec<String>,
+    pub lease_min_secs: u64,
+    pub lease_max_secs: u64,
+    pub lease_default_secs: u64,
+    pub max_subscriptions_per_topic: usize,
+    pub max_subscriptions: usize,
+    /// Give up on a delivery this long after it was first queued.
+    pub give_up_secs: u64,
+    /// Parameter names the publish ping carries the feed URL in.
+    pub ping_params: Vec<String>,
+}
+
+impl Default for WebSub {
+    fn default() -> Self {
+        WebSub {
+            hubs: Vec::new(),
+            builtin_hub: true,
+            allowed_callback_hosts: Vec::new(),
+            lease_min_secs: 3600,
+            lease_max_secs: 30 * 86400,
+            lease_default_secs: 10 * 86400,
+            max_subscriptions_per_topic: 10_000,
+            max_subscriptions: 100_000,
+            give_up_secs: 2 * 86400,
+            ping_params: vec!["hub.url".into(), "hub.topic".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partner {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_partner_format")]
+    pub format: String,
+    /// Category slugs; empty means everything.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// HMAC-SHA256 key; `env:NAME` reads it from the environment.
+    pub secret: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_partner_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_partner_format() -> String {
+    "atom".into()
+}
+fn default_partner_concurrency() -> usize {
+    4
+}
+
+/// The file as written, before path resolution and checks.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    site: Site,
+    paths: Paths,
+    feeds: Feeds,
+    ingest: Ingest,
+    watch: Watch,
+    server: Server,
+    log: Log,
+    websub: WebSub,
+    partners: Vec<Partner>,
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the config file {} (pass another one with --config PATH)",
+                path.display()
+            )
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse config text; relative paths resolve against `path`'s folder.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid config: {}", path.display(), e.to_string().trim_end()))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let mut cfg = Config {
+            source: path.to_path_buf(),
+            paths: Paths {
+                articles: resolve(&raw.paths.articles),
+                feeds: resolve(&raw.paths.feeds),
+                state: resolve(&raw.paths.state),
+            },
+            site: raw.site,
+            feeds: raw.feeds,
+            ingest: raw.ingest,
+            watch: raw.watch,
+            server: raw.server,
+            log: raw.log,
+            websub: raw.websub,
+            partners: raw.partners,
+        };
+        cfg.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        self.site.base_url = self.site.base_url.trim_end_matches('/').to_string();
+        match url::Url::parse(&self.site.base_url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => bail!("site.base_url: `{}` must be an absolute http(s) URL", self.site.base_url),
+        }
+        if self.site.title.trim().is_empty() {
+            bail!("site.title must not be empty (feeds require a title)");
+        }
+        if self.site.author.trim().is_empty() {
+            bail!("site.author must not be empty (Atom feeds need an author)");
+        }
+        if self.site.tag_authority.trim().is_empty() || self.site.tag_authority.contains(':') {
+            bail!("site.tag_authority: `{}` must look like `example.com,2026`", self.site.tag_authority);
+        }
+        self.time_zone()?;
+        if self.feeds.max_items == 0 {
+            bail!("feeds.max_items must be at least 1");
+        }
+        if self.feeds.max_bytes < 4096 {
+            bail!("feeds.max_bytes must be at least 4096 (it is {})", self.feeds.max_bytes);
+        }
+        if self.ingest.max_bytes == 0 {
+            bail!("ingest.max_bytes must be at least 1");
+        }
+        if self.server.enabled {
+            self.server.listen_addr()?;
+        }
+        if self.websub.lease_min_secs > self.websub.lease_max_secs {
+            bail!("websub.lease_min_secs must not exceed websub.lease_max_secs");
+        }
+        for (i, hub) in self.websub.hubs.iter().enumerate() {
+            if url::Url::parse(hub).is_err() {
+                bail!("websub.hubs[{i}]: `{hub}` is not an absolute URL");
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for p in &mut self.partners {
+            if p.name.is_empty() || !names.insert(p.name.clone()) {
+                bail!("partners: every partner needs a unique `name` (`{}`)", p.name);
+            }
+            if url::Url::parse(&p.url).is_err() {
+                bail!("partners `{}`.url: `{}` is not an absolute URL", p.name, p.url);
+            }
+            if !matches!(p.format.as_str(), "atom" | "rss" | "json") {
+                bail!("partners `{}`.format: `{}` must be atom, rss or json", p.name, p.format);
+            }
+            if p.concurrency == 0 {
+                bail!("partners `{}`.concurrency must be at least 1", p.name);
+            }
+            p.secret = resolve_env(&p.secret).with_context(|| format!("partners `{}`.secret", p.name))?;
+            if p.secret.is_empty() {
+                bail!("partners `{}`.secret must not be empty (deliveries are signed with it)", p.name);
+            }
+            for (k, v) in p.headers.iter_mut() {
+                *v = resolve_env(v).with_context(|| format!("partners `{}`.headers.{k}", p.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured zone, already checked by `validate`.
+    pub fn time_zone(&self) -> Result<Tz> {
+        self.site.time_zone.parse::<Tz>().map_err(|_| {
+            anyhow::anyhow!(
+                "site.time_zone: `{}` is not an IANA zone name like Asia/Ho_Chi_Minh",
+                self.site.time_zone
+            )
+        })
+    }
+
+    /// The catalog file inside the state folder.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.paths.state.join("catalog.sqlite")
+    }
+
+    /// The public URL of a published document (path relative to the feeds folder).
+    pub fn feed_url(&self, rel_path: &str) -> String {
+        format!("{}/feeds/{}", self.site.base_url, rel_path)
+    }
+
+    /// Where an entry links to.
+    pub fn article_link(&self, id: &str) -> String {
+        let id_enc = encode_path_segment(id);
+        if self.site.article_url.is_empty() {
+            format!("{}/articles/{}", self.site.base_url, id_enc)
+        } else {
+            self.site.article_url.replace("{base_url}", &self.site.base_url).replace("{id}", &id_enc)
+        }
+    }
+
+    /// The permanent id of an entry: the article's own id when it is already
+    /// an absolute URI (`urn:uuid:…`), else a `tag:` URI.
+    pub fn entry_id(&self, id: &str) -> String {
+        if is_absolute_uri(id) {
+            id.to_string()
+        } else {
+            format!("tag:{}:articles/{}", self.site.tag_authority, encode_path_segment(id))
+        }
+    }
+
+    /// The built-in hub's URL, when it is on.
+    pub fn hub_url(&self) -> Option<String> {
+        (self.websub.builtin_hub && self.server.enabled).then(|| format!("{}/hub", self.site.base_url))
+    }
+
+    /// Every hub a feed should advertise.
+    pub fn advertised_hubs(&self) -> Vec<String> {
+        let mut hubs: Vec<String> = self.hub_url().into_iter().collect();
+        hubs.extend(self.websub.hubs.iter().cloned());
+        hubs
+    }
+}
+
+/// `env:NAME` reads NAME from the environment; anything else is literal.
+fn resolve_env(value: &str) -> Result<String> {
+    match value.strip_prefix("env:") {
+        Some(name) => std::env::var(name)
+            .map_err(|_| anyhow::anyhow!("the environment variable {name} is not set")),
+        None => Ok(value.to_string()),
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters and `:`,
+/// so ids with spaces or Vietnamese letters still give valid URLs.
+pub fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn is_absolute_uri(s: &str) -> bool {
+    (s.starts_with("urn:") || s.starts_with("tag:") || s.starts_with("http://") || s.starts_with("https://"))
+        && url::Url::parse(s).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::from_toml(text, Path::new("/srv/feedwire/config.toml"))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_paths_resolve_against_the_config_folder() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.paths.articles, PathBuf::from("/srv/feedwire/articles"));
+        assert_eq!(cfg.feeds.max_items, 50);
+        assert_eq!(cfg.feeds.max_bytes, 1 << 20);
+        assert_eq!(cfg.time_zone().unwrap(), chrono_tz::Asia::Ho_Chi_Minh);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[feeds]\nmax_items = 0", "feeds.max_items"),
+            ("[feeds]\nmax_item = 3", "max_item"),
+            ("[feeds]\nmax_items = \"many\"", "max_items"),
+            ("[site]\nbase_url = \"ftp://x\"", "site.base_url"),
+            ("[site]\ntime_zone = \"Mars/Base\"", "site.time_zone"),
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            (
+                "[[partners]]\nname=\"a\"\nurl=\"http://127.0.0.1:1/\"\nsecret=\"env:FEEDWIRE_TEST_UNSET_VAR\"",
+                "FEEDWIRE_TEST_UNSET_VAR",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(key), "error for {text:?} should name {key}: {err}");
+        }
+    }
+
+    #[test]
+    fn entry_ids_are_tag_uris_unless_already_absolute() {
+        let cfg = parse("[site]\ntag_authority = \"ttxvn.example,2026\"").unwrap();
+        assert_eq!(cfg.entry_id("000_ab"), "tag:ttxvn.example,2026:articles/000_ab");
+        assert_eq!(cfg.entry_id("urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"), "urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(cfg.entry_id("tin mới"), "tag:ttxvn.example,2026:articles/tin%20m%E1%BB%9Bi");
+        assert_eq!(cfg.article_link("a b"), "http://127.0.0.1:8080/articles/a%20b");
+    }
+}

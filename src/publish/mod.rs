@@ -1,0 +1,80 @@
+//! Publish: rendered documents → files on disk and the in-memory set HTTP
+//! serves, through a gate that never lets a broken document out.
+//!
+//! Every document is parsed back by the same crates a reader would use before
+//! it replaces anything; a document that fails keeps the last good one in
+//! place and the failure is reported. Files are replaced atomically (temp file
+//! in the same folder, fsync, rename, fsync of the folder), and a document
+//! whose bytes did not change is not rewritten, so file mtimes and HTTP
+//! validators only move when content does.
+
+mod atomic;
+mod gate;
+mod store;
+
+pub use atomic::write_atomically;
+pub use gate::verify;
+pub use store::{Served, Store};
+
+use crate::render::Document;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// What one publish round did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Paths (relative to the feeds folder) whose bytes changed and were written.
+    pub written: Vec<String>,
+    pub unchanged: usize,
+    /// Documents the gate refused, with the reason; their last good version stays.
+    pub refused: Vec<(String, String)>,
+}
+
+pub struct Publisher {
+    feeds_dir: PathBuf,
+    /// Content hash of what is on disk, per path; filled lazily from disk.
+    on_disk: HashMap<String, blake3::Hash>,
+    store: Option<Store>,
+}
+
+impl Publisher {
+    pub fn new(feeds_dir: PathBuf, store: Option<Store>) -> Result<Publisher> {
+        std::fs::create_dir_all(&feeds_dir)
+            .with_context(|| format!("cannot create the feeds folder {}", feeds_dir.display()))?;
+        Ok(Publisher { feeds_dir, on_disk: HashMap::new(), store })
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// Gate, then write what changed.
+    pub fn publish(&mut self, docs: Vec<Document>) -> Result<Report> {
+        let mut report = Report::default();
+        for doc in docs {
+            if let Err(e) = verify(&doc) {
+                tracing::error!(feed = %doc.path, error = %format!("{e:#}"), "refusing to publish a broken document; the last good version stays");
+                report.refused.push((doc.path.clone(), format!("{e:#}")));
+                continue;
+            }
+            let hash = blake3::hash(&doc.bytes);
+            let target = self.feeds_dir.join(&doc.path);
+            let known = match self.on_disk.get(&doc.path) {
+                Some(h) => Some(*h),
+                None => std::fs::read(&target).ok().map(|b| blake3::hash(&b)),
+            };
+            if known != Some(hash) {
+                write_atomically(&target, &doc.bytes)?;
+                report.written.push(doc.path.clone());
+            } else {
+                report.unchanged += 1;
+            }
+            self.on_disk.insert(doc.path.clone(), hash);
+            if let Some(store) = &self.store {
+                store.put(&doc, hash);
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,99 @@
+//! The published set in memory: what the HTTP server answers from.
+//!
+//! Compression and validators are computed once per publish, not per request,
+//! so a poll costs a hash-map lookup and a memcpy.
+
+use crate::render::{DocKind, Document};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
+
+/// One published document with everything HTTP needs.
+#[derive(Debug)]
+pub struct Served {
+    pub path: String,
+    pub kind: DocKind,
+    pub body: Vec<u8>,
+    pub gzip: Vec<u8>,
+    pub brotli: Vec<u8>,
+    /// Strong validator from the content hash: survives restarts.
+    pub etag: String,
+    /// The newest entry's time (from the data, not the clock).
+    pub last_modified: DateTime<Utc>,
+}
+
+/// Shared handle to the published set. Cloning is cheap.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<RwLock<HashMap<String, Arc<Served>>>>,
+    changed: broadcast::Sender<String>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Store {
+        let (changed, _) = broadcast::channel(1024);
+        Store { inner: Arc::default(), changed }
+    }
+
+    /// The document at a path under the feeds folder.
+    pub fn get(&self, path: &str) -> Option<Arc<Served>> {
+        self.inner.read().expect("store lock").get(path).cloned()
+    }
+
+    /// All paths, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.inner.read().expect("store lock").keys().cloned().collect();
+        paths.sort();
+        paths
+    }
+
+    /// Paths whose content changed are announced here (for WebSub).
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changed.subscribe()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.read().expect("store lock").is_empty()
+    }
+
+    pub(super) fn put(&self, doc: &Document, hash: blake3::Hash) {
+        let etag = format!("\"{}\"", &hash.to_hex()[..32]);
+        if self.get(&doc.path).is_some_and(|s| s.etag == etag) {
+            return;
+        }
+        let served = Served {
+            path: doc.path.clone(),
+            kind: doc.kind,
+            gzip: gzip(&doc.bytes),
+            brotli: brotli(&doc.bytes),
+            body: doc.bytes.clone(),
+            etag,
+            last_modified: doc.updated.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now),
+        };
+        self.inner.write().expect("store lock").insert(doc.path.clone(), Arc::new(served));
+        let _ = self.changed.send(doc.path.clone());
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).expect("in-memory gzip");
+    enc.finish().expect("in-memory gzip")
+}
+
+fn brotli(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = ::brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+        enc.write_all(bytes).expect("in-memory brotli");
+    }
+    out
+}

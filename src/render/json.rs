@@ -1,0 +1,88 @@
+//! JSON Feed 1.1 (jsonfeed.org/version/1.1), written with serde.
+
+use super::{full_html, Context, DocKind};
+use crate::article::Entry;
+use anyhow::Result;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct Feed<'a> {
+    version: &'static str,
+    title: &'a str,
+    home_page_url: String,
+    feed_url: String,
+    description: &'a str,
+    language: &'a str,
+    authors: Vec<Author<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<Hub>,
+    items: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Author<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Hub {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    id: String,
+    url: String,
+    title: &'a str,
+    content_html: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    date_published: String,
+    date_modified: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    authors: Vec<Author<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<&'a str>,
+    language: &'a str,
+}
+
+pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
+    let cfg = ctx.cfg;
+    let feed = Feed {
+        version: "https://jsonfeed.org/version/1.1",
+        title: &ctx.info.title,
+        home_page_url: ctx.info.html_url(cfg),
+        feed_url: ctx.self_url(DocKind::Json),
+        description: &ctx.info.description,
+        language: &cfg.site.language,
+        authors: vec![Author { name: &cfg.site.author }],
+        hubs: cfg.advertised_hubs().into_iter().map(|url| Hub { kind: "WebSub", url }).collect(),
+        items: entries.iter().map(|e| item(ctx, e)).collect(),
+    };
+    let mut out = serde_json::to_vec_pretty(&feed)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+fn item<'a>(ctx: &Context, e: &'a Entry) -> Item<'a> {
+    let cfg = ctx.cfg;
+    let mut tags: Vec<&str> = e.categories.iter().map(|c| c.name.as_str()).collect();
+    tags.extend(e.tags.iter().map(String::as_str).filter(|t| !e.categories.iter().any(|c| c.name == *t)));
+    Item {
+        id: cfg.entry_id(&e.id),
+        url: cfg.article_link(&e.id),
+        title: &e.title,
+        content_html: full_html(e),
+        summary: e.summary.as_deref(),
+        image: e.image.as_deref(),
+        date_published: e.published.to_rfc3339(),
+        date_modified: e.updated.to_rfc3339(),
+        authors: e.authors.iter().map(|a| Author { name: a }).collect(),
+        tags,
+        language: &e.language,
+    }
+}

@@ -1,0 +1,227 @@
+//! Render: catalog entries → feed documents (RSS 2.0, Atom 1.0, JSON Feed 1.1,
+//! OPML). One file per format.
+//!
+//! Rendering is a pure function of the entries and the configuration: the
+//! same articles give byte-identical documents, and a feed's date is its
+//! newest entry's, never the clock's. That is what lets `publish` skip
+//! unchanged files and lets HTTP validators survive restarts.
+
+mod atom;
+mod json;
+mod opml;
+mod rss;
+
+use crate::article::{Category, Entry};
+use crate::catalog::FeedKey;
+use crate::config::Config;
+use anyhow::Result;
+use chrono::{DateTime, FixedOffset, TimeZone};
+
+pub use opml::render_opml;
+
+/// The kinds of document feedwire publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocKind {
+    Rss,
+    Atom,
+    Json,
+    Opml,
+}
+
+impl DocKind {
+    pub const FEEDS: [DocKind; 3] = [DocKind::Rss, DocKind::Atom, DocKind::Json];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            DocKind::Rss => "rss.xml",
+            DocKind::Atom => "atom.xml",
+            DocKind::Json => "feed.json",
+            DocKind::Opml => "index.opml",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            DocKind::Rss => "application/rss+xml; charset=utf-8",
+            DocKind::Atom => "application/atom+xml; charset=utf-8",
+            DocKind::Json => "application/feed+json; charset=utf-8",
+            DocKind::Opml => "text/x-opml; charset=utf-8",
+        }
+    }
+
+    /// The kind a published path has, from its file name.
+    pub fn from_path(path: &str) -> Option<DocKind> {
+        let name = path.rsplit('/').next()?;
+        [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Opml].into_iter().find(|k| k.file_name() == name)
+    }
+}
+
+/// One rendered document, ready to publish.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Path relative to the feeds folder: `rss.xml`, `xay-dung-dang/atom.xml`.
+    pub path: String,
+    pub kind: DocKind,
+    pub bytes: Vec<u8>,
+    /// Entries it holds (after the size cap).
+    pub entries: usize,
+    /// Its `updated` time: the newest entry's.
+    pub updated: Option<DateTime<FixedOffset>>,
+}
+
+/// What a feed is, independent of format.
+#[derive(Debug, Clone)]
+pub struct FeedInfo {
+    pub key: FeedKey,
+    pub category: Option<Category>,
+    pub title: String,
+    pub description: String,
+}
+
+impl FeedInfo {
+    pub fn new(cfg: &Config, key: FeedKey, category: Option<Category>) -> FeedInfo {
+        let (title, description) = match &category {
+            None => (cfg.site.title.clone(), cfg.site.description.clone()),
+            Some(c) => (format!("{} — {}", cfg.site.title, c.name), format!("{}: {}", cfg.site.description, c.name)),
+        };
+        FeedInfo { key, category, title, description }
+    }
+
+    /// Folder of this feed under the feeds folder, with a trailing slash
+    /// (empty for the main feed).
+    pub fn dir(&self) -> String {
+        match &self.key {
+            FeedKey::Main => String::new(),
+            FeedKey::Category(slug) => format!("{slug}/"),
+        }
+    }
+
+    pub fn path(&self, kind: DocKind) -> String {
+        format!("{}{}", self.dir(), kind.file_name())
+    }
+
+    /// The human-readable page for this feed (served by feedwire).
+    pub fn html_url(&self, cfg: &Config) -> String {
+        format!("{}/feeds/{}", cfg.site.base_url, self.dir())
+    }
+}
+
+/// Render all three formats of one feed, each capped to `feeds.max_bytes` by
+/// leaving out the oldest entries.
+pub fn render_feed(cfg: &Config, info: &FeedInfo, entries: &[Entry]) -> Result<Vec<Document>> {
+    DocKind::FEEDS.iter().map(|&kind| render_capped(cfg, info, entries, kind)).collect()
+}
+
+fn render_capped(cfg: &Config, info: &FeedInfo, entries: &[Entry], kind: DocKind) -> Result<Document> {
+    let max = cfg.feeds.max_bytes;
+    let mut n = entries.len();
+    loop {
+        let bytes = render_one(cfg, info, &entries[..n], kind)?;
+        if bytes.len() <= max || n == 0 {
+            if n < entries.len() {
+                tracing::warn!(
+                    feed = %info.path(kind), kept = n, left_out = entries.len() - n,
+                    "feed over feeds.max_bytes ({max}); oldest entries left out"
+                );
+            }
+            return Ok(Document { path: info.path(kind), kind, bytes, entries: n, updated: newest(&entries[..n]) });
+        }
+        // Shrink in proportion to the excess, at least by one entry.
+        let estimate = (n as f64 * max as f64 / bytes.len() as f64 * 0.98) as usize;
+        n = estimate.min(n - 1);
+    }
+}
+
+fn render_one(cfg: &Config, info: &FeedInfo, entries: &[Entry], kind: DocKind) -> Result<Vec<u8>> {
+    let updated = newest(entries).unwrap_or_else(epoch);
+    let ctx = Context { cfg, info, updated };
+    match kind {
+        DocKind::Rss => rss::render(&ctx, entries),
+        DocKind::Atom => atom::render(&ctx, entries),
+        DocKind::Json => json::render(&ctx, entries),
+        DocKind::Opml => anyhow::bail!("OPML is rendered by render_opml"),
+    }
+}
+
+/// What every format needs besides the entries.
+struct Context<'a> {
+    cfg: &'a Config,
+    info: &'a FeedInfo,
+    /// The feed's own date: its newest entry's `updated`.
+    updated: DateTime<FixedOffset>,
+}
+
+impl Context<'_> {
+    fn self_url(&self, kind: DocKind) -> String {
+        self.cfg.feed_url(&self.info.path(kind))
+    }
+    fn feed_id(&self) -> String {
+        format!("tag:{}:feeds/{}", self.cfg.site.tag_authority, self.info.dir())
+    }
+}
+
+/// The newest `updated` among entries.
+fn newest(entries: &[Entry]) -> Option<DateTime<FixedOffset>> {
+    entries.iter().map(|e| e.updated).max()
+}
+
+/// A fixed date for feeds with no entries yet: deterministic, never "now".
+fn epoch() -> DateTime<FixedOffset> {
+    FixedOffset::east_opt(0).unwrap().timestamp_opt(946_684_800, 0).unwrap()
+}
+
+/// The full HTML of an entry as feeds carry it: the lead (bold, as a news
+/// page shows it) followed by the body.
+fn full_html(entry: &Entry) -> String {
+    match &entry.summary {
+        Some(lead) => format!("<p><strong>{}</strong></p>\n{}", escape_html(lead), entry.content_html),
+        None => entry.content_html.clone(),
+    }
+}
+
+/// Escape plain text for inclusion in HTML.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// RFC 822 date as RSS wants it: two-digit day, four-digit year, numeric zone,
+/// English names whatever the locale.
+fn rfc822(t: &DateTime<FixedOffset>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+}
+
+/// A MIME type for an image URL, from its extension.
+fn image_type(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    match path.rsplit('.').next() {
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("avif") => "image/avif",
+        Some("svg") => "image/svg+xml",
+        _ => "image/jpeg",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn rfc822_dates_have_two_digit_days_and_real_offsets() {
+        let t = FixedOffset::east_opt(7 * 3600).unwrap().with_ymd_and_hms(2023, 8, 3, 14, 5, 9).unwrap();
+        assert_eq!(rfc822(&t), "Thu, 03 Aug 2023 14:05:09 +0700");
+    }
+}

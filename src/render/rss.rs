@@ -1,0 +1,84 @@
+//! RSS 2.0 with the content, Dublin Core, Atom and Media RSS extensions.
+
+use super::{escape_html, full_html, image_type, rfc822, Context, DocKind};
+use crate::article::Entry;
+use anyhow::Result;
+use rss::extension::atom::{AtomExtension, Link};
+use rss::extension::dublincore::DublinCoreExtension;
+use rss::extension::{Extension, ExtensionMap};
+use std::collections::BTreeMap;
+
+const MEDIA_NS: &str = "http://search.yahoo.com/mrss/";
+
+pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
+    let cfg = ctx.cfg;
+    let mut links = vec![Link {
+        href: ctx.self_url(DocKind::Rss),
+        rel: "self".into(),
+        mime_type: Some("application/rss+xml".into()),
+        ..Default::default()
+    }];
+    for hub in cfg.advertised_hubs() {
+        links.push(Link { href: hub, rel: "hub".into(), ..Default::default() });
+    }
+    let items = entries.iter().map(|e| item(ctx, e)).collect::<Vec<_>>();
+    let mut namespaces = BTreeMap::new();
+    if entries.iter().any(|e| e.image.is_some()) {
+        namespaces.insert("media".to_string(), MEDIA_NS.to_string());
+    }
+    let channel = rss::Channel {
+        title: ctx.info.title.clone(),
+        link: ctx.info.html_url(cfg),
+        description: ctx.info.description.clone(),
+        language: Some(cfg.site.language.clone()),
+        last_build_date: Some(rfc822(&ctx.updated)),
+        generator: Some("feedwire".into()),
+        docs: Some("https://www.rssboard.org/rss-specification".into()),
+        atom_ext: Some(AtomExtension { links }),
+        namespaces,
+        items,
+        ..Default::default()
+    };
+    let mut out = Vec::with_capacity(16 * 1024);
+    channel.pretty_write_to(&mut out, b' ', 2)?;
+    Ok(out)
+}
+
+fn item(ctx: &Context, e: &Entry) -> rss::Item {
+    let cfg = ctx.cfg;
+    let link = cfg.article_link(&e.id);
+    // `description` is HTML by convention: the lead, escaped; `content:encoded`
+    // carries the whole article.
+    let description = match &e.summary {
+        Some(lead) => escape_html(lead),
+        None => e.content_html.clone(),
+    };
+    let mut extensions = ExtensionMap::new();
+    let enclosure = e.image.as_ref().map(|url| {
+        let mut attrs = BTreeMap::new();
+        attrs.insert("url".to_string(), url.clone());
+        attrs.insert("medium".to_string(), "image".to_string());
+        attrs.insert("type".to_string(), image_type(url).to_string());
+        let media = Extension { name: "media:content".into(), attrs, ..Default::default() };
+        extensions.entry("media".into()).or_insert_with(BTreeMap::new).insert("content".into(), vec![media]);
+        rss::Enclosure { url: url.clone(), length: "0".into(), mime_type: image_type(url).into() }
+    });
+    rss::Item {
+        title: Some(e.title.clone()),
+        link: Some(link),
+        description: Some(description),
+        content: Some(full_html(e)),
+        guid: Some(rss::Guid { value: cfg.entry_id(&e.id), permalink: false }),
+        pub_date: Some(rfc822(&e.published)),
+        categories: e
+            .categories
+            .iter()
+            .map(|c| rss::Category { name: c.name.clone(), domain: None })
+            .collect(),
+        dublin_core_ext: (!e.authors.is_empty())
+            .then(|| DublinCoreExtension { creators: e.authors.clone(), ..Default::default() }),
+        enclosure,
+        extensions,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,177 @@
+//! The articles folder as a source of files: which files count as articles,
+//! how they are listed and read. Shared by `build`, start-up reconciliation
+//! and the watcher so all three agree on what an article file is.
+
+use crate::catalog::FileStamp;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// A candidate article file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceFile {
+    /// Path relative to the articles folder, `/`-separated: the catalog key.
+    pub rel: String,
+    pub abs: PathBuf,
+}
+
+/// Is this a file name feedwire should never read? Hidden files, editor swap
+/// and backup files, sync-tool temp files, and vim's `4913` write probe.
+pub fn is_ignored_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || name.starts_with('#')
+        || name.ends_with('~')
+        || name == "4913"
+        || [".swp", ".swx", ".swo", ".tmp", ".temp", ".bak", ".bck", ".part", ".crdownload", ".partial", ".kate-swp"]
+            .iter()
+            .any(|ext| lower.ends_with(ext))
+}
+
+/// Is this path (under `root`) one feedwire reads as an article?
+pub fn is_article_path(root: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(root) else { return false };
+    let mut parts = rel.components().peekable();
+    while let Some(part) = parts.next() {
+        let name = part.as_os_str().to_string_lossy();
+        if is_ignored_name(&name) {
+            return false;
+        }
+        if parts.peek().is_none() {
+            return crate::ingest::format_for(&name).is_some();
+        }
+    }
+    false
+}
+
+/// The catalog key of a path under `root`.
+pub fn relative_key(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Every article file under `root`, sorted by key. Symbolic links are
+/// followed only when they resolve inside `root`.
+pub fn list(root: &Path) -> Result<Vec<SourceFile>> {
+    let canonical_root =
+        root.canonicalize().with_context(|| format!("the articles folder {} is not readable", root.display()))?;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if dir != root => {
+                tracing::warn!(folder = %dir.display(), error = %e, "cannot list folder; skipped");
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_ignored_name(&name) {
+                continue;
+            }
+            let Ok(ft) = entry.file_type() else { continue };
+            let (is_dir, is_file) = if ft.is_symlink() {
+                match path.canonicalize() {
+                    Ok(target) if target.starts_with(&canonical_root) => {
+                        (target.is_dir() && !canonical_root.starts_with(&target), target.is_file())
+                    }
+                    _ => {
+                        tracing::debug!(file = %path.display(), "symbolic link leads outside the articles folder; not followed");
+                        continue;
+                    }
+                }
+            } else {
+                (ft.is_dir(), ft.is_file())
+            };
+            if is_dir {
+                stack.push(path);
+            } else if is_file && crate::ingest::format_for(&name).is_some() {
+                if let Some(rel) = relative_key(root, &path) {
+                    out.push(SourceFile { rel, abs: path });
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Does a symlink (or any path) resolve inside `root`?
+pub fn resolves_inside(root: &Path, path: &Path) -> bool {
+    match (root.canonicalize(), path.canonicalize()) {
+        (Ok(r), Ok(p)) => p.starts_with(r),
+        _ => false,
+    }
+}
+
+/// Size and modification time, without reading the file.
+pub fn stat(path: &Path) -> std::io::Result<(u64, i64)> {
+    let meta = std::fs::metadata(path)?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    Ok((meta.len(), mtime_ns))
+}
+
+/// Read a file and stamp it. The stamp's size and mtime are taken before the
+/// read; [`is_settled`] compares them afterwards to catch files still being
+/// written.
+pub fn read(path: &Path, max_bytes: u64) -> std::io::Result<(FileStamp, Vec<u8>)> {
+    let (size, mtime_ns) = stat(path)?;
+    let bytes = if size > max_bytes {
+        // Do not read a huge file into memory only to reject it; ingest sees
+        // the size from a truncated read plus one byte.
+        let mut buf = Vec::new();
+        use std::io::Read;
+        std::fs::File::open(path)?.take(max_bytes + 1).read_to_end(&mut buf)?;
+        buf
+    } else {
+        std::fs::read(path)?
+    };
+    let hash = blake3::hash(&bytes).to_hex()[..32].to_string();
+    Ok((FileStamp { size, mtime_ns, hash }, bytes))
+}
+
+/// Has the file stayed as it was when `stamp` was taken?
+pub fn is_settled(path: &Path, stamp: &FileStamp) -> bool {
+    matches!(stat(path), Ok((size, mtime)) if size == stamp.size && mtime == stamp.mtime_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignores_editor_and_sync_leftovers() {
+        for name in [".a.txt.swp", "a.txt~", "4913", ".a.txt.XyZ123", "a.tmp", "#a.txt#", ".hidden.txt", "a.txt.part"] {
+            assert!(is_ignored_name(name), "{name} should be ignored");
+        }
+        for name in ["000_ee2825b76e43200a.txt", "tin.md"] {
+            assert!(!is_ignored_name(name), "{name} should be read");
+        }
+    }
+
+    #[test]
+    fn lists_articles_sorted_and_skips_links_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("articles");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("b.txt"), "x").unwrap();
+        std::fs::write(root.join("sub/a.md"), "x").unwrap();
+        std::fs::write(root.join("notes.pdf"), "x").unwrap();
+        std::fs::write(root.join(".b.txt.swp"), "x").unwrap();
+        std::fs::write(outside.join("secret.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("leak.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join("b.txt"), root.join("alias.txt")).unwrap();
+        let keys: Vec<String> = list(&root).unwrap().into_iter().map(|f| f.rel).collect();
+        assert_eq!(keys, vec!["alias.txt", "b.txt", "sub/a.md"]);
+    }
+}

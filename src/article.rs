@@ -85,7 +85,10 @@ pub struct Category {
 
 impl Category {
     pub fn new(name: &str) -> Category {
-        Category { name: name.to_string(), slug: category_slug(name) }
+        Category {
+            name: name.to_string(),
+            slug: category_slug(name),
+        }
     }
 }
 
@@ -110,7 +113,11 @@ pub struct Entry {
 
 impl Entry {
     /// Combine an article with the dates the catalog resolved for it.
-    pub fn new(article: &Article, published: DateTime<FixedOffset>, updated: DateTime<FixedOffset>) -> Entry {
+    pub fn new(
+        article: &Article,
+        published: DateTime<FixedOffset>,
+        updated: DateTime<FixedOffset>,
+    ) -> Entry {
         let mut categories: Vec<Category> = Vec::new();
         for name in &article.categories {
             let c = Category::new(name);

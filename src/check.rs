@@ -3,18 +3,23 @@
 
 use crate::article::Article;
 use crate::ingest::{self, IngestOptions};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::path::Path;
 
 /// Check one file; the JSON report and whether it passed.
 pub fn check_file(path: &Path, opts: &IngestOptions) -> (Value, Option<Article>) {
     let file = path.display().to_string();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let result = match std::fs::metadata(path) {
         Err(e) => Err(format!("cannot read the file: {e}")),
-        Ok(m) if m.len() > opts.max_bytes => {
-            Err(ingest::IngestError::TooLarge { size: m.len(), limit: opts.max_bytes }.to_string())
+        Ok(m) if m.len() > opts.max_bytes => Err(ingest::IngestError::TooLarge {
+            size: m.len(),
+            limit: opts.max_bytes,
         }
+        .to_string()),
         Ok(_) => match std::fs::read(path) {
             Err(e) => Err(format!("cannot read the file: {e}")),
             Ok(bytes) => ingest::parse(&name, &bytes, opts).map_err(|e| e.to_string()),
@@ -58,10 +63,21 @@ pub fn describe(v: &Value) -> String {
     if v["ok"] != true {
         return format!("{file}: error: {}", v["error"].as_str().unwrap_or("?"));
     }
-    let s = |k: &str| v[k].as_str().map(str::to_string).unwrap_or_else(|| "—".into());
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| "—".into())
+    };
     let list = |k: &str| {
-        let items: Vec<&str> = v[k].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        if items.is_empty() { "—".to_string() } else { items.join(", ") }
+        let items: Vec<&str> = v[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if items.is_empty() {
+            "—".to_string()
+        } else {
+            items.join(", ")
+        }
     };
     let mut out = format!("{file}: ok ({}, {})\n", s("format"), s("encoding"));
     out += &format!("  id          {}\n", s("id"));
@@ -69,10 +85,20 @@ pub fn describe(v: &Value) -> String {
     out += &format!("  categories  {}\n", list("categories"));
     out += &format!("  dateline    {}\n", s("dateline"));
     let lead = s("lead");
-    let lead: String = if lead.chars().count() > 80 { lead.chars().take(79).collect::<String>() + "…" } else { lead };
+    let lead: String = if lead.chars().count() > 80 {
+        lead.chars().take(79).collect::<String>() + "…"
+    } else {
+        lead
+    };
     out += &format!("  lead        {lead}\n");
     out += &format!("  authors     {}\n", list("authors"));
-    out += &format!("  body        {} paragraphs, {} captions\n", v["paragraphs"], v["captions"]);
-    out += &format!("  published   {}\n", v["published"].as_str().unwrap_or("when first seen"));
+    out += &format!(
+        "  body        {} paragraphs, {} captions\n",
+        v["paragraphs"], v["captions"]
+    );
+    out += &format!(
+        "  published   {}\n",
+        v["published"].as_str().unwrap_or("when first seen")
+    );
     out
 }

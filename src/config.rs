@@ -5,7 +5,7 @@
 //! errors (a misspelt `max_item` silently ignored is worse than a refusal),
 //! and every validation message names the key at fault.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -80,7 +80,11 @@ pub struct Paths {
 
 impl Default for Paths {
     fn default() -> Self {
-        Paths { articles: "articles".into(), feeds: "feeds".into(), state: "state".into() }
+        Paths {
+            articles: "articles".into(),
+            feeds: "feeds".into(),
+            state: "state".into(),
+        }
     }
 }
 
@@ -96,7 +100,10 @@ pub struct Feeds {
 
 impl Default for Feeds {
     fn default() -> Self {
-        Feeds { max_items: 50, max_bytes: 1 << 20 }
+        Feeds {
+            max_items: 50,
+            max_bytes: 1 << 20,
+        }
     }
 }
 
@@ -124,7 +131,10 @@ pub struct Watch {
 
 impl Default for Watch {
     fn default() -> Self {
-        Watch { debounce_ms: 200, rescan_secs: 600 }
+        Watch {
+            debounce_ms: 200,
+            rescan_secs: 600,
+        }
     }
 }
 
@@ -149,9 +159,12 @@ impl Default for Server {
 
 impl Server {
     pub fn listen_addr(&self) -> Result<SocketAddr> {
-        self.listen
-            .parse()
-            .with_context(|| format!("server.listen: `{}` is not an address like 127.0.0.1:8080", self.listen))
+        self.listen.parse().with_context(|| {
+            format!(
+                "server.listen: `{}` is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })
     }
 }
 
@@ -164,7 +177,9 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Log { level: "info".into() }
+        Log {
+            level: "info".into(),
+        }
     }
 }
 
@@ -260,11 +275,22 @@ impl Config {
 
     /// Parse config text; relative paths resolve against `path`'s folder.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: invalid config: {}", path.display(), e.to_string().trim_end()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: invalid config: {}",
+                path.display(),
+                e.to_string().trim_end()
+            )
+        })?;
+        // An empty parent (config in the working folder) keeps paths short in messages.
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         let mut cfg = Config {
             source: path.to_path_buf(),
             paths: Paths {
@@ -281,7 +307,8 @@ impl Config {
             websub: raw.websub,
             partners: raw.partners,
         };
-        cfg.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(cfg)
     }
 
@@ -289,7 +316,10 @@ impl Config {
         self.site.base_url = self.site.base_url.trim_end_matches('/').to_string();
         match url::Url::parse(&self.site.base_url) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => bail!("site.base_url: `{}` must be an absolute http(s) URL", self.site.base_url),
+            _ => bail!(
+                "site.base_url: `{}` must be an absolute http(s) URL",
+                self.site.base_url
+            ),
         }
         if self.site.title.trim().is_empty() {
             bail!("site.title must not be empty (feeds require a title)");
@@ -298,14 +328,20 @@ impl Config {
             bail!("site.author must not be empty (Atom feeds need an author)");
         }
         if self.site.tag_authority.trim().is_empty() || self.site.tag_authority.contains(':') {
-            bail!("site.tag_authority: `{}` must look like `example.com,2026`", self.site.tag_authority);
+            bail!(
+                "site.tag_authority: `{}` must look like `example.com,2026`",
+                self.site.tag_authority
+            );
         }
         self.time_zone()?;
         if self.feeds.max_items == 0 {
             bail!("feeds.max_items must be at least 1");
         }
         if self.feeds.max_bytes < 4096 {
-            bail!("feeds.max_bytes must be at least 4096 (it is {})", self.feeds.max_bytes);
+            bail!(
+                "feeds.max_bytes must be at least 4096 (it is {})",
+                self.feeds.max_bytes
+            );
         }
         if self.ingest.max_bytes == 0 {
             bail!("ingest.max_bytes must be at least 1");
@@ -324,23 +360,39 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for p in &mut self.partners {
             if p.name.is_empty() || !names.insert(p.name.clone()) {
-                bail!("partners: every partner needs a unique `name` (`{}`)", p.name);
+                bail!(
+                    "partners: every partner needs a unique `name` (`{}`)",
+                    p.name
+                );
             }
             if url::Url::parse(&p.url).is_err() {
-                bail!("partners `{}`.url: `{}` is not an absolute URL", p.name, p.url);
+                bail!(
+                    "partners `{}`.url: `{}` is not an absolute URL",
+                    p.name,
+                    p.url
+                );
             }
             if !matches!(p.format.as_str(), "atom" | "rss" | "json") {
-                bail!("partners `{}`.format: `{}` must be atom, rss or json", p.name, p.format);
+                bail!(
+                    "partners `{}`.format: `{}` must be atom, rss or json",
+                    p.name,
+                    p.format
+                );
             }
             if p.concurrency == 0 {
                 bail!("partners `{}`.concurrency must be at least 1", p.name);
             }
-            p.secret = resolve_env(&p.secret).with_context(|| format!("partners `{}`.secret", p.name))?;
+            p.secret =
+                resolve_env(&p.secret).with_context(|| format!("partners `{}`.secret", p.name))?;
             if p.secret.is_empty() {
-                bail!("partners `{}`.secret must not be empty (deliveries are signed with it)", p.name);
+                bail!(
+                    "partners `{}`.secret must not be empty (deliveries are signed with it)",
+                    p.name
+                );
             }
             for (k, v) in p.headers.iter_mut() {
-                *v = resolve_env(v).with_context(|| format!("partners `{}`.headers.{k}", p.name))?;
+                *v =
+                    resolve_env(v).with_context(|| format!("partners `{}`.headers.{k}", p.name))?;
             }
         }
         Ok(())
@@ -372,7 +424,10 @@ impl Config {
         if self.site.article_url.is_empty() {
             format!("{}/articles/{}", self.site.base_url, id_enc)
         } else {
-            self.site.article_url.replace("{base_url}", &self.site.base_url).replace("{id}", &id_enc)
+            self.site
+                .article_url
+                .replace("{base_url}", &self.site.base_url)
+                .replace("{id}", &id_enc)
         }
     }
 
@@ -382,13 +437,18 @@ impl Config {
         if is_absolute_uri(id) {
             id.to_string()
         } else {
-            format!("tag:{}:articles/{}", self.site.tag_authority, encode_path_segment(id))
+            format!(
+                "tag:{}:articles/{}",
+                self.site.tag_authority,
+                encode_path_segment(id)
+            )
         }
     }
 
     /// The built-in hub's URL, when it is on.
     pub fn hub_url(&self) -> Option<String> {
-        (self.websub.builtin_hub && self.server.enabled).then(|| format!("{}/hub", self.site.base_url))
+        (self.websub.builtin_hub && self.server.enabled)
+            .then(|| format!("{}/hub", self.site.base_url))
     }
 
     /// Every hub a feed should advertise.
@@ -423,7 +483,10 @@ pub fn encode_path_segment(s: &str) -> String {
 }
 
 fn is_absolute_uri(s: &str) -> bool {
-    (s.starts_with("urn:") || s.starts_with("tag:") || s.starts_with("http://") || s.starts_with("https://"))
+    (s.starts_with("urn:")
+        || s.starts_with("tag:")
+        || s.starts_with("http://")
+        || s.starts_with("https://"))
         && url::Url::parse(s).is_ok()
 }
 
@@ -460,16 +523,31 @@ mod tests {
         ];
         for (text, key) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());
-            assert!(err.contains(key), "error for {text:?} should name {key}: {err}");
+            assert!(
+                err.contains(key),
+                "error for {text:?} should name {key}: {err}"
+            );
         }
     }
 
     #[test]
     fn entry_ids_are_tag_uris_unless_already_absolute() {
         let cfg = parse("[site]\ntag_authority = \"ttxvn.example,2026\"").unwrap();
-        assert_eq!(cfg.entry_id("000_ab"), "tag:ttxvn.example,2026:articles/000_ab");
-        assert_eq!(cfg.entry_id("urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"), "urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b");
-        assert_eq!(cfg.entry_id("tin mới"), "tag:ttxvn.example,2026:articles/tin%20m%E1%BB%9Bi");
-        assert_eq!(cfg.article_link("a b"), "http://127.0.0.1:8080/articles/a%20b");
+        assert_eq!(
+            cfg.entry_id("000_ab"),
+            "tag:ttxvn.example,2026:articles/000_ab"
+        );
+        assert_eq!(
+            cfg.entry_id("urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"),
+            "urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
+        );
+        assert_eq!(
+            cfg.entry_id("tin mới"),
+            "tag:ttxvn.example,2026:articles/tin%20m%E1%BB%9Bi"
+        );
+        assert_eq!(
+            cfg.article_link("a b"),
+            "http://127.0.0.1:8080/articles/a%20b"
+        );
     }
 }

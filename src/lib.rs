@@ -14,6 +14,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod ingest;
+pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod render;

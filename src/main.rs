@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "feedwire", version, about = "A folder of news articles in, live RSS / Atom / JSON feeds out")]
+#[command(
+    name = "feedwire",
+    version,
+    about = "A folder of news articles in, live RSS / Atom / JSON feeds out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +65,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             init_logging(&cfg.log.level);
             build(cfg)
         }
-        Command::Check { json, config, files } => check(json, config.as_deref(), &files),
+        Command::Check {
+            json,
+            config,
+            files,
+        } => check(json, config.as_deref(), &files),
         Command::Status { config } => {
             let cfg = Config::load(&config)?;
             print!("{}", feedwire::status::render(&cfg)?);
@@ -79,7 +87,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn build(cfg: Config) -> Result<ExitCode> {
@@ -89,7 +100,11 @@ fn build(cfg: Config) -> Result<ExitCode> {
     let (outcome, report) = pipeline.build().with_context(|| "the build failed")?;
     let rejections = pipeline.catalog().rejections()?;
     for r in &rejections {
-        eprintln!("error: {}: {}", articles_dir.join(&r.path).display(), r.reason);
+        eprintln!(
+            "error: {}: {}",
+            articles_dir.join(&r.path).display(),
+            r.reason
+        );
     }
     for (path, reason) in &report.refused {
         eprintln!("error: feed {path} not published: {reason}");
@@ -107,7 +122,11 @@ fn build(cfg: Config) -> Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     let produced = report.written.len() + report.unchanged;
-    Ok(if produced == 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if produced == 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn check(json: bool, config: Option<&Path>, files: &[PathBuf]) -> Result<ExitCode> {
@@ -134,5 +153,9 @@ fn check(json: bool, config: Option<&Path>, files: &[PathBuf]) -> Result<ExitCod
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

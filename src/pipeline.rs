@@ -55,7 +55,10 @@ enum Read {
     Unchanged,
     /// Bytes identical to what the catalog has: only the stamp moved.
     SameContent(FileStamp),
-    Parsed(FileStamp, Result<crate::article::Article, ingest::IngestError>),
+    Parsed(
+        FileStamp,
+        Result<crate::article::Article, ingest::IngestError>,
+    ),
     /// Changed while being read: try again later.
     Unsettled,
     Gone,
@@ -70,7 +73,12 @@ impl Pipeline {
             catalog.set_meta("parser", PARSER_VERSION)?;
         }
         let publisher = Publisher::new(cfg.paths.feeds.clone(), store)?;
-        Ok(Pipeline { cfg, catalog, publisher, hooks: Vec::new() })
+        Ok(Pipeline {
+            cfg,
+            catalog,
+            publisher,
+            hooks: Vec::new(),
+        })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -86,7 +94,11 @@ impl Pipeline {
     }
 
     fn ingest_options(&self) -> Result<IngestOptions> {
-        Ok(IngestOptions { time_zone: self.cfg.time_zone()?, max_bytes: self.cfg.ingest.max_bytes, now: Utc::now() })
+        Ok(IngestOptions {
+            time_zone: self.cfg.time_zone()?,
+            max_bytes: self.cfg.ingest.max_bytes,
+            now: Utc::now(),
+        })
     }
 
     /// Bring the catalog in line with the folder: new, changed and removed
@@ -95,8 +107,13 @@ impl Pipeline {
     pub fn reconcile(&mut self) -> Result<Outcome> {
         let files = source::list(&self.cfg.paths.articles)?;
         let known = self.catalog.known_files()?;
-        let present: std::collections::HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-        let removed: Vec<String> = known.keys().filter(|k| !present.contains(k.as_str())).cloned().collect();
+        let present: std::collections::HashSet<&str> =
+            files.iter().map(|f| f.rel.as_str()).collect();
+        let removed: Vec<String> = known
+            .keys()
+            .filter(|k| !present.contains(k.as_str()))
+            .cloned()
+            .collect();
         self.process(files, removed, &known)
     }
 
@@ -113,7 +130,10 @@ impl Pipeline {
                 && abs.is_file()
                 && (!abs.is_symlink() || source::resolves_inside(&root, &abs));
             if listed {
-                files.push(SourceFile { rel: key.clone(), abs });
+                files.push(SourceFile {
+                    rel: key.clone(),
+                    abs,
+                });
             } else if known.contains_key(key) {
                 removed.push(key.clone());
             }
@@ -121,7 +141,12 @@ impl Pipeline {
         self.process(files, removed, &known)
     }
 
-    fn process(&mut self, files: Vec<SourceFile>, removed: Vec<String>, known: &HashMap<String, KnownFile>) -> Result<Outcome> {
+    fn process(
+        &mut self,
+        files: Vec<SourceFile>,
+        removed: Vec<String>,
+        known: &HashMap<String, KnownFile>,
+    ) -> Result<Outcome> {
         let opts = self.ingest_options()?;
         let mut outcome = Outcome::default();
         let mut batch = self.catalog.batch()?;
@@ -131,7 +156,12 @@ impl Pipeline {
             outcome.removed.push(key.clone());
         }
         let seen_at = Utc::now();
-        let handle = |batch: &mut crate::catalog::Batch<'_>, outcome: &mut Outcome, retry: &mut Vec<String>, file: &SourceFile, read: Read| -> Result<()> {
+        let handle = |batch: &mut crate::catalog::Batch<'_>,
+                      outcome: &mut Outcome,
+                      retry: &mut Vec<String>,
+                      file: &SourceFile,
+                      read: Read|
+         -> Result<()> {
             match read {
                 Read::Unchanged => outcome.unchanged += 1,
                 Read::SameContent(stamp) => {
@@ -154,20 +184,27 @@ impl Pipeline {
                     batch.reject(&file.rel, &stamp, &reason, seen_at)?;
                     outcome.rejected.push((file.rel.clone(), reason));
                 }
-                Read::Parsed(stamp, Ok(article)) => match batch.upsert(&file.rel, &stamp, &article, seen_at) {
-                    Ok(()) => outcome.accepted.push(file.rel.clone()),
-                    Err(StoreError::DuplicateId { id, owner }) => {
-                        let reason = format!("duplicate id `{id}`: already used by {owner}; give this file another id");
-                        batch.reject(&file.rel, &stamp, &reason, seen_at)?;
-                        outcome.rejected.push((file.rel.clone(), reason));
+                Read::Parsed(stamp, Ok(article)) => {
+                    match batch.upsert(&file.rel, &stamp, &article, seen_at) {
+                        Ok(()) => outcome.accepted.push(file.rel.clone()),
+                        Err(StoreError::DuplicateId { id, owner }) => {
+                            let reason = format!(
+                                "duplicate id `{id}`: already used by {owner}; give this file another id"
+                            );
+                            batch.reject(&file.rel, &stamp, &reason, seen_at)?;
+                            outcome.rejected.push((file.rel.clone(), reason));
+                        }
+                        Err(StoreError::Db(e)) => return Err(e),
                     }
-                    Err(StoreError::Db(e)) => return Err(e),
-                },
+                }
             }
             Ok(())
         };
         for chunk in files.chunks(CHUNK) {
-            let reads: Vec<Read> = chunk.par_iter().map(|f| read_one(f, known.get(&f.rel), &opts)).collect();
+            let reads: Vec<Read> = chunk
+                .par_iter()
+                .map(|f| read_one(f, known.get(&f.rel), &opts))
+                .collect();
             for (file, read) in chunk.iter().zip(reads) {
                 handle(&mut batch, &mut outcome, &mut retry, file, read)?;
             }
@@ -176,7 +213,10 @@ impl Pipeline {
         let retry_files: Vec<SourceFile> = std::mem::take(&mut retry)
             .into_iter()
             .filter(|k| !removed.contains(k))
-            .map(|rel| SourceFile { abs: self.cfg.paths.articles.join(&rel), rel })
+            .map(|rel| SourceFile {
+                abs: self.cfg.paths.articles.join(&rel),
+                rel,
+            })
             .collect();
         for file in &retry_files {
             let read = read_one(file, None, &opts);
@@ -217,7 +257,10 @@ impl Pipeline {
             let entries = self.catalog.newest(&info.key, self.cfg.feeds.max_items)?;
             docs.extend(render::render_feed(&self.cfg, info, &entries)?);
         }
-        let index: Vec<FeedInfo> = all.into_iter().map(|(k, c)| FeedInfo::new(&self.cfg, k, c)).collect();
+        let index: Vec<FeedInfo> = all
+            .into_iter()
+            .map(|(k, c)| FeedInfo::new(&self.cfg, k, c))
+            .collect();
         docs.push(render::render_opml(&self.cfg, &index)?);
         let report = self.publisher.publish(docs)?;
         let now = Utc::now();
@@ -235,7 +278,10 @@ impl Pipeline {
         let started = Instant::now();
         let outcome = self.reconcile()?;
         let report = self.publish(None)?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "build finished");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "build finished"
+        );
         Ok((outcome, report))
     }
 }
@@ -244,7 +290,16 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     let (size, mtime) = match source::stat(&file.abs) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
-        Err(e) => return Read::Unreadable(FileStamp { size: 0, mtime_ns: 0, hash: String::new() }, format!("cannot read the file: {e}")),
+        Err(e) => {
+            return Read::Unreadable(
+                FileStamp {
+                    size: 0,
+                    mtime_ns: 0,
+                    hash: String::new(),
+                },
+                format!("cannot read the file: {e}"),
+            );
+        }
     };
     if let Some(k) = known {
         if k.stamp.size == size && k.stamp.mtime_ns == mtime {
@@ -254,9 +309,20 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     let (stamp, bytes) = match source::read(&file.abs, opts.max_bytes) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
-        Err(e) => return Read::Unreadable(FileStamp { size, mtime_ns: mtime, hash: String::new() }, format!("cannot read the file: {e}")),
+        Err(e) => {
+            return Read::Unreadable(
+                FileStamp {
+                    size,
+                    mtime_ns: mtime,
+                    hash: String::new(),
+                },
+                format!("cannot read the file: {e}"),
+            );
+        }
     };
-    if !source::is_settled(&file.abs, &stamp) || stamp.size != bytes.len() as u64 && stamp.size <= opts.max_bytes {
+    if !source::is_settled(&file.abs, &stamp)
+        || stamp.size != bytes.len() as u64 && stamp.size <= opts.max_bytes
+    {
         return Read::Unsettled;
     }
     if let Some(k) = known {
@@ -266,7 +332,10 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     }
     let name = file.rel.rsplit('/').next().unwrap_or(&file.rel);
     let result = if stamp.size > opts.max_bytes {
-        Err(ingest::IngestError::TooLarge { size: stamp.size, limit: opts.max_bytes })
+        Err(ingest::IngestError::TooLarge {
+            size: stamp.size,
+            limit: opts.max_bytes,
+        })
     } else {
         ingest::parse(name, &bytes, opts)
     };

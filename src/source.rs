@@ -22,14 +22,28 @@ pub fn is_ignored_name(name: &str) -> bool {
         || name.starts_with('#')
         || name.ends_with('~')
         || name == "4913"
-        || [".swp", ".swx", ".swo", ".tmp", ".temp", ".bak", ".bck", ".part", ".crdownload", ".partial", ".kate-swp"]
-            .iter()
-            .any(|ext| lower.ends_with(ext))
+        || [
+            ".swp",
+            ".swx",
+            ".swo",
+            ".tmp",
+            ".temp",
+            ".bak",
+            ".bck",
+            ".part",
+            ".crdownload",
+            ".partial",
+            ".kate-swp",
+        ]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
 }
 
 /// Is this path (under `root`) one feedwire reads as an article?
 pub fn is_article_path(root: &Path, path: &Path) -> bool {
-    let Ok(rel) = path.strip_prefix(root) else { return false };
+    let Ok(rel) = path.strip_prefix(root) else {
+        return false;
+    };
     let mut parts = rel.components().peekable();
     while let Some(part) = parts.next() {
         let name = part.as_os_str().to_string_lossy();
@@ -46,15 +60,19 @@ pub fn is_article_path(root: &Path, path: &Path) -> bool {
 /// The catalog key of a path under `root`.
 pub fn relative_key(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
-    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 /// Every article file under `root`, sorted by key. Symbolic links are
 /// followed only when they resolve inside `root`.
 pub fn list(root: &Path) -> Result<Vec<SourceFile>> {
-    let canonical_root =
-        root.canonicalize().with_context(|| format!("the articles folder {} is not readable", root.display()))?;
+    let canonical_root = root
+        .canonicalize()
+        .with_context(|| format!("the articles folder {} is not readable", root.display()))?;
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -75,9 +93,10 @@ pub fn list(root: &Path) -> Result<Vec<SourceFile>> {
             let Ok(ft) = entry.file_type() else { continue };
             let (is_dir, is_file) = if ft.is_symlink() {
                 match path.canonicalize() {
-                    Ok(target) if target.starts_with(&canonical_root) => {
-                        (target.is_dir() && !canonical_root.starts_with(&target), target.is_file())
-                    }
+                    Ok(target) if target.starts_with(&canonical_root) => (
+                        target.is_dir() && !canonical_root.starts_with(&target),
+                        target.is_file(),
+                    ),
                     _ => {
                         tracing::debug!(file = %path.display(), "symbolic link leads outside the articles folder; not followed");
                         continue;
@@ -129,13 +148,22 @@ pub fn read(path: &Path, max_bytes: u64) -> std::io::Result<(FileStamp, Vec<u8>)
         // the size from a truncated read plus one byte.
         let mut buf = Vec::new();
         use std::io::Read;
-        std::fs::File::open(path)?.take(max_bytes + 1).read_to_end(&mut buf)?;
+        std::fs::File::open(path)?
+            .take(max_bytes + 1)
+            .read_to_end(&mut buf)?;
         buf
     } else {
         std::fs::read(path)?
     };
     let hash = blake3::hash(&bytes).to_hex()[..32].to_string();
-    Ok((FileStamp { size, mtime_ns, hash }, bytes))
+    Ok((
+        FileStamp {
+            size,
+            mtime_ns,
+            hash,
+        },
+        bytes,
+    ))
 }
 
 /// Has the file stayed as it was when `stamp` was taken?
@@ -149,7 +177,16 @@ mod tests {
 
     #[test]
     fn ignores_editor_and_sync_leftovers() {
-        for name in [".a.txt.swp", "a.txt~", "4913", ".a.txt.XyZ123", "a.tmp", "#a.txt#", ".hidden.txt", "a.txt.part"] {
+        for name in [
+            ".a.txt.swp",
+            "a.txt~",
+            "4913",
+            ".a.txt.XyZ123",
+            "a.tmp",
+            "#a.txt#",
+            ".hidden.txt",
+            "a.txt.part",
+        ] {
             assert!(is_ignored_name(name), "{name} should be ignored");
         }
         for name in ["000_ee2825b76e43200a.txt", "tin.md"] {

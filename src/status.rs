@@ -9,11 +9,26 @@ pub fn render(cfg: &Config) -> Result<String> {
     let catalog = Catalog::open_existing(&cfg.catalog_path(), cfg.time_zone()?)?;
     let mut out = String::new();
     writeln!(out, "catalog   {}", cfg.catalog_path().display())?;
-    writeln!(out, "articles  {} in the catalog (folder {})", catalog.article_count()?, cfg.paths.articles.display())?;
+    writeln!(
+        out,
+        "articles  {} in the catalog (folder {})",
+        catalog.article_count()?,
+        cfg.paths.articles.display()
+    )?;
     let feeds = catalog.published_feeds()?;
-    writeln!(out, "feeds     {} published under {}", feeds.len(), cfg.paths.feeds.display())?;
+    writeln!(
+        out,
+        "feeds     {} published under {}",
+        feeds.len(),
+        cfg.paths.feeds.display()
+    )?;
     for f in &feeds {
-        writeln!(out, "  {:<40} updated {}", f.path, f.published_at.with_timezone(&cfg.time_zone()?).to_rfc3339())?;
+        writeln!(
+            out,
+            "  {:<40} updated {}",
+            f.path,
+            f.published_at.with_timezone(&cfg.time_zone()?).to_rfc3339()
+        )?;
     }
     let rejections = catalog.rejections()?;
     writeln!(out, "rejected  {} file(s)", rejections.len())?;

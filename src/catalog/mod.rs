@@ -16,7 +16,7 @@ use crate::article::{Article, Category, Entry};
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use chrono_tz::Tz;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
@@ -37,7 +37,11 @@ impl FeedKey {
         }
     }
     fn from_column(s: String) -> FeedKey {
-        if s.is_empty() { FeedKey::Main } else { FeedKey::Category(s) }
+        if s.is_empty() {
+            FeedKey::Main
+        } else {
+            FeedKey::Category(s)
+        }
     }
 }
 
@@ -107,7 +111,8 @@ impl Catalog {
         }
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the catalog {}", path.display()))?;
-        schema::prepare(&conn).with_context(|| format!("cannot prepare the catalog {}", path.display()))?;
+        schema::prepare(&conn)
+            .with_context(|| format!("cannot prepare the catalog {}", path.display()))?;
         Ok(Catalog { conn, tz })
     }
 
@@ -126,12 +131,18 @@ impl Catalog {
     /// Every file the catalog has seen, by path relative to the articles folder.
     pub fn known_files(&self) -> Result<HashMap<String, KnownFile>> {
         let mut out = HashMap::new();
-        let mut stmt = self.conn.prepare_cached("SELECT path, size, mtime_ns, hash, article_id FROM files")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, size, mtime_ns, hash, article_id FROM files")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 KnownFile {
-                    stamp: FileStamp { size: r.get::<_, i64>(1)? as u64, mtime_ns: r.get(2)?, hash: r.get(3)? },
+                    stamp: FileStamp {
+                        size: r.get::<_, i64>(1)? as u64,
+                        mtime_ns: r.get(2)?,
+                        hash: r.get(3)?,
+                    },
                     id: r.get(4)?,
                 },
             ))
@@ -146,7 +157,12 @@ impl Catalog {
     /// Start a batch of changes (one transaction).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
         let tx = self.conn.transaction()?;
-        Ok(Batch { tx, tz: self.tz, affected: BTreeSet::new(), changes: Vec::new() })
+        Ok(Batch {
+            tx,
+            tz: self.tz,
+            affected: BTreeSet::new(),
+            changes: Vec::new(),
+        })
     }
 
     /// The newest `limit` entries of a feed, newest first.
@@ -155,7 +171,9 @@ impl Catalog {
             "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
              WHERE m.feed = ?1 ORDER BY m.published DESC, m.article_id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![feed.column(), limit as i64], |r| r.get::<_, String>(0))?;
+        let rows = stmt.query_map(params![feed.column(), limit as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
         rows.map(|json| {
             let json = json?;
             serde_json::from_str(&json).context("a catalog entry does not decode")
@@ -167,9 +185,12 @@ impl Catalog {
     pub fn entry(&self, id: &str) -> Result<Option<Entry>> {
         let json: Option<String> = self
             .conn
-            .query_row("SELECT entry FROM articles WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT entry FROM articles WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()?;
-        json.map(|j| serde_json::from_str(&j).context("a catalog entry does not decode")).transpose()
+        json.map(|j| serde_json::from_str(&j).context("a catalog entry does not decode"))
+            .transpose()
     }
 
     /// Every feed that has at least one article, main first, then categories by slug.
@@ -182,7 +203,10 @@ impl Catalog {
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
             let (slug, name) = row?;
-            out.push((FeedKey::Category(slug.clone()), Some(Category { name, slug })));
+            out.push((
+                FeedKey::Category(slug.clone()),
+                Some(Category { name, slug }),
+            ));
         }
         Ok(out)
     }
@@ -191,20 +215,34 @@ impl Catalog {
     pub fn category(&self, slug: &str) -> Result<Option<Category>> {
         Ok(self
             .conn
-            .query_row("SELECT name FROM categories WHERE slug = ?1", [slug], |r| r.get::<_, String>(0))
+            .query_row("SELECT name FROM categories WHERE slug = ?1", [slug], |r| {
+                r.get::<_, String>(0)
+            })
             .optional()?
-            .map(|name| Category { name, slug: slug.to_string() }))
+            .map(|name| Category {
+                name,
+                slug: slug.to_string(),
+            }))
     }
 
     pub fn article_count(&self) -> Result<u64> {
-        Ok(self.conn.query_row("SELECT count(*) FROM articles", [], |r| r.get::<_, i64>(0))? as u64)
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM articles", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     /// Rejected files, newest first.
     pub fn rejections(&self) -> Result<Vec<Rejection>> {
-        let mut stmt = self.conn.prepare_cached("SELECT path, reason, at FROM rejections ORDER BY at DESC, path")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, reason, at FROM rejections ORDER BY at DESC, path")?;
         let rows = stmt.query_map([], |r| {
-            Ok(Rejection { path: r.get(0)?, reason: r.get(1)?, at: from_unix(r.get(2)?) })
+            Ok(Rejection {
+                path: r.get(0)?,
+                reason: r.get(1)?,
+                at: from_unix(r.get(2)?),
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -220,16 +258,25 @@ impl Catalog {
     }
 
     pub fn published_feeds(&self) -> Result<Vec<FeedRecord>> {
-        let mut stmt = self.conn.prepare_cached("SELECT path, hash, at FROM published ORDER BY path")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, hash, at FROM published ORDER BY path")?;
         let rows = stmt.query_map([], |r| {
-            Ok(FeedRecord { path: r.get(0)?, hash: r.get(1)?, published_at: from_unix(r.get(2)?) })
+            Ok(FeedRecord {
+                path: r.get(0)?,
+                hash: r.get(1)?,
+                published_at: from_unix(r.get(2)?),
+            })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Settings the catalog keeps between runs (e.g. the parser version).
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
@@ -243,7 +290,8 @@ impl Catalog {
     /// Forget every file stamp so the next reconciliation re-reads and
     /// re-parses every file (after a parser upgrade). Identities stay.
     pub fn forget_file_stamps(&self) -> Result<()> {
-        self.conn.execute("UPDATE files SET size = -1, mtime_ns = -1, hash = ''", [])?;
+        self.conn
+            .execute("UPDATE files SET size = -1, mtime_ns = -1, hash = ''", [])?;
         Ok(())
     }
 
@@ -276,15 +324,24 @@ impl Batch<'_> {
         let seen_at = truncate_to_second(seen_at);
         // Who owns this id today? A different, still-present file wins.
         let owner: Option<String> = tx
-            .query_row("SELECT path FROM articles WHERE id = ?1", [&article.id], |r| r.get(0))
+            .query_row(
+                "SELECT path FROM articles WHERE id = ?1",
+                [&article.id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(anyhow::Error::from)?;
         if let Some(owner) = owner.filter(|o| o != path) {
-            return Err(StoreError::DuplicateId { id: article.id.clone(), owner });
+            return Err(StoreError::DuplicateId {
+                id: article.id.clone(),
+                owner,
+            });
         }
         // The file may have carried another id before (edited front matter).
         let previous_id: Option<String> = tx
-            .query_row("SELECT id FROM articles WHERE path = ?1", [path], |r| r.get(0))
+            .query_row("SELECT id FROM articles WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(anyhow::Error::from)?;
         if let Some(prev) = previous_id.filter(|p| p != &article.id) {
@@ -312,7 +369,11 @@ impl Batch<'_> {
             Some(u) => u,
             None if identity.is_none() => published,
             None => {
-                if changed_at <= first_seen { published } else { self.local(changed_at) }
+                if changed_at <= first_seen {
+                    published
+                } else {
+                    self.local(changed_at)
+                }
             }
         };
         let updated = updated.max(published);
@@ -328,7 +389,11 @@ impl Batch<'_> {
         .map_err(anyhow::Error::from)?;
 
         let old: Option<String> = tx
-            .query_row("SELECT entry FROM articles WHERE id = ?1", [&article.id], |r| r.get(0))
+            .query_row(
+                "SELECT entry FROM articles WHERE id = ?1",
+                [&article.id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(anyhow::Error::from)?;
         let old_feeds = self.memberships_of(&article.id)?;
@@ -344,7 +409,11 @@ impl Batch<'_> {
             params![article.id, path, published.timestamp(), entry_json],
         )
         .map_err(anyhow::Error::from)?;
-        tx.execute("DELETE FROM memberships WHERE article_id = ?1", [&article.id]).map_err(anyhow::Error::from)?;
+        tx.execute(
+            "DELETE FROM memberships WHERE article_id = ?1",
+            [&article.id],
+        )
+        .map_err(anyhow::Error::from)?;
         let mut new_feeds = vec![FeedKey::Main];
         for c in &entry.categories {
             tx.execute(
@@ -369,7 +438,9 @@ impl Batch<'_> {
             Change::Added(article.id.clone())
         });
         self.record_file(path, stamp, Some(&article.id))?;
-        self.tx.execute("DELETE FROM rejections WHERE path = ?1", [path]).map_err(anyhow::Error::from)?;
+        self.tx
+            .execute("DELETE FROM rejections WHERE path = ?1", [path])
+            .map_err(anyhow::Error::from)?;
         Ok(())
     }
 
@@ -385,7 +456,13 @@ impl Batch<'_> {
     /// A file could not be ingested or stored: remember why, and take out any
     /// article it used to provide (the last good version must not linger under
     /// a file that now says something else).
-    pub fn reject(&mut self, path: &str, stamp: &FileStamp, reason: &str, at: DateTime<Utc>) -> Result<()> {
+    pub fn reject(
+        &mut self,
+        path: &str,
+        stamp: &FileStamp,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         self.remove_path_article(path)?;
         self.record_file(path, stamp, None)?;
         self.tx.execute(
@@ -400,12 +477,16 @@ impl Batch<'_> {
     /// id it provided: they may now be accepted and should be read again.
     pub fn remove_file(&mut self, path: &str) -> Result<Vec<String>> {
         let id = self.remove_path_article(path)?;
-        self.tx.execute("DELETE FROM files WHERE path = ?1", [path])?;
-        self.tx.execute("DELETE FROM rejections WHERE path = ?1", [path])?;
+        self.tx
+            .execute("DELETE FROM files WHERE path = ?1", [path])?;
+        self.tx
+            .execute("DELETE FROM rejections WHERE path = ?1", [path])?;
         let mut retry = Vec::new();
         if let Some(id) = id {
             let pattern = format!("duplicate id `{id}`:%");
-            let mut stmt = self.tx.prepare_cached("SELECT path FROM rejections WHERE reason LIKE ?1")?;
+            let mut stmt = self
+                .tx
+                .prepare_cached("SELECT path FROM rejections WHERE reason LIKE ?1")?;
             let rows = stmt.query_map([pattern], |r| r.get::<_, String>(0))?;
             for row in rows {
                 retry.push(row?);
@@ -415,8 +496,12 @@ impl Batch<'_> {
     }
 
     fn remove_path_article(&mut self, path: &str) -> Result<Option<String>> {
-        let id: Option<String> =
-            self.tx.query_row("SELECT id FROM articles WHERE path = ?1", [path], |r| r.get(0)).optional()?;
+        let id: Option<String> = self
+            .tx
+            .query_row("SELECT id FROM articles WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })
+            .optional()?;
         if let Some(id) = &id {
             self.remove_article(id)?;
         }
@@ -425,19 +510,33 @@ impl Batch<'_> {
 
     fn remove_article(&mut self, id: &str) -> Result<()> {
         let feeds = self.memberships_of(id)?;
-        let categories =
-            feeds.iter().filter_map(|f| match f { FeedKey::Category(s) => Some(s.clone()), FeedKey::Main => None }).collect();
-        self.tx.execute("DELETE FROM memberships WHERE article_id = ?1", [id])?;
-        self.tx.execute("DELETE FROM articles WHERE id = ?1", [id])?;
+        let categories = feeds
+            .iter()
+            .filter_map(|f| match f {
+                FeedKey::Category(s) => Some(s.clone()),
+                FeedKey::Main => None,
+            })
+            .collect();
+        self.tx
+            .execute("DELETE FROM memberships WHERE article_id = ?1", [id])?;
+        self.tx
+            .execute("DELETE FROM articles WHERE id = ?1", [id])?;
         self.affected.extend(feeds);
-        self.changes.push(Change::Removed { id: id.to_string(), categories });
+        self.changes.push(Change::Removed {
+            id: id.to_string(),
+            categories,
+        });
         Ok(())
     }
 
     fn memberships_of(&self, id: &str) -> Result<Vec<FeedKey>> {
-        let mut stmt = self.tx.prepare_cached("SELECT feed FROM memberships WHERE article_id = ?1")?;
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT feed FROM memberships WHERE article_id = ?1")?;
         let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
-        Ok(rows.map(|r| r.map(FeedKey::from_column)).collect::<rusqlite::Result<_>>()?)
+        Ok(rows
+            .map(|r| r.map(FeedKey::from_column))
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     fn record_file(&self, path: &str, stamp: &FileStamp, id: Option<&str>) -> Result<()> {

@@ -11,7 +11,7 @@ mod html;
 mod markdown;
 mod wire;
 
-pub use decode::{decode, Decoded};
+pub use decode::{Decoded, decode};
 
 use crate::article::Article;
 use chrono::{DateTime, Utc};
@@ -67,10 +67,13 @@ pub fn format_for(file_name: &str) -> Option<crate::article::Format> {
 /// Parse one file's bytes. `file_name` is the base name (e.g.
 /// `000_ee2825b76e43200a.txt`); it selects the format and gives the default id.
 pub fn parse(file_name: &str, bytes: &[u8], opts: &IngestOptions) -> Result<Article, IngestError> {
-    let format = format_for(file_name)
-        .ok_or_else(|| IngestError::UnsupportedType(file_name.to_string()))?;
+    let format =
+        format_for(file_name).ok_or_else(|| IngestError::UnsupportedType(file_name.to_string()))?;
     if bytes.len() as u64 > opts.max_bytes {
-        return Err(IngestError::TooLarge { size: bytes.len() as u64, limit: opts.max_bytes });
+        return Err(IngestError::TooLarge {
+            size: bytes.len() as u64,
+            limit: opts.max_bytes,
+        });
     }
     let decoded = decode(bytes)?;
     let stem = file_stem(file_name);

@@ -15,16 +15,22 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
     let dir = target.parent().context("a publish target has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("feed");
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("feed");
     let tmp = dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        file.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all().with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        let mut file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        file.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.sync_all()
+            .with_context(|| format!("cannot fsync {}", tmp.display()))?;
         std::fs::rename(&tmp, target)
             .with_context(|| format!("cannot rename {} to {}", tmp.display(), target.display()))?;
         if let Ok(d) = std::fs::File::open(dir) {
@@ -49,7 +55,10 @@ mod tests {
         write_atomically(&target, b"one").unwrap();
         write_atomically(&target, b"two").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"two");
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("rss.xml")]);
     }
 }

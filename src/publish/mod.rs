@@ -42,7 +42,11 @@ impl Publisher {
     pub fn new(feeds_dir: PathBuf, store: Option<Store>) -> Result<Publisher> {
         std::fs::create_dir_all(&feeds_dir)
             .with_context(|| format!("cannot create the feeds folder {}", feeds_dir.display()))?;
-        Ok(Publisher { feeds_dir, on_disk: HashMap::new(), store })
+        Ok(Publisher {
+            feeds_dir,
+            on_disk: HashMap::new(),
+            store,
+        })
     }
 
     pub fn store(&self) -> Option<&Store> {

@@ -40,7 +40,10 @@ impl Default for Store {
 impl Store {
     pub fn new() -> Store {
         let (changed, _) = broadcast::channel(1024);
-        Store { inner: Arc::default(), changed }
+        Store {
+            inner: Arc::default(),
+            changed,
+        }
     }
 
     /// The document at a path under the feeds folder.
@@ -50,7 +53,13 @@ impl Store {
 
     /// All paths, sorted.
     pub fn paths(&self) -> Vec<String> {
-        let mut paths: Vec<String> = self.inner.read().expect("store lock").keys().cloned().collect();
+        let mut paths: Vec<String> = self
+            .inner
+            .read()
+            .expect("store lock")
+            .keys()
+            .cloned()
+            .collect();
         paths.sort();
         paths
     }
@@ -76,9 +85,15 @@ impl Store {
             brotli: brotli(&doc.bytes),
             body: doc.bytes.clone(),
             etag,
-            last_modified: doc.updated.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now),
+            last_modified: doc
+                .updated
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(Utc::now),
         };
-        self.inner.write().expect("store lock").insert(doc.path.clone(), Arc::new(served));
+        self.inner
+            .write()
+            .expect("store lock")
+            .insert(doc.path.clone(), Arc::new(served));
         let _ = self.changed.send(doc.path.clone());
     }
 }

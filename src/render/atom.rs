@@ -1,6 +1,6 @@
 //! Atom 1.0 (RFC 4287).
 
-use super::{full_html, image_type, Context, DocKind};
+use super::{Context, DocKind, full_html, image_type};
 use crate::article::Entry;
 use anyhow::Result;
 use atom_syndication as atom;
@@ -8,7 +8,11 @@ use atom_syndication as atom;
 pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     let cfg = ctx.cfg;
     let mut links = vec![
-        link(&ctx.self_url(DocKind::Atom), "self", Some("application/atom+xml")),
+        link(
+            &ctx.self_url(DocKind::Atom),
+            "self",
+            Some("application/atom+xml"),
+        ),
         link(&ctx.info.html_url(cfg), "alternate", Some("text/html")),
     ];
     for hub in cfg.advertised_hubs() {
@@ -21,12 +25,18 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         authors: vec![person(&cfg.site.author)],
         links,
         subtitle: Some(text(&ctx.info.description)),
-        generator: Some(atom::Generator { value: "feedwire".into(), ..Default::default() }),
+        generator: Some(atom::Generator {
+            value: "feedwire".into(),
+            ..Default::default()
+        }),
         lang: Some(cfg.site.language.clone()),
         entries: entries.iter().map(|e| entry(ctx, e)).collect(),
         ..Default::default()
     };
-    let config = atom::WriteConfig { write_document_declaration: true, indent_size: Some(2) };
+    let config = atom::WriteConfig {
+        write_document_declaration: true,
+        indent_size: Some(2),
+    };
     let mut out = Vec::with_capacity(16 * 1024);
     feed.write_with_config(&mut out, config)?;
     Ok(out)
@@ -34,7 +44,11 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
 
 fn entry(ctx: &Context, e: &Entry) -> atom::Entry {
     let cfg = ctx.cfg;
-    let mut links = vec![link(&cfg.article_link(&e.id), "alternate", Some("text/html"))];
+    let mut links = vec![link(
+        &cfg.article_link(&e.id),
+        "alternate",
+        Some("text/html"),
+    )];
     if let Some(image) = &e.image {
         links.push(link(image, "enclosure", Some(image_type(image))));
     }
@@ -47,7 +61,11 @@ fn entry(ctx: &Context, e: &Entry) -> atom::Entry {
         categories: e
             .categories
             .iter()
-            .map(|c| atom::Category { term: c.slug.clone(), label: Some(c.name.clone()), scheme: None })
+            .map(|c| atom::Category {
+                term: c.slug.clone(),
+                label: Some(c.name.clone()),
+                scheme: None,
+            })
             .collect(),
         links,
         summary: e.summary.as_deref().map(text),
@@ -66,7 +84,10 @@ fn text(s: &str) -> atom::Text {
 }
 
 fn person(name: &str) -> atom::Person {
-    atom::Person { name: name.to_string(), ..Default::default() }
+    atom::Person {
+        name: name.to_string(),
+        ..Default::default()
+    }
 }
 
 fn link(href: &str, rel: &str, mime: Option<&str>) -> atom::Link {

@@ -1,6 +1,6 @@
 //! JSON Feed 1.1 (jsonfeed.org/version/1.1), written with serde.
 
-use super::{full_html, Context, DocKind};
+use super::{Context, DocKind, full_html};
 use crate::article::Entry;
 use anyhow::Result;
 use serde::Serialize;
@@ -59,8 +59,17 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         feed_url: ctx.self_url(DocKind::Json),
         description: &ctx.info.description,
         language: &cfg.site.language,
-        authors: vec![Author { name: &cfg.site.author }],
-        hubs: cfg.advertised_hubs().into_iter().map(|url| Hub { kind: "WebSub", url }).collect(),
+        authors: vec![Author {
+            name: &cfg.site.author,
+        }],
+        hubs: cfg
+            .advertised_hubs()
+            .into_iter()
+            .map(|url| Hub {
+                kind: "WebSub",
+                url,
+            })
+            .collect(),
         items: entries.iter().map(|e| item(ctx, e)).collect(),
     };
     let mut out = serde_json::to_vec_pretty(&feed)?;
@@ -71,7 +80,12 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
 fn item<'a>(ctx: &Context, e: &'a Entry) -> Item<'a> {
     let cfg = ctx.cfg;
     let mut tags: Vec<&str> = e.categories.iter().map(|c| c.name.as_str()).collect();
-    tags.extend(e.tags.iter().map(String::as_str).filter(|t| !e.categories.iter().any(|c| c.name == *t)));
+    tags.extend(
+        e.tags
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !e.categories.iter().any(|c| c.name == *t)),
+    );
     Item {
         id: cfg.entry_id(&e.id),
         url: cfg.article_link(&e.id),

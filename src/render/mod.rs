@@ -52,7 +52,9 @@ impl DocKind {
     /// The kind a published path has, from its file name.
     pub fn from_path(path: &str) -> Option<DocKind> {
         let name = path.rsplit('/').next()?;
-        [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Opml].into_iter().find(|k| k.file_name() == name)
+        [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Opml]
+            .into_iter()
+            .find(|k| k.file_name() == name)
     }
 }
 
@@ -82,9 +84,17 @@ impl FeedInfo {
     pub fn new(cfg: &Config, key: FeedKey, category: Option<Category>) -> FeedInfo {
         let (title, description) = match &category {
             None => (cfg.site.title.clone(), cfg.site.description.clone()),
-            Some(c) => (format!("{} — {}", cfg.site.title, c.name), format!("{}: {}", cfg.site.description, c.name)),
+            Some(c) => (
+                format!("{} — {}", cfg.site.title, c.name),
+                format!("{}: {}", cfg.site.description, c.name),
+            ),
         };
-        FeedInfo { key, category, title, description }
+        FeedInfo {
+            key,
+            category,
+            title,
+            description,
+        }
     }
 
     /// Folder of this feed under the feeds folder, with a trailing slash
@@ -109,10 +119,18 @@ impl FeedInfo {
 /// Render all three formats of one feed, each capped to `feeds.max_bytes` by
 /// leaving out the oldest entries.
 pub fn render_feed(cfg: &Config, info: &FeedInfo, entries: &[Entry]) -> Result<Vec<Document>> {
-    DocKind::FEEDS.iter().map(|&kind| render_capped(cfg, info, entries, kind)).collect()
+    DocKind::FEEDS
+        .iter()
+        .map(|&kind| render_capped(cfg, info, entries, kind))
+        .collect()
 }
 
-fn render_capped(cfg: &Config, info: &FeedInfo, entries: &[Entry], kind: DocKind) -> Result<Document> {
+fn render_capped(
+    cfg: &Config,
+    info: &FeedInfo,
+    entries: &[Entry],
+    kind: DocKind,
+) -> Result<Document> {
     let max = cfg.feeds.max_bytes;
     let mut n = entries.len();
     loop {
@@ -124,7 +142,13 @@ fn render_capped(cfg: &Config, info: &FeedInfo, entries: &[Entry], kind: DocKind
                     "feed over feeds.max_bytes ({max}); oldest entries left out"
                 );
             }
-            return Ok(Document { path: info.path(kind), kind, bytes, entries: n, updated: newest(&entries[..n]) });
+            return Ok(Document {
+                path: info.path(kind),
+                kind,
+                bytes,
+                entries: n,
+                updated: newest(&entries[..n]),
+            });
         }
         // Shrink in proportion to the excess, at least by one entry.
         let estimate = (n as f64 * max as f64 / bytes.len() as f64 * 0.98) as usize;
@@ -156,7 +180,11 @@ impl Context<'_> {
         self.cfg.feed_url(&self.info.path(kind))
     }
     fn feed_id(&self) -> String {
-        format!("tag:{}:feeds/{}", self.cfg.site.tag_authority, self.info.dir())
+        format!(
+            "tag:{}:feeds/{}",
+            self.cfg.site.tag_authority,
+            self.info.dir()
+        )
     }
 }
 
@@ -167,14 +195,21 @@ fn newest(entries: &[Entry]) -> Option<DateTime<FixedOffset>> {
 
 /// A fixed date for feeds with no entries yet: deterministic, never "now".
 fn epoch() -> DateTime<FixedOffset> {
-    FixedOffset::east_opt(0).unwrap().timestamp_opt(946_684_800, 0).unwrap()
+    FixedOffset::east_opt(0)
+        .unwrap()
+        .timestamp_opt(946_684_800, 0)
+        .unwrap()
 }
 
 /// The full HTML of an entry as feeds carry it: the lead (bold, as a news
 /// page shows it) followed by the body.
 fn full_html(entry: &Entry) -> String {
     match &entry.summary {
-        Some(lead) => format!("<p><strong>{}</strong></p>\n{}", escape_html(lead), entry.content_html),
+        Some(lead) => format!(
+            "<p><strong>{}</strong></p>\n{}",
+            escape_html(lead),
+            entry.content_html
+        ),
         None => entry.content_html.clone(),
     }
 }
@@ -203,7 +238,11 @@ fn rfc822(t: &DateTime<FixedOffset>) -> String {
 
 /// A MIME type for an image URL, from its extension.
 fn image_type(url: &str) -> &'static str {
-    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
     match path.rsplit('.').next() {
         Some("png") => "image/png",
         Some("gif") => "image/gif",
@@ -221,7 +260,10 @@ mod tests {
 
     #[test]
     fn rfc822_dates_have_two_digit_days_and_real_offsets() {
-        let t = FixedOffset::east_opt(7 * 3600).unwrap().with_ymd_and_hms(2023, 8, 3, 14, 5, 9).unwrap();
+        let t = FixedOffset::east_opt(7 * 3600)
+            .unwrap()
+            .with_ymd_and_hms(2023, 8, 3, 14, 5, 9)
+            .unwrap();
         assert_eq!(rfc822(&t), "Thu, 03 Aug 2023 14:05:09 +0700");
     }
 }

@@ -1,11 +1,11 @@
 //! OPML 2.0 list of every feed, so a reader or partner can subscribe to all
 //! categories at once.
 
-use super::{Document, DocKind, FeedInfo};
+use super::{DocKind, Document, FeedInfo};
 use crate::config::Config;
 use anyhow::Result;
-use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 pub fn render_opml(cfg: &Config, feeds: &[FeedInfo]) -> Result<Document> {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
@@ -42,5 +42,11 @@ pub fn render_opml(cfg: &Config, feeds: &[FeedInfo]) -> Result<Document> {
     w.write_event(Event::End(BytesEnd::new("opml")))?;
     let mut bytes = w.into_inner();
     bytes.push(b'\n');
-    Ok(Document { path: DocKind::Opml.file_name().into(), kind: DocKind::Opml, bytes, entries: feeds.len(), updated: None })
+    Ok(Document {
+        path: DocKind::Opml.file_name().into(),
+        kind: DocKind::Opml,
+        bytes,
+        entries: feeds.len(),
+        updated: None,
+    })
 }

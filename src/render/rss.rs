@@ -1,6 +1,6 @@
 //! RSS 2.0 with the content, Dublin Core, Atom and Media RSS extensions.
 
-use super::{escape_html, full_html, image_type, rfc822, Context, DocKind};
+use super::{Context, DocKind, escape_html, full_html, image_type, rfc822};
 use crate::article::Entry;
 use anyhow::Result;
 use rss::extension::atom::{AtomExtension, Link};
@@ -19,7 +19,11 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         ..Default::default()
     }];
     for hub in cfg.advertised_hubs() {
-        links.push(Link { href: hub, rel: "hub".into(), ..Default::default() });
+        links.push(Link {
+            href: hub,
+            rel: "hub".into(),
+            ..Default::default()
+        });
     }
     let items = entries.iter().map(|e| item(ctx, e)).collect::<Vec<_>>();
     let mut namespaces = BTreeMap::new();
@@ -59,24 +63,43 @@ fn item(ctx: &Context, e: &Entry) -> rss::Item {
         attrs.insert("url".to_string(), url.clone());
         attrs.insert("medium".to_string(), "image".to_string());
         attrs.insert("type".to_string(), image_type(url).to_string());
-        let media = Extension { name: "media:content".into(), attrs, ..Default::default() };
-        extensions.entry("media".into()).or_insert_with(BTreeMap::new).insert("content".into(), vec![media]);
-        rss::Enclosure { url: url.clone(), length: "0".into(), mime_type: image_type(url).into() }
+        let media = Extension {
+            name: "media:content".into(),
+            attrs,
+            ..Default::default()
+        };
+        extensions
+            .entry("media".into())
+            .or_insert_with(BTreeMap::new)
+            .insert("content".into(), vec![media]);
+        rss::Enclosure {
+            url: url.clone(),
+            length: "0".into(),
+            mime_type: image_type(url).into(),
+        }
     });
     rss::Item {
         title: Some(e.title.clone()),
         link: Some(link),
         description: Some(description),
         content: Some(full_html(e)),
-        guid: Some(rss::Guid { value: cfg.entry_id(&e.id), permalink: false }),
+        guid: Some(rss::Guid {
+            value: cfg.entry_id(&e.id),
+            permalink: false,
+        }),
         pub_date: Some(rfc822(&e.published)),
         categories: e
             .categories
             .iter()
-            .map(|c| rss::Category { name: c.name.clone(), domain: None })
+            .map(|c| rss::Category {
+                name: c.name.clone(),
+                domain: None,
+            })
             .collect(),
-        dublin_core_ext: (!e.authors.is_empty())
-            .then(|| DublinCoreExtension { creators: e.authors.clone(), ..Default::default() }),
+        dublin_core_ext: (!e.authors.is_empty()).then(|| DublinCoreExtension {
+            creators: e.authors.clone(),
+            ..Default::default()
+        }),
         enclosure,
         extensions,
         ..Default::default()

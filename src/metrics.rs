@@ -1,0 +1,139 @@
+//! Counters the daemon keeps for `/metrics` (Prometheus text format).
+//!
+//! Plain atomics, no registry crate: the set is small and fixed, and the
+//! daemon must stay lean.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Upper bounds (seconds) of the event-to-publish latency histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub articles: AtomicU64,
+    pub rejected_files: AtomicU64,
+    pub publishes: AtomicU64,
+    pub documents_written: AtomicU64,
+    /// Set once the first publish is done: `/healthz` answers 200 from then on.
+    pub ready: AtomicBool,
+    latency_counts: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+    http: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Extra gauges other stages report (delivery backlog…).
+    gauges: Mutex<BTreeMap<String, (String, f64)>>,
+}
+
+impl Metrics {
+    /// Record the time from a file event to its feeds being published.
+    pub fn observe_latency(&self, seconds: f64) {
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.latency_counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count_request(&self, route: &str, status: u16) {
+        *self
+            .http
+            .lock()
+            .expect("metrics lock")
+            .entry((route.to_string(), status))
+            .or_default() += 1;
+    }
+
+    pub fn set_gauge(&self, name: &str, help: &str, value: f64) {
+        self.gauges
+            .lock()
+            .expect("metrics lock")
+            .insert(name.to_string(), (help.to_string(), value));
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let g = |out: &mut String, name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
+        };
+        g(
+            &mut out,
+            "feedwire_articles",
+            "gauge",
+            "Articles in the catalog.",
+            self.articles.load(Ordering::Relaxed),
+        );
+        g(
+            &mut out,
+            "feedwire_rejected_files",
+            "gauge",
+            "Files currently rejected.",
+            self.rejected_files.load(Ordering::Relaxed),
+        );
+        g(
+            &mut out,
+            "feedwire_publishes_total",
+            "counter",
+            "Publish rounds.",
+            self.publishes.load(Ordering::Relaxed),
+        );
+        g(
+            &mut out,
+            "feedwire_documents_written_total",
+            "counter",
+            "Feed documents written to disk.",
+            self.documents_written.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP feedwire_publish_latency_seconds Time from a file event to its feeds being published."
+        );
+        let _ = writeln!(out, "# TYPE feedwire_publish_latency_seconds histogram");
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "feedwire_publish_latency_seconds_bucket{{le=\"{bound}\"}} {}",
+                self.latency_counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "feedwire_publish_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "feedwire_publish_latency_seconds_sum {}",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "feedwire_publish_latency_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP feedwire_http_requests_total HTTP requests by route and status."
+        );
+        let _ = writeln!(out, "# TYPE feedwire_http_requests_total counter");
+        for ((route, status), n) in self.http.lock().expect("metrics lock").iter() {
+            let _ = writeln!(
+                out,
+                "feedwire_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        for (name, (help, v)) in self.gauges.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}

@@ -1,7 +1,337 @@
-//! The daemon (being written).
-use crate::config::Config;
-use anyhow::Result;
+//! The daemon (`feedwire run`): reconcile, then watch the articles folder and
+//! keep every feed current, serve HTTP, and push changes out.
+//!
+//! One thread owns the [`Pipeline`] (and so the catalog connection) and does
+//! all writing; file events, the periodic rescan and shutdown reach it as
+//! messages on one channel. That keeps the catalog single-writer without locks
+//! and makes ordering obvious: a batch is read, committed and published before
+//! the next one starts. The async runtime only hosts the signal handlers, the
+//! HTTP server and syndication, which read from the published store.
 
-pub fn run(_cfg: Config) -> Result<()> {
-    anyhow::bail!("`feedwire run` is not available yet")
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::{Outcome, Pipeline};
+use crate::publish::Store;
+use crate::source;
+use anyhow::{Context, Result};
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+use notify::Watcher;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A file with an open writer (no close seen yet) is read anyway once it has
+/// been quiet this long: some writers (network file systems, some sync tools)
+/// never report a close.
+const OPEN_WRITER_PATIENCE: Duration = Duration::from_secs(3);
+
+/// At most this many files per batch, so a bulk import publishes progressively
+/// instead of in one long silence.
+const MAX_BATCH: usize = 5000;
+
+/// What the processing thread is told.
+pub enum Msg {
+    Fs(notify::Result<notify::Event>),
+    /// Stop after the batch in hand.
+    Shutdown,
+}
+
+/// Run the daemon until SIGINT or SIGTERM.
+pub fn run(cfg: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("feedwire-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: Config) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let store = Store::new();
+    std::fs::create_dir_all(&cfg.paths.articles)
+        .with_context(|| format!("cannot create the articles folder {}", cfg.paths.articles.display()))?;
+    let root = cfg.paths.articles.clone();
+
+    // Bind before anything slow so a busy port fails fast and loudly.
+    let listener = if cfg.server.enabled {
+        let addr = cfg.server.listen_addr()?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (server.listen): is another feedwire or web server running there?")
+        })?;
+        tracing::info!("serving http://{}/", listener.local_addr()?);
+        Some(listener)
+    } else {
+        None
+    };
+
+    // Watch before reconciling: a file that lands during start-up reconciliation
+    // then produces an event and is not missed.
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let fs_tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = fs_tx.send(Msg::Fs(event));
+    })
+    .context("cannot start the file watcher")?;
+    watcher
+        .watch(&root, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("cannot watch {}", root.display()))?;
+    tracing::info!(folder = %root.display(), debounce_ms = cfg.watch.debounce_ms, "watching for articles");
+
+    let pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
+    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    drop(listener);
+
+    let proc_metrics = metrics.clone();
+    let processor = std::thread::Builder::new()
+        .name("feedwire-pipeline".into())
+        .spawn(move || process_loop(pipeline, rx, &proc_metrics, &root))
+        .context("cannot start the pipeline thread")?;
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing the batch in hand");
+    drop(watcher);
+    let _ = tx.send(Msg::Shutdown);
+    let result = tokio::task::spawn_blocking(move || processor.join())
+        .await
+        .context("the pipeline thread could not be joined")?;
+    let _ = shutdown_tx.send(());
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    match result {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!("the pipeline thread panicked"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// A file with events not yet acted on.
+struct Pending {
+    first_event: Instant,
+    last_event: Instant,
+    /// A write was seen and no close since: someone may still be writing.
+    writing: bool,
+}
+
+impl Pending {
+    fn due(&self, debounce: Duration) -> Instant {
+        let wait = if self.writing { debounce.max(OPEN_WRITER_PATIENCE) } else { debounce };
+        self.last_event + wait
+    }
+}
+
+fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metrics, root: &Path) -> Result<()> {
+    let debounce = Duration::from_millis(pipeline.cfg.watch.debounce_ms);
+    let rescan_every =
+        (pipeline.cfg.watch.rescan_secs > 0).then(|| Duration::from_secs(pipeline.cfg.watch.rescan_secs));
+    // Notify may report paths through the canonical root; accept both spellings.
+    let roots: Vec<PathBuf> = [Some(root.to_path_buf()), root.canonicalize().ok()].into_iter().flatten().collect();
+
+    let started = Instant::now();
+    let outcome = pipeline.reconcile()?;
+    log_rejections(&outcome, root);
+    // Publish everything at start-up: a crash between a catalog commit and the
+    // publish that should have followed it is repaired here (unchanged
+    // documents are not rewritten).
+    let report = pipeline.publish(None)?;
+    update_gauges(&pipeline, metrics);
+    metrics.publishes.fetch_add(1, Ordering::Relaxed);
+    metrics.documents_written.fetch_add(report.written.len() as u64, Ordering::Relaxed);
+    metrics.ready.store(true, Ordering::Release);
+    tracing::info!(
+        articles = pipeline.catalog().article_count()?,
+        changed = outcome.accepted.len(),
+        removed = outcome.removed.len(),
+        unchanged = outcome.unchanged,
+        written = report.written.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ready"
+    );
+
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut rescan = false;
+    let mut next_rescan = rescan_every.map(|d| Instant::now() + d);
+    loop {
+        let now = Instant::now();
+        let mut deadline = pending.values().map(|p| p.due(debounce)).min();
+        if let Some(r) = next_rescan {
+            deadline = Some(deadline.map_or(r, |d| d.min(r)));
+        }
+        let timeout = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(now));
+        let first = match rx.recv_timeout(timeout) {
+            Ok(msg) => Some(msg),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // Take everything already queued, so a burst becomes one batch.
+        let mut stop = false;
+        for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+            match msg {
+                Msg::Shutdown => stop = true,
+                Msg::Fs(Err(e)) => {
+                    tracing::warn!(error = %e, "file watcher error; rescanning the folder");
+                    rescan = true;
+                }
+                Msg::Fs(Ok(event)) => note_event(&event, &roots, &mut pending, &mut rescan),
+            }
+        }
+        if stop {
+            break;
+        }
+        let now = Instant::now();
+        let periodic = next_rescan.is_some_and(|r| now >= r) && pending.is_empty();
+        if rescan || periodic {
+            if periodic {
+                tracing::debug!("periodic reconciliation");
+            } else {
+                tracing::info!("rescanning the articles folder (watcher overflow or folder change)");
+            }
+            let started = Instant::now();
+            let outcome = pipeline.reconcile()?;
+            pending.clear();
+            rescan = false;
+            next_rescan = rescan_every.map(|d| Instant::now() + d);
+            finish_batch(&mut pipeline, metrics, root, outcome, &HashMap::from([]), started)?;
+            continue;
+        }
+        let mut ready: Vec<String> = pending.iter().filter(|(_, p)| p.due(debounce) <= now).map(|(k, _)| k.clone()).collect();
+        if ready.is_empty() {
+            continue;
+        }
+        ready.sort();
+        ready.truncate(MAX_BATCH);
+        let mut taken = HashMap::new();
+        for key in &ready {
+            if let Some(p) = pending.remove(key) {
+                taken.insert(key.clone(), p);
+            }
+        }
+        let provisional: HashSet<String> = taken.iter().filter(|(_, p)| p.writing).map(|(k, _)| k.clone()).collect();
+        let keys: BTreeSet<String> = ready.into_iter().collect();
+        let started = Instant::now();
+        let outcome = pipeline.apply_with(&keys, &provisional)?;
+        // Files still changing go back to wait for their next quiet moment.
+        for key in &outcome.unsettled {
+            if let Some(mut p) = taken.remove(key) {
+                p.last_event = Instant::now();
+                pending.insert(key.clone(), p);
+            }
+        }
+        finish_batch(&mut pipeline, metrics, root, outcome, &taken, started)?;
+    }
+    tracing::info!("pipeline stopped; catalog closed");
+    Ok(())
+}
+
+/// Turn one notify event into pending work.
+fn note_event(event: &notify::Event, roots: &[PathBuf], pending: &mut HashMap<String, Pending>, rescan: &mut bool) {
+    if event.need_rescan() {
+        *rescan = true;
+        return;
+    }
+    let now = Instant::now();
+    for path in &event.paths {
+        let Some((root, key)) = roots.iter().find_map(|r| source::relative_key(r, path).map(|k| (r, k))) else {
+            continue;
+        };
+        if source::is_article_path(root, path) {
+            let p = pending.entry(key).or_insert(Pending { first_event: now, last_event: now, writing: false });
+            p.last_event = now;
+            match event.kind {
+                EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => p.writing = true,
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Modify(ModifyKind::Name(_))
+                | EventKind::Remove(_) => p.writing = false,
+                _ => {}
+            }
+        } else if matches!(event.kind, EventKind::Access(_)) {
+            // Reads of anything are not changes.
+        } else {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let dir_like = crate::ingest::format_for(&name).is_none() && !source::is_ignored_name(&name);
+            // A folder moved in, out or removed: its files produce no events of
+            // their own, so look at the whole tree (cheap: unchanged files are
+            // only stat'ed).
+            if dir_like && (path.is_dir() || matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)))) {
+                *rescan = true;
+            }
+        }
+    }
+}
+
+fn finish_batch(
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+    root: &Path,
+    outcome: Outcome,
+    events: &HashMap<String, Pending>,
+    started: Instant,
+) -> Result<()> {
+    log_rejections(&outcome, root);
+    if outcome.affected.is_empty() {
+        if !outcome.accepted.is_empty() {
+            tracing::debug!(files = outcome.accepted.len(), "no feed content changed");
+        }
+        update_gauges(pipeline, metrics);
+        return Ok(());
+    }
+    let report = pipeline.publish(Some(&outcome.affected))?;
+    metrics.publishes.fetch_add(1, Ordering::Relaxed);
+    metrics.documents_written.fetch_add(report.written.len() as u64, Ordering::Relaxed);
+    update_gauges(pipeline, metrics);
+    let feeds = report.written.join(" ");
+    let done = Instant::now();
+    for key in outcome.accepted.iter().chain(&outcome.removed) {
+        let since = events.get(key).map_or(started, |p| p.first_event);
+        let latency = done.duration_since(since);
+        metrics.observe_latency(latency.as_secs_f64());
+        let verb = if outcome.removed.contains(key) { "removed" } else { "published" };
+        tracing::info!(
+            file = %root.join(key).display(),
+            feeds = %feeds,
+            event_to_publish_ms = latency.as_secs_f64() * 1e3,
+            "{verb}"
+        );
+    }
+    for (path, reason) in &report.refused {
+        tracing::error!(feed = %path, reason = %reason, "feed not published; the last good version stays");
+    }
+    Ok(())
+}
+
+fn log_rejections(outcome: &Outcome, root: &Path) {
+    for (key, reason) in &outcome.rejected {
+        tracing::warn!(file = %root.join(key).display(), "rejected: {reason}");
+    }
+}
+
+fn update_gauges(pipeline: &Pipeline, metrics: &Metrics) {
+    if let Ok(n) = pipeline.catalog().article_count() {
+        metrics.articles.store(n, Ordering::Relaxed);
+    }
+    if let Ok(r) = pipeline.catalog().rejections() {
+        metrics.rejected_files.store(r.len() as u64, Ordering::Relaxed);
+    }
 }

@@ -14,7 +14,7 @@ use crate::source::{self, SourceFile};
 use anyhow::Result;
 use chrono::Utc;
 use rayon::prelude::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 /// Files are read and parsed this many at a time, so memory holds one chunk of
@@ -114,12 +114,18 @@ impl Pipeline {
             .filter(|k| !present.contains(k.as_str()))
             .cloned()
             .collect();
-        self.process(files, removed, &known)
+        self.process(files, removed, &known, &HashSet::new())
     }
 
     /// Process the given paths (relative keys): present files are read, absent
     /// ones removed.
     pub fn apply(&mut self, keys: &BTreeSet<String>) -> Result<Outcome> {
+        self.apply_with(keys, &HashSet::new())
+    }
+
+    /// Like [`apply`](Self::apply); files in `provisional` may still be being
+    /// written, so a parse failure there means "not yet", not "rejected".
+    pub fn apply_with(&mut self, keys: &BTreeSet<String>, provisional: &HashSet<String>) -> Result<Outcome> {
         let root = self.cfg.paths.articles.clone();
         let known = self.catalog.known_files()?;
         let mut files = Vec::new();
@@ -138,7 +144,7 @@ impl Pipeline {
                 removed.push(key.clone());
             }
         }
-        self.process(files, removed, &known)
+        self.process(files, removed, &known, provisional)
     }
 
     fn process(
@@ -146,6 +152,7 @@ impl Pipeline {
         files: Vec<SourceFile>,
         removed: Vec<String>,
         known: &HashMap<String, KnownFile>,
+        provisional: &HashSet<String>,
     ) -> Result<Outcome> {
         let opts = self.ingest_options()?;
         let mut outcome = Outcome::default();
@@ -178,6 +185,10 @@ impl Pipeline {
                 Read::Unreadable(stamp, reason) => {
                     batch.reject(&file.rel, &stamp, &reason, seen_at)?;
                     outcome.rejected.push((file.rel.clone(), reason));
+                }
+                Read::Parsed(_, Err(e)) if provisional.contains(&file.rel) => {
+                    tracing::debug!(file = %file.rel, error = %e, "not readable yet; waiting for the writer");
+                    outcome.unsettled.push(file.rel.clone());
                 }
                 Read::Parsed(stamp, Err(e)) => {
                     let reason = e.to_string();

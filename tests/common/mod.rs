@@ -1,0 +1,209 @@
+//! Shared test harness: a temporary site (articles folder + config), the real
+//! `feedwire` binary, and feed parsing with the independent `feed-rs` crate.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_feedwire");
+
+/// The corpus copied into the repository (a user's clone has no ../shared).
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
+}
+
+pub fn wire(name: &str) -> PathBuf {
+    corpus().join("wire").join(name)
+}
+
+/// A temporary feedwire installation.
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A site whose config has `extra` appended (TOML).
+    pub fn new(extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("articles")).unwrap();
+        let config = format!(
+            "[site]\ntitle = \"Tin thử\"\nbase_url = \"http://127.0.0.1:8080\"\ntag_authority = \"test.example,2026\"\n\n{extra}\n"
+        );
+        let config = if config.contains("[server]") { config } else { format!("{config}\n[server]\nenabled = false\n") };
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        Site { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn config(&self) -> PathBuf {
+        self.path().join("config.toml")
+    }
+    pub fn articles(&self) -> PathBuf {
+        self.path().join("articles")
+    }
+    pub fn feeds(&self) -> PathBuf {
+        self.path().join("feeds")
+    }
+
+    /// Copy a corpus file into the articles folder under `name`.
+    pub fn add_wire(&self, corpus_name: &str, as_name: &str) -> PathBuf {
+        let target = self.articles().join(as_name);
+        std::fs::copy(wire(corpus_name), &target).unwrap();
+        target
+    }
+
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let target = self.articles().join(rel);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, bytes).unwrap();
+        target
+    }
+
+    /// Run a CLI command to completion.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(self.path()).env("RUST_LOG", "info");
+        cmd.output().unwrap()
+    }
+
+    pub fn build(&self) -> std::process::Output {
+        let out = self.cli(&["build", "--config", self.config().to_str().unwrap()]);
+        assert!(out.status.success(), "build failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    /// Parse a published feed with feed-rs (the independent parser).
+    pub fn feed(&self, rel: &str) -> feed_rs::model::Feed {
+        let bytes = std::fs::read(self.feeds().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        feed_rs::parser::parse(bytes.as_slice()).unwrap_or_else(|e| panic!("{rel} does not parse: {e}"))
+    }
+
+    /// Parse a feed if it exists and parses.
+    pub fn try_feed(&self, rel: &str) -> Option<feed_rs::model::Feed> {
+        let bytes = std::fs::read(self.feeds().join(rel)).ok()?;
+        feed_rs::parser::parse(bytes.as_slice()).ok()
+    }
+
+    pub fn start(&self) -> Daemon {
+        Daemon::start(self)
+    }
+}
+
+/// Entry titles of a parsed feed.
+pub fn titles(feed: &feed_rs::model::Feed) -> Vec<String> {
+    feed.entries.iter().map(|e| e.title.as_ref().map(|t| t.content.clone()).unwrap_or_default()).collect()
+}
+
+/// Entry ids of a parsed feed.
+pub fn ids(feed: &feed_rs::model::Feed) -> Vec<String> {
+    feed.entries.iter().map(|e| e.id.clone()).collect()
+}
+
+/// Poll `cond` until it holds or the (generous) deadline passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The real daemon as a child process, its stderr collected.
+pub struct Daemon {
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub fn start(site: &Site) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config", site.config().to_str().unwrap()])
+            .current_dir(site.path())
+            .env("RUST_LOG", "feedwire=debug,info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let d = Daemon { child, log };
+        wait_for("daemon ready", Duration::from_secs(60), || d.log().contains("ready").then_some(()));
+        d
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The HTTP address the daemon logged.
+    pub fn http_addr(&self) -> String {
+        wait_for("http address", Duration::from_secs(30), || {
+            let log = self.log();
+            let at = log.find("serving http://")?;
+            let rest = &log[at + "serving http://".len()..];
+            Some(rest[..rest.find('/')?].to_string())
+        })
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("daemon did not stop within 20 s of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A wire article with a given category, title and body, in the agency layout.
+pub fn wire_text(category: &str, title: &str, paragraphs: &[&str], byline: &str) -> String {
+    let mut s = format!("{category}\n\n{title}\n\nHà Nội\n\nBản tin ngắn về {title}.\n\n");
+    for (i, p) in paragraphs.iter().enumerate() {
+        let p = if i == 0 { format!("TTXVN - {p}") } else { p.to_string() };
+        let p = if i + 1 == paragraphs.len() { format!("{p}/.") } else { p };
+        s.push_str(&p);
+        s.push_str("\n\n");
+    }
+    s.push_str(byline);
+    s.push('\n');
+    s
+}

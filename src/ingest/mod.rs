@@ -9,6 +9,7 @@
 mod decode;
 mod html;
 mod markdown;
+mod text;
 mod wire;
 
 pub use decode::{decode, Decoded};

@@ -88,3 +88,6 @@ pub fn file_stem(file_name: &str) -> &str {
         _ => file_name,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use feedwire::article::{Article, Encoding, Format};
-use feedwire::ingest::{parse, IngestOptions};
+use feedwire::ingest::{IngestOptions, parse};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,8 @@ fn check_date(file: &str, field: &str, got: Option<DateTime<FixedOffset>>, want:
     match (got, opt_str(want)) {
         (None, None) => {}
         (Some(got), Some(want)) => {
-            let parsed = DateTime::parse_from_rfc3339(want).expect("EXPECTED.json date is RFC 3339");
+            let parsed =
+                DateTime::parse_from_rfc3339(want).expect("EXPECTED.json date is RFC 3339");
             assert_eq!(got, parsed, "{file}: {field}");
             assert_eq!(got.offset(), parsed.offset(), "{file}: {field} offset");
             assert_eq!(got.to_rfc3339(), want, "{file}: {field} as RFC 3339");
@@ -74,38 +75,101 @@ fn check_common(file: &str, a: &Article, e: &Value) {
     };
     assert_eq!(format, e["format"].as_str().unwrap(), "{file}: format");
     assert!(!a.content_html.is_empty(), "{file}: content_html is empty");
-    assert!(!a.content_html.contains("]]>"), "{file}: content_html contains ]]>");
+    assert!(
+        !a.content_html.contains("]]>"),
+        "{file}: content_html contains ]]>"
+    );
 }
 
 fn check_wire(file: &str, a: &Article, e: &Value) {
-    assert_eq!(encoding_name(a.encoding), e["encoding"].as_str().unwrap(), "{file}: encoding");
-    assert_eq!(a.dateline.as_deref(), opt_str(&e["dateline"]), "{file}: dateline");
-    assert_eq!(a.lead.as_deref().map(prefix).as_deref(), opt_str(&e["lead_prefix"]), "{file}: lead_prefix");
-    let first = a.paragraphs.first().unwrap_or_else(|| panic!("{file}: no paragraphs"));
-    assert_eq!(prefix(first), e["first_paragraph_prefix"].as_str().unwrap(), "{file}: first_paragraph_prefix");
+    assert_eq!(
+        encoding_name(a.encoding),
+        e["encoding"].as_str().unwrap(),
+        "{file}: encoding"
+    );
+    assert_eq!(
+        a.dateline.as_deref(),
+        opt_str(&e["dateline"]),
+        "{file}: dateline"
+    );
+    assert_eq!(
+        a.lead.as_deref().map(prefix).as_deref(),
+        opt_str(&e["lead_prefix"]),
+        "{file}: lead_prefix"
+    );
+    let first = a
+        .paragraphs
+        .first()
+        .unwrap_or_else(|| panic!("{file}: no paragraphs"));
+    assert_eq!(
+        prefix(first),
+        e["first_paragraph_prefix"].as_str().unwrap(),
+        "{file}: first_paragraph_prefix"
+    );
     assert_eq!(a.authors, str_list(&e["authors"]), "{file}: authors");
-    assert_eq!(a.captions.len() as u64, e["captions"].as_u64().unwrap(), "{file}: captions");
-    assert_eq!(a.paragraphs.len() as u64, e["paragraphs"].as_u64().unwrap(), "{file}: paragraphs");
-    assert_eq!(a.see_more, e["see_more"].as_bool().unwrap(), "{file}: see_more");
-    assert_eq!(a.categories.len(), 1, "{file}: a wire file has one category");
+    assert_eq!(
+        a.captions.len() as u64,
+        e["captions"].as_u64().unwrap(),
+        "{file}: captions"
+    );
+    assert_eq!(
+        a.paragraphs.len() as u64,
+        e["paragraphs"].as_u64().unwrap(),
+        "{file}: paragraphs"
+    );
+    assert_eq!(
+        a.see_more,
+        e["see_more"].as_bool().unwrap(),
+        "{file}: see_more"
+    );
+    assert_eq!(
+        a.categories.len(),
+        1,
+        "{file}: a wire file has one category"
+    );
     assert_eq!(a.language, "vi", "{file}: language");
-    assert!(a.published.is_none() && a.updated.is_none(), "{file}: wire files carry no date");
+    assert!(
+        a.published.is_none() && a.updated.is_none(),
+        "{file}: wire files carry no date"
+    );
     assert!(a.front_matter.is_none(), "{file}: front_matter");
     // The HTML holds every paragraph and caption, and neither lead nor dateline.
-    assert_eq!(a.content_html.matches("<p>").count(), a.paragraphs.len(), "{file}: <p> count");
-    assert_eq!(a.content_html.matches("<figcaption>").count(), a.captions.len(), "{file}: <figcaption> count");
+    assert_eq!(
+        a.content_html.matches("<p>").count(),
+        a.paragraphs.len(),
+        "{file}: <p> count"
+    );
+    assert_eq!(
+        a.content_html.matches("<figcaption>").count(),
+        a.captions.len(),
+        "{file}: <figcaption> count"
+    );
     if let Some(lead) = &a.lead {
-        let escaped = lead.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-        assert!(!a.content_html.contains(&escaped), "{file}: lead repeated in content_html");
+        let escaped = lead
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(
+            !a.content_html.contains(&escaped),
+            "{file}: lead repeated in content_html"
+        );
     }
 }
 
 fn check_markdown(file: &str, a: &Article, e: &Value) {
-    assert_eq!(a.front_matter.as_deref(), opt_str(&e["front_matter"]), "{file}: front_matter");
+    assert_eq!(
+        a.front_matter.as_deref(),
+        opt_str(&e["front_matter"]),
+        "{file}: front_matter"
+    );
     check_date(file, "published", a.published, &e["published"]);
     check_date(file, "updated", a.updated, &e["updated"]);
     assert_eq!(a.authors, str_list(&e["authors"]), "{file}: authors");
-    assert_eq!(a.categories, str_list(&e["categories"]), "{file}: categories");
+    assert_eq!(
+        a.categories,
+        str_list(&e["categories"]),
+        "{file}: categories"
+    );
     assert_eq!(a.tags, str_list(&e["tags"]), "{file}: tags");
     assert_eq!(a.lead.as_deref(), opt_str(&e["summary"]), "{file}: summary");
     assert_eq!(a.image.as_deref(), opt_str(&e["image"]), "{file}: image");
@@ -113,19 +177,24 @@ fn check_markdown(file: &str, a: &Article, e: &Value) {
     assert!(a.dateline.is_none(), "{file}: dateline");
     // The title is not repeated as a heading when it came from one.
     if e["front_matter"].is_null() {
-        assert!(!a.content_html.contains("<h1>"), "{file}: title heading left in content_html");
+        assert!(
+            !a.content_html.contains("<h1>"),
+            "{file}: title heading left in content_html"
+        );
     }
 }
 
 #[test]
 fn corpus_matches_expected() {
     let expected: Value =
-        serde_json::from_slice(&std::fs::read(corpus().join("EXPECTED.json")).unwrap()).expect("EXPECTED.json");
+        serde_json::from_slice(&std::fs::read(corpus().join("EXPECTED.json")).unwrap())
+            .expect("EXPECTED.json");
     let files = expected["files"].as_array().expect("files");
     let (mut wire, mut markdown) = (0, 0);
     for e in files {
         let file = e["file"].as_str().unwrap();
-        let bytes = std::fs::read(corpus().join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
+        let bytes =
+            std::fs::read(corpus().join(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
         let name = Path::new(file).file_name().unwrap().to_str().unwrap();
         let article = parse(name, &bytes, &opts()).unwrap_or_else(|err| panic!("{file}: {err}"));
         check_common(file, &article, e);
@@ -141,7 +210,11 @@ fn corpus_matches_expected() {
             other => panic!("{file}: unknown format {other}"),
         }
     }
-    assert_eq!((wire, markdown), (25, 6), "every corpus file must be checked");
+    assert_eq!(
+        (wire, markdown),
+        (25, 6),
+        "every corpus file must be checked"
+    );
 }
 
 /// The English Markdown stories are tagged `en`, the Vietnamese ones `vi`.
@@ -167,12 +240,21 @@ fn markdown_language() {
 #[test]
 fn every_corpus_file_is_listed() {
     let expected: Value =
-        serde_json::from_slice(&std::fs::read(corpus().join("EXPECTED.json")).unwrap()).expect("EXPECTED.json");
-    let listed: Vec<&str> = expected["files"].as_array().unwrap().iter().map(|e| e["file"].as_str().unwrap()).collect();
+        serde_json::from_slice(&std::fs::read(corpus().join("EXPECTED.json")).unwrap())
+            .expect("EXPECTED.json");
+    let listed: Vec<&str> = expected["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["file"].as_str().unwrap())
+        .collect();
     let mut on_disk = Vec::new();
     for dir in ["wire", "markdown"] {
         for entry in std::fs::read_dir(corpus().join(dir)).unwrap() {
-            on_disk.push(format!("{dir}/{}", entry.unwrap().file_name().to_str().unwrap()));
+            on_disk.push(format!(
+                "{dir}/{}",
+                entry.unwrap().file_name().to_str().unwrap()
+            ));
         }
     }
     on_disk.sort();
@@ -181,4 +263,3 @@ fn every_corpus_file_is_listed() {
     assert_eq!(on_disk, listed_sorted);
     assert_eq!(on_disk.len(), 31);
 }
-

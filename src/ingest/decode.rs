@@ -42,9 +42,15 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, IngestError> {
         })?;
         (text.to_string(), Encoding::Utf8Bom)
     } else if let Some(rest) = bytes.strip_prefix(b"\xFF\xFE") {
-        (utf16(rest, encoding_rs::UTF_16LE, "UTF-16 LE")?, Encoding::Utf16LeBom)
+        (
+            utf16(rest, encoding_rs::UTF_16LE, "UTF-16 LE")?,
+            Encoding::Utf16LeBom,
+        )
     } else if let Some(rest) = bytes.strip_prefix(b"\xFE\xFF") {
-        (utf16(rest, encoding_rs::UTF_16BE, "UTF-16 BE")?, Encoding::Utf16BeBom)
+        (
+            utf16(rest, encoding_rs::UTF_16BE, "UTF-16 BE")?,
+            Encoding::Utf16BeBom,
+        )
     } else {
         check_binary(bytes)?;
         match std::str::from_utf8(bytes) {
@@ -60,11 +66,19 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, IngestError> {
 }
 
 fn check_binary(bytes: &[u8]) -> Result<(), IngestError> {
-    if bytes.contains(&0) { Err(IngestError::Binary) } else { Ok(()) }
+    if bytes.contains(&0) {
+        Err(IngestError::Binary)
+    } else {
+        Ok(())
+    }
 }
 
-fn utf16(bytes: &[u8], enc: &'static encoding_rs::Encoding, name: &str) -> Result<String, IngestError> {
-    if bytes.len() % 2 != 0 {
+fn utf16(
+    bytes: &[u8],
+    enc: &'static encoding_rs::Encoding,
+    name: &str,
+) -> Result<String, IngestError> {
+    if !bytes.len().is_multiple_of(2) {
         return Err(IngestError::Encoding(format!(
             "it starts with a {name} byte order mark but has an odd number of bytes"
         )));
@@ -86,7 +100,10 @@ fn windows_1258(bytes: &[u8], first_invalid: usize) -> Result<String, IngestErro
         )));
     }
     if let Some((pos, c, len)) = find_utf8_vietnamese(bytes) {
-        let seq: Vec<String> = bytes[pos..pos + len].iter().map(|b| format!("{b:02X}")).collect();
+        let seq: Vec<String> = bytes[pos..pos + len]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
         return Err(IngestError::Encoding(format!(
             "damaged UTF-8: bytes {} at offset {pos} spell \"{c}\" in UTF-8, but byte {first_invalid} is not valid UTF-8",
             seq.join(" ")
@@ -107,8 +124,12 @@ fn find_utf8_vietnamese(bytes: &[u8]) -> Option<(usize, char, usize)> {
             0xE0..=0xEF => 3,
             _ => continue,
         };
-        let Some(seq) = bytes.get(i..i + len) else { continue };
-        let Ok(s) = std::str::from_utf8(seq) else { continue };
+        let Some(seq) = bytes.get(i..i + len) else {
+            continue;
+        };
+        let Ok(s) = std::str::from_utf8(seq) else {
+            continue;
+        };
         let c = s.chars().next().expect("non-empty");
         let tone_mark = matches!(c, '\u{300}' | '\u{301}' | '\u{303}' | '\u{309}' | '\u{323}');
         if tone_mark || is_vietnamese_letter(c) {
@@ -142,6 +163,9 @@ fn clean(raw: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Does the error match what the case expects?
+    type Check = fn(&IngestError) -> bool;
+
     fn utf16be_bom(s: &str) -> Vec<u8> {
         let mut out = vec![0xFE, 0xFF];
         for unit in s.encode_utf16() {
@@ -161,17 +185,62 @@ mod tests {
     #[test]
     fn decodes_supported_encodings() {
         let cases: Vec<(&str, Vec<u8>, &str, Encoding)> = vec![
-            ("utf-8", "Hà Nội\n".as_bytes().to_vec(), "Hà Nội\n", Encoding::Utf8),
-            ("utf-8 bom", b"\xEF\xBB\xBFH\xC3\xA0".to_vec(), "Hà", Encoding::Utf8Bom),
-            ("utf-16 le bom", utf16le_bom("Cần Thơ"), "Cần Thơ", Encoding::Utf16LeBom),
-            ("utf-16 be bom", utf16be_bom("Cần Thơ\r\nđ"), "Cần Thơ\nđ", Encoding::Utf16BeBom),
+            (
+                "utf-8",
+                "Hà Nội\n".as_bytes().to_vec(),
+                "Hà Nội\n",
+                Encoding::Utf8,
+            ),
+            (
+                "utf-8 bom",
+                b"\xEF\xBB\xBFH\xC3\xA0".to_vec(),
+                "Hà",
+                Encoding::Utf8Bom,
+            ),
+            (
+                "utf-16 le bom",
+                utf16le_bom("Cần Thơ"),
+                "Cần Thơ",
+                Encoding::Utf16LeBom,
+            ),
+            (
+                "utf-16 be bom",
+                utf16be_bom("Cần Thơ\r\nđ"),
+                "Cần Thơ\nđ",
+                Encoding::Utf16BeBom,
+            ),
             // "Tiếng" in Windows-1258: ê (0xEA) + combining acute (0xEC).
-            ("windows-1258", b"Ti\xEA\xECng \x93x\x94 \x85".to_vec(), "Tiếng “x” …", Encoding::Windows1258),
+            (
+                "windows-1258",
+                b"Ti\xEA\xECng \x93x\x94 \x85".to_vec(),
+                "Tiếng “x” …",
+                Encoding::Windows1258,
+            ),
             // ơ (0xF5) + combining dot below (0xF2) composes to ợ.
-            ("windows-1258 half-composed", b"\xF5\xF2".to_vec(), "ợ", Encoding::Windows1258),
-            ("nfd utf-8", "Ha\u{300} No\u{302}\u{323}i".as_bytes().to_vec(), "Hà Nội", Encoding::Utf8),
-            ("crlf and lone cr", b"a\r\nb\rc\n".to_vec(), "a\nb\nc\n", Encoding::Utf8),
-            ("forbidden chars", "a\u{b}b\u{fffe}c\u{ffff}d\u{85}e\u{1}f".as_bytes().to_vec(), "abcdef", Encoding::Utf8),
+            (
+                "windows-1258 half-composed",
+                b"\xF5\xF2".to_vec(),
+                "ợ",
+                Encoding::Windows1258,
+            ),
+            (
+                "nfd utf-8",
+                "Ha\u{300} No\u{302}\u{323}i".as_bytes().to_vec(),
+                "Hà Nội",
+                Encoding::Utf8,
+            ),
+            (
+                "crlf and lone cr",
+                b"a\r\nb\rc\n".to_vec(),
+                "a\nb\nc\n",
+                Encoding::Utf8,
+            ),
+            (
+                "forbidden chars",
+                "a\u{b}b\u{fffe}c\u{ffff}d\u{85}e\u{1}f".as_bytes().to_vec(),
+                "abcdef",
+                Encoding::Utf8,
+            ),
         ];
         for (name, bytes, want, encoding) in cases {
             let got = decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -182,25 +251,53 @@ mod tests {
 
     #[test]
     fn rejects_undecodable_input() {
-        let cases: Vec<(&str, Vec<u8>, fn(&IngestError) -> bool)> = vec![
+        let cases: Vec<(&str, Vec<u8>, Check)> = vec![
             ("empty", vec![], |e| *e == IngestError::Empty),
-            ("whitespace only", b" \r\n\t\n ".to_vec(), |e| *e == IngestError::Empty),
-            ("bom only", b"\xEF\xBB\xBF".to_vec(), |e| *e == IngestError::Empty),
-            ("only forbidden chars", b"\x0b\x0c\n".to_vec(), |e| *e == IngestError::Empty),
-            ("nul byte", b"abc\x00def".to_vec(), |e| *e == IngestError::Binary),
-            ("nul byte after utf-8 bom", b"\xEF\xBB\xBFa\x00".to_vec(), |e| *e == IngestError::Binary),
-            ("damaged utf-8", b"Ng\xE1\xBA\xA1i \xFF".to_vec(), |e| {
-                matches!(e, IngestError::Encoding(m) if m.contains("damaged UTF-8") && m.contains("E1 BA A1"))
+            ("whitespace only", b" \r\n\t\n ".to_vec(), |e| {
+                *e == IngestError::Empty
             }),
-            ("damaged utf-8 with dd", b"\xC4\x91i \xE9".to_vec(), |e| {
-                matches!(e, IngestError::Encoding(m) if m.contains("C4 91"))
+            ("bom only", b"\xEF\xBB\xBF".to_vec(), |e| {
+                *e == IngestError::Empty
             }),
-            ("unassigned 1258 byte", b"abc \x81 \xEA".to_vec(), |e| {
-                matches!(e, IngestError::Encoding(m) if m.contains("0x81"))
+            ("only forbidden chars", b"\x0b\x0c\n".to_vec(), |e| {
+                *e == IngestError::Empty
             }),
-            ("utf-8 bom then invalid", b"\xEF\xBB\xBFa\xFF".to_vec(), |e| matches!(e, IngestError::Encoding(_))),
-            ("utf-16 odd length", b"\xFF\xFEa\x00b".to_vec(), |e| matches!(e, IngestError::Encoding(_))),
-            ("utf-16 lone surrogate", b"\xFE\xFF\xD8\x00\x00a".to_vec(), |e| matches!(e, IngestError::Encoding(_))),
+            ("nul byte", b"abc\x00def".to_vec(), |e| {
+                *e == IngestError::Binary
+            }),
+            (
+                "nul byte after utf-8 bom",
+                b"\xEF\xBB\xBFa\x00".to_vec(),
+                |e| *e == IngestError::Binary,
+            ),
+            (
+                "damaged utf-8",
+                b"Ng\xE1\xBA\xA1i \xFF".to_vec(),
+                |e| matches!(e, IngestError::Encoding(m) if m.contains("damaged UTF-8") && m.contains("E1 BA A1")),
+            ),
+            (
+                "damaged utf-8 with dd",
+                b"\xC4\x91i \xE9".to_vec(),
+                |e| matches!(e, IngestError::Encoding(m) if m.contains("C4 91")),
+            ),
+            (
+                "unassigned 1258 byte",
+                b"abc \x81 \xEA".to_vec(),
+                |e| matches!(e, IngestError::Encoding(m) if m.contains("0x81")),
+            ),
+            (
+                "utf-8 bom then invalid",
+                b"\xEF\xBB\xBFa\xFF".to_vec(),
+                |e| matches!(e, IngestError::Encoding(_)),
+            ),
+            ("utf-16 odd length", b"\xFF\xFEa\x00b".to_vec(), |e| {
+                matches!(e, IngestError::Encoding(_))
+            }),
+            (
+                "utf-16 lone surrogate",
+                b"\xFE\xFF\xD8\x00\x00a".to_vec(),
+                |e| matches!(e, IngestError::Encoding(_)),
+            ),
         ];
         for (name, bytes, check) in cases {
             match decode(&bytes) {

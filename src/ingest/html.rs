@@ -38,7 +38,10 @@ pub fn paragraph(text: &str) -> String {
 
 /// A photo caption without its photo: `<figure><figcaption>…</figcaption></figure>`.
 pub fn caption(text: &str) -> String {
-    format!("<figure><figcaption>{}</figcaption></figure>", escape_html(text))
+    format!(
+        "<figure><figcaption>{}</figcaption></figure>",
+        escape_html(text)
+    )
 }
 
 #[cfg(test)]
@@ -49,14 +52,46 @@ mod tests {
     fn sanitize_removes_dangerous_markup() {
         // (input, must contain, must not contain)
         let cases: [(&str, &[&str], &[&str]); 10] = [
-            ("<p>a<script>alert(1)</script>b</p>", &["<p>ab</p>"], &["script", "alert"]),
-            (r#"<p onclick="steal()">x</p>"#, &["<p>x</p>"], &["onclick", "steal"]),
-            (r#"<a href="javascript:alert(1)">x</a>"#, &[">x</a>"], &["javascript"]),
-            (r#"<a href="JaVaScRiPt:alert(1)">x</a>"#, &[">x</a>"], &["alert"]),
-            (r#"<a href="https://e.com/">x</a>"#, &[r#"href="https://e.com/""#, r#"rel="noopener noreferrer""#], &[]),
-            (r#"<a href="/relative">x</a>"#, &[r#"href="/relative""#], &[]),
-            ("<iframe src=x></iframe><object></object><embed><form><input></form>", &[], &["iframe", "object", "embed", "form", "input"]),
-            ("<style>p{}</style><p style=\"color:red\">x</p>", &["<p>x</p>"], &["style", "color"]),
+            (
+                "<p>a<script>alert(1)</script>b</p>",
+                &["<p>ab</p>"],
+                &["script", "alert"],
+            ),
+            (
+                r#"<p onclick="steal()">x</p>"#,
+                &["<p>x</p>"],
+                &["onclick", "steal"],
+            ),
+            (
+                r#"<a href="javascript:alert(1)">x</a>"#,
+                &[">x</a>"],
+                &["javascript"],
+            ),
+            (
+                r#"<a href="JaVaScRiPt:alert(1)">x</a>"#,
+                &[">x</a>"],
+                &["alert"],
+            ),
+            (
+                r#"<a href="https://e.com/">x</a>"#,
+                &[r#"href="https://e.com/""#, r#"rel="noopener noreferrer""#],
+                &[],
+            ),
+            (
+                r#"<a href="/relative">x</a>"#,
+                &[r#"href="/relative""#],
+                &[],
+            ),
+            (
+                "<iframe src=x></iframe><object></object><embed><form><input></form>",
+                &[],
+                &["iframe", "object", "embed", "form", "input"],
+            ),
+            (
+                "<style>p{}</style><p style=\"color:red\">x</p>",
+                &["<p>x</p>"],
+                &["style", "color"],
+            ),
             ("<p>a ]]> b</p>", &["]]&gt;"], &["]]>"]),
             (r#"<p title="]]>">x</p>"#, &["]]&gt;"], &["]]>"]),
         ];
@@ -66,7 +101,10 @@ mod tests {
                 assert!(got.contains(w), "{input:?} → {got:?} should contain {w:?}");
             }
             for f in forbid {
-                assert!(!got.to_lowercase().contains(f), "{input:?} → {got:?} must not contain {f:?}");
+                assert!(
+                    !got.to_lowercase().contains(f),
+                    "{input:?} → {got:?} must not contain {f:?}"
+                );
             }
         }
     }

@@ -6,7 +6,9 @@ use super::{Decoded, IngestError, IngestOptions};
 use crate::article::{Article, Format};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use regex::Regex;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 /// A front-matter value reduced to what feedwire reads. Dates stay text so
 /// YAML strings and native TOML datetimes go through the same parser.
@@ -27,7 +29,6 @@ pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Artic
         Some("toml") => parse_toml(fm)?,
         _ => FrontMatter::new(),
     };
-    // Line offset of the body in the file, for nothing but readability of errors.
     let (heading, content_html) = render(body, !fm.contains_key("title"));
 
     let title = match text(&fm, "title")? {
@@ -37,12 +38,11 @@ pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Artic
     .ok_or_else(|| IngestError::Missing("title".to_string()))?;
 
     let id = text(&fm, "id")?.unwrap_or_else(|| stem.to_string());
-    let (published_field, published) = match (fm.contains_key("date"), fm.contains_key("published")) {
-        (true, _) => ("date", date(&fm, "date", opts)?),
-        (false, true) => ("published", date(&fm, "published", opts)?),
-        _ => ("date", None),
+    // `date` is the documented key; `published` is accepted as a synonym.
+    let published = match fm.contains_key("date") {
+        true => date(&fm, "date", opts)?,
+        false => date(&fm, "published", opts)?,
     };
-    let _ = published_field;
     let mut updated = date(&fm, "updated", opts)?;
     // An `updated` before the publication date is an editing slip; clamp it
     // rather than reject an otherwise fine article.
@@ -114,17 +114,16 @@ fn unclosed(kind: &str, fence: &str) -> IngestError {
 
 fn parse_yaml(src: &str) -> Result<FrontMatter, IngestError> {
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(src).map_err(|e| {
-        let msg = e.to_string();
         // The parser counts lines from the start of the front matter; the
         // editor sees the file, where the opening `---` is line 1.
-        match e.location() {
-            Some(loc) => IngestError::FrontMatter(format!(
-                "YAML error at line {}, column {}: {msg}",
-                loc.line() + 1,
-                loc.column()
-            )),
-            None => IngestError::FrontMatter(format!("YAML error: {msg}")),
-        }
+        static LINE: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"\bline (\d+)").expect("valid regex"));
+        let msg = e.to_string();
+        let msg = LINE.replace_all(&msg, |c: &regex::Captures| match c[1].parse::<usize>() {
+            Ok(n) => format!("line {}", n + 1),
+            Err(_) => c[0].to_string(),
+        });
+        IngestError::FrontMatter(format!("YAML error: {msg}"))
     })?;
     match value {
         serde_yaml_ng::Value::Null => Ok(FrontMatter::new()),
@@ -132,13 +131,17 @@ fn parse_yaml(src: &str) -> Result<FrontMatter, IngestError> {
             let mut out = FrontMatter::new();
             for (k, v) in map {
                 let Value::Text(key) = from_yaml(k) else {
-                    return Err(IngestError::FrontMatter("YAML keys must be plain words like `title`".to_string()));
+                    return Err(IngestError::FrontMatter(
+                        "YAML keys must be plain words like `title`".to_string(),
+                    ));
                 };
                 out.insert(key, from_yaml(v));
             }
             Ok(out)
         }
-        _ => Err(IngestError::FrontMatter("YAML front matter must be `key: value` lines".to_string())),
+        _ => Err(IngestError::FrontMatter(
+            "YAML front matter must be `key: value` lines".to_string(),
+        )),
     }
 }
 
@@ -187,7 +190,9 @@ fn text(fm: &FrontMatter, key: &str) -> Result<Option<String>, IngestError> {
     match fm.get(key) {
         None | Some(Value::Other) => Ok(None),
         Some(Value::Text(s)) => Ok(Some(one_line(s)).filter(|s| !s.is_empty())),
-        Some(Value::List(_)) => Err(IngestError::FrontMatter(format!("`{key}` must be a single value, not a list"))),
+        Some(Value::List(_)) => Err(IngestError::FrontMatter(format!(
+            "`{key}` must be a single value, not a list"
+        ))),
     }
 }
 
@@ -200,7 +205,9 @@ fn list(fm: &FrontMatter, key: &str) -> Result<Vec<String>, IngestError> {
             .iter()
             .map(|item| match item {
                 Value::Text(s) => Ok(s.clone()),
-                _ => Err(IngestError::FrontMatter(format!("`{key}` must be a list of plain values"))),
+                _ => Err(IngestError::FrontMatter(format!(
+                    "`{key}` must be a list of plain values"
+                ))),
             })
             .collect::<Result<_, _>>()?,
     };
@@ -224,26 +231,42 @@ fn merged_list(fm: &FrontMatter, plural: &str, singular: &str) -> Result<Vec<Str
     Ok(out)
 }
 
-fn date(fm: &FrontMatter, key: &str, opts: &IngestOptions) -> Result<Option<DateTime<FixedOffset>>, IngestError> {
+fn date(
+    fm: &FrontMatter,
+    key: &str,
+    opts: &IngestOptions,
+) -> Result<Option<DateTime<FixedOffset>>, IngestError> {
     let raw = match fm.get(key) {
         None | Some(Value::Other) => return Ok(None),
         Some(Value::Text(s)) => s.trim(),
         Some(Value::List(_)) => {
-            return Err(IngestError::Date { field: key.to_string(), reason: "expected one date, found a list".to_string() });
+            return Err(IngestError::Date {
+                field: key.to_string(),
+                reason: "expected one date, found a list".to_string(),
+            });
         }
     };
-    let err = |reason: String| IngestError::Date { field: key.to_string(), reason };
+    let err = |reason: String| IngestError::Date {
+        field: key.to_string(),
+        reason,
+    };
     let dt = parse_date(raw, opts).map_err(err)?;
-    let earliest = Utc.with_ymd_and_hms(1990, 1, 1, 0, 0, 0).single().expect("valid date");
+    let earliest = Utc
+        .with_ymd_and_hms(1990, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
     let latest = opts.now + chrono::Duration::hours(24);
     if dt < earliest {
-        return Err(err(format!("{} is implausible: it is before 1990", dt.to_rfc3339())));
+        return Err(err(format!(
+            "{} is implausible: it is before 1990",
+            dt.to_rfc3339()
+        )));
     }
     if dt > latest {
         return Err(err(format!(
             "{} is implausible: it is more than a day in the future (now is {})",
             dt.to_rfc3339(),
-            opts.now.to_rfc3339()
+            opts.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )));
     }
     Ok(Some(dt))
@@ -255,10 +278,19 @@ fn parse_date(raw: &str, opts: &IngestOptions) -> Result<DateTime<FixedOffset>, 
     if let Ok(dt) = DateTime::parse_from_rfc3339(raw) {
         return Ok(dt);
     }
-    let local = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
-        .or_else(|| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
+    let local = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    });
     let Some(local) = local else {
         return Err(format!(
             "`{raw}` is not a date; write RFC 3339 such as 2024-09-15T19:30:00+07:00 (or 2024-09-15)"
@@ -267,7 +299,10 @@ fn parse_date(raw: &str, opts: &IngestOptions) -> Result<DateTime<FixedOffset>, 
     match opts.time_zone.from_local_datetime(&local) {
         chrono::LocalResult::Single(dt) => Ok(dt.fixed_offset()),
         chrono::LocalResult::Ambiguous(earliest, _) => Ok(earliest.fixed_offset()),
-        chrono::LocalResult::None => Err(format!("`{raw}` does not exist in time zone {}", opts.time_zone)),
+        chrono::LocalResult::None => Err(format!(
+            "`{raw}` does not exist in time zone {}",
+            opts.time_zone
+        )),
     }
 }
 
@@ -278,7 +313,8 @@ fn is_absolute_http_url(s: &str) -> bool {
 /// Render the body to sanitised HTML. With `take_heading`, the first level-1
 /// heading is removed from the output and its text returned (it is the title).
 fn render(body: &str, take_heading: bool) -> (Option<String>, String) {
-    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
+    let options =
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
     let mut heading: Option<String> = None;
     let mut in_heading = false;
     let events = Parser::new_ext(body, options).filter(|event| {
@@ -286,7 +322,10 @@ fn render(body: &str, take_heading: bool) -> (Option<String>, String) {
             return true;
         }
         match event {
-            Event::Start(Tag::Heading { level: HeadingLevel::H1, .. }) if heading.is_none() => {
+            Event::Start(Tag::Heading {
+                level: HeadingLevel::H1,
+                ..
+            }) if heading.is_none() => {
                 in_heading = true;
                 heading = Some(String::new());
                 false

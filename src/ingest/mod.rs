@@ -12,7 +12,7 @@ mod markdown;
 mod text;
 mod wire;
 
-pub use decode::{decode, Decoded};
+pub use decode::{Decoded, decode};
 
 use crate::article::Article;
 use chrono::{DateTime, Utc};
@@ -67,11 +67,20 @@ pub fn format_for(file_name: &str) -> Option<crate::article::Format> {
 
 /// Parse one file's bytes. `file_name` is the base name (e.g.
 /// `000_ee2825b76e43200a.txt`); it selects the format and gives the default id.
+///
+/// Order of checks: file type, size, decoding ([`decode`]: empty, binary,
+/// encoding), then the format's own rules (wire: missing title / layout;
+/// Markdown: front matter, dates, missing title). All text fields of the
+/// result are NFC, trimmed, single-line plain text; `content_html` is
+/// sanitised and never contains `]]>`.
 pub fn parse(file_name: &str, bytes: &[u8], opts: &IngestOptions) -> Result<Article, IngestError> {
-    let format = format_for(file_name)
-        .ok_or_else(|| IngestError::UnsupportedType(file_name.to_string()))?;
+    let format =
+        format_for(file_name).ok_or_else(|| IngestError::UnsupportedType(file_name.to_string()))?;
     if bytes.len() as u64 > opts.max_bytes {
-        return Err(IngestError::TooLarge { size: bytes.len() as u64, limit: opts.max_bytes });
+        return Err(IngestError::TooLarge {
+            size: bytes.len() as u64,
+            limit: opts.max_bytes,
+        });
     }
     let decoded = decode(bytes)?;
     let stem = file_stem(file_name);

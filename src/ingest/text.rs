@@ -34,10 +34,49 @@ pub fn escape_html(s: &str) -> String {
 pub fn is_vietnamese_letter(c: char) -> bool {
     matches!(
         c,
-        'ă' | 'Ă' | 'â' | 'Â' | 'đ' | 'Đ' | 'ê' | 'Ê' | 'ô' | 'Ô' | 'ơ' | 'Ơ' | 'ư' | 'Ư'
-            | 'à' | 'á' | 'ã' | 'è' | 'é' | 'ì' | 'í' | 'ò' | 'ó' | 'õ' | 'ù' | 'ú' | 'ý'
-            | 'À' | 'Á' | 'Ã' | 'È' | 'É' | 'Ì' | 'Í' | 'Ò' | 'Ó' | 'Õ' | 'Ù' | 'Ú' | 'Ý'
-            | 'ĩ' | 'Ĩ' | 'ũ' | 'Ũ'
+        'ă' | 'Ă'
+            | 'â'
+            | 'Â'
+            | 'đ'
+            | 'Đ'
+            | 'ê'
+            | 'Ê'
+            | 'ô'
+            | 'Ô'
+            | 'ơ'
+            | 'Ơ'
+            | 'ư'
+            | 'Ư'
+            | 'à'
+            | 'á'
+            | 'ã'
+            | 'è'
+            | 'é'
+            | 'ì'
+            | 'í'
+            | 'ò'
+            | 'ó'
+            | 'õ'
+            | 'ù'
+            | 'ú'
+            | 'ý'
+            | 'À'
+            | 'Á'
+            | 'Ã'
+            | 'È'
+            | 'É'
+            | 'Ì'
+            | 'Í'
+            | 'Ò'
+            | 'Ó'
+            | 'Õ'
+            | 'Ù'
+            | 'Ú'
+            | 'Ý'
+            | 'ĩ'
+            | 'Ĩ'
+            | 'ũ'
+            | 'Ũ'
             | '\u{1ea0}'..='\u{1ef9}'
     )
 }
@@ -57,7 +96,11 @@ pub fn guess_language(text: &str) -> &'static str {
             marked += 1;
         }
     }
-    if marked > 0 && marked * 20 >= letters { "vi" } else { "en" }
+    if marked > 0 && marked * 20 >= letters {
+        "vi"
+    } else {
+        "en"
+    }
 }
 
 #[cfg(test)]
@@ -79,12 +122,18 @@ mod tests {
 
     #[test]
     fn escape_html_escapes_markup() {
-        assert_eq!(escape_html(r#"a < b & "c" > 'd'"#), "a &lt; b &amp; &quot;c&quot; &gt; &#39;d&#39;");
+        assert_eq!(
+            escape_html(r#"a < b & "c" > 'd'"#),
+            "a &lt; b &amp; &quot;c&quot; &gt; &#39;d&#39;"
+        );
     }
 
     #[test]
     fn forbidden_characters() {
-        for c in ['\u{0}', '\u{b}', '\u{c}', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}', '\u{fffe}', '\u{ffff}'] {
+        for c in [
+            '\u{0}', '\u{b}', '\u{c}', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}', '\u{fffe}',
+            '\u{ffff}',
+        ] {
             assert!(is_forbidden(c), "{c:?} should be forbidden");
         }
         for c in ['\t', '\n', '\r', ' ', 'a', '\u{a0}', 'ạ', '\u{fffd}'] {
@@ -96,7 +145,10 @@ mod tests {
     fn language_guess() {
         let cases = [
             ("Hà Nội mở thêm 5 tuyến phố đi bộ cuối tuần", "vi"),
-            ("Hanoi's metro & bus network: daily ridership tops 100,000", "en"),
+            (
+                "Hanoi's metro & bus network: daily ridership tops 100,000",
+                "en",
+            ),
             (
                 "Farmers near Hội An and Đà Nẵng say the new rice variety held its yield through the whole dry season this year",
                 "en",

@@ -11,7 +11,8 @@ use crate::article::{Article, Format};
 use regex::Regex;
 use std::sync::LazyLock;
 
-static CAPTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\(Ảnh:[^()]*\)$").expect("valid regex"));
+static CAPTION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\(Ảnh:[^()]*\)$").expect("valid regex"));
 
 const CREDIT: &str = "TTXVN - ";
 const SEE_MORE: &str = "Xem thêm";
@@ -62,9 +63,9 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
     }
     let mut rest = blocks.into_iter();
     let category = rest.next().ok_or(IngestError::Empty)?;
-    let title = rest.next().ok_or_else(|| {
-        IngestError::Missing("title".to_string())
-    })?;
+    let title = rest
+        .next()
+        .ok_or_else(|| IngestError::Missing("title".to_string()))?;
     let mut rest: Vec<String> = rest.collect();
 
     // The final body paragraph: the last block ending with the end mark.
@@ -90,7 +91,9 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
     let tail: Vec<String> = match end {
         Some(end) => rest.split_off(end + 1),
         None => match rest.last() {
-            Some(last) if rest.len() > start && looks_like_byline(last) => rest.split_off(rest.len() - 1),
+            Some(last) if rest.len() > start && looks_like_byline(last) => {
+                rest.split_off(rest.len() - 1)
+            }
             _ => Vec::new(),
         },
     };
@@ -120,10 +123,18 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
         // (like "Xem thêm"); they are not part of the article.
     }
     if paragraphs.is_empty() && lead.is_none() {
-        return Err(IngestError::Layout("no lead and no body paragraph after the headline".to_string()));
+        return Err(IngestError::Layout(
+            "no lead and no body paragraph after the headline".to_string(),
+        ));
     }
     let authors = byline
-        .map(|b| b.split(" - ").map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect())
+        .map(|b| {
+            b.split(" - ")
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
 
     Ok(Article {
@@ -146,4 +157,195 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
         front_matter: None,
         language: "vi".to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::article::Encoding;
+
+    fn wire(text: &str) -> Result<Article, IngestError> {
+        parse(
+            "x",
+            Decoded {
+                text: text.to_string(),
+                encoding: Encoding::Utf8,
+            },
+        )
+    }
+
+    struct Want {
+        dateline: Option<&'static str>,
+        lead: Option<&'static str>,
+        paragraphs: &'static [&'static str],
+        captions: usize,
+        authors: &'static [&'static str],
+        see_more: bool,
+    }
+
+    #[test]
+    fn layouts() {
+        let cases: Vec<(&str, &str, Want)> = vec![
+            (
+                "full article",
+                "Cat\n\nTitle\n\nCần Thơ\n\nLead text.\n\nTTXVN - One.\n\nPhoto. (Ảnh: TTXVN)\n\nTwo./.\n\nA - B\n\nXem thêm\n",
+                Want {
+                    dateline: Some("Cần Thơ"),
+                    lead: Some("Lead text."),
+                    paragraphs: &["TTXVN - One.", "Two./."],
+                    captions: 1,
+                    authors: &["A", "B"],
+                    see_more: true,
+                },
+            ),
+            (
+                "brief: credited paragraph right after the title",
+                "Cat\n\nTitle\n\nTTXVN - Only paragraph./.",
+                Want {
+                    dateline: None,
+                    lead: None,
+                    paragraphs: &["TTXVN - Only paragraph./."],
+                    captions: 0,
+                    authors: &[],
+                    see_more: false,
+                },
+            ),
+            (
+                "no dateline: block 3 ends with a full stop, so it is the lead",
+                "Cat\n\nTitle\n\nShort lead.\n\nTTXVN - Body./.\n\nByline",
+                Want {
+                    dateline: None,
+                    lead: Some("Short lead."),
+                    paragraphs: &["TTXVN - Body./."],
+                    captions: 0,
+                    authors: &["Byline"],
+                    see_more: false,
+                },
+            ),
+            (
+                "dateline with a hyphen, caption right after the lead, captions after the end",
+                "Cat\n\nTitle\n\nBà Rịa - Vũng Tàu\n\nLead\n\nFirst. (Ảnh: X)\n\nTTXVN - Body\nwrapped   line./.\n\nAfter. (Ảnh: Y)\n\nTên Một\n\nXem thêm",
+                Want {
+                    dateline: Some("Bà Rịa - Vũng Tàu"),
+                    lead: Some("Lead"),
+                    paragraphs: &["TTXVN - Body wrapped line./."],
+                    captions: 2,
+                    authors: &["Tên Một"],
+                    see_more: true,
+                },
+            ),
+            (
+                "long block 3 is not a dateline",
+                "Cat\n\nTitle\n\nA lead that is clearly longer than forty characters without a stop\n\nTTXVN - Body./.",
+                Want {
+                    dateline: None,
+                    lead: Some(
+                        "A lead that is clearly longer than forty characters without a stop",
+                    ),
+                    paragraphs: &["TTXVN - Body./."],
+                    captions: 0,
+                    authors: &[],
+                    see_more: false,
+                },
+            ),
+            (
+                "extra blank lines and stray whitespace",
+                "  Cat \t\n\n\n \t\nTitle\n   \n\nTTXVN - Body./.\n\n\n",
+                Want {
+                    dateline: None,
+                    lead: None,
+                    paragraphs: &["TTXVN - Body./."],
+                    captions: 0,
+                    authors: &[],
+                    see_more: false,
+                },
+            ),
+            (
+                "the last /. block ends the body",
+                "Cat\n\nTitle\n\nTTXVN - Quoted a/. b/.\n\nEnd./.\n\nName",
+                Want {
+                    dateline: None,
+                    lead: None,
+                    paragraphs: &["TTXVN - Quoted a/. b/.", "End./."],
+                    captions: 0,
+                    authors: &["Name"],
+                    see_more: false,
+                },
+            ),
+            (
+                "no end mark: short last block is the byline",
+                "Cat\n\nTitle\n\nTTXVN - One.\n\nTwo.\n\nNgọc Thiện",
+                Want {
+                    dateline: None,
+                    lead: None,
+                    paragraphs: &["TTXVN - One.", "Two."],
+                    captions: 0,
+                    authors: &["Ngọc Thiện"],
+                    see_more: false,
+                },
+            ),
+            (
+                "no end mark: last block ending with a stop is body",
+                "Cat\n\nTitle\n\nTTXVN - One.\n\nTwo.",
+                Want {
+                    dateline: None,
+                    lead: None,
+                    paragraphs: &["TTXVN - One.", "Two."],
+                    captions: 0,
+                    authors: &[],
+                    see_more: false,
+                },
+            ),
+        ];
+        for (name, text, want) in cases {
+            let a = wire(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(a.categories, ["Cat"], "{name}");
+            assert_eq!(a.title, "Title", "{name}");
+            assert_eq!(a.dateline.as_deref(), want.dateline, "{name}: dateline");
+            assert_eq!(a.lead.as_deref(), want.lead, "{name}: lead");
+            assert_eq!(a.paragraphs, want.paragraphs, "{name}: paragraphs");
+            assert_eq!(a.captions.len(), want.captions, "{name}: captions");
+            assert_eq!(a.authors, want.authors, "{name}: authors");
+            assert_eq!(a.see_more, want.see_more, "{name}: see_more");
+        }
+    }
+
+    #[test]
+    fn caption_positions_in_html() {
+        let a = wire("C\n\nT\n\nL\n\nA. (Ảnh: 1)\n\nTTXVN - P./.\n\nB. (Ảnh: 2)\n\nName").unwrap();
+        assert_eq!(
+            a.content_html,
+            "<figure><figcaption>A. (Ảnh: 1)</figcaption></figure><p>TTXVN - P./.</p>\
+             <figure><figcaption>B. (Ảnh: 2)</figcaption></figure>"
+        );
+        assert!(
+            !a.content_html.contains(">L<"),
+            "the lead is not in content_html"
+        );
+    }
+
+    #[test]
+    fn caption_rule() {
+        for (block, want) in [
+            ("Quang cảnh hội nghị. (Ảnh: TTXVN phát)", true),
+            ("Ảnh: X (Ảnh: Minh Tâm/TTXVN)", true),
+            ("Text (Ảnh: X) more", false),
+            ("Text (Ảnh: (nested))", false),
+            ("Text (Ảnh X)", false),
+        ] {
+            assert_eq!(is_caption(block), want, "{block}");
+        }
+    }
+
+    #[test]
+    fn layout_errors() {
+        assert_eq!(
+            wire("Only a category\n").unwrap_err(),
+            IngestError::Missing("title".into())
+        );
+        assert!(matches!(
+            wire("Cat\n\nTitle\n").unwrap_err(),
+            IngestError::Layout(_)
+        ));
+    }
 }

@@ -14,13 +14,13 @@ use crate::pipeline::{Outcome, Pipeline};
 use crate::publish::Store;
 use crate::source;
 use anyhow::{Context, Result};
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
 use notify::Watcher;
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A file with an open writer (no close seen yet) is read anyway once it has
@@ -53,8 +53,12 @@ pub fn run(cfg: Config) -> Result<()> {
 async fn run_async(cfg: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = Store::new();
-    std::fs::create_dir_all(&cfg.paths.articles)
-        .with_context(|| format!("cannot create the articles folder {}", cfg.paths.articles.display()))?;
+    std::fs::create_dir_all(&cfg.paths.articles).with_context(|| {
+        format!(
+            "cannot create the articles folder {}",
+            cfg.paths.articles.display()
+        )
+    })?;
     let root = cfg.paths.articles.clone();
 
     // Bind before anything slow so a busy port fails fast and loudly.
@@ -113,7 +117,7 @@ async fn run_async(cfg: Config) -> Result<()> {
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
@@ -137,17 +141,29 @@ struct Pending {
 
 impl Pending {
     fn due(&self, debounce: Duration) -> Instant {
-        let wait = if self.writing { debounce.max(OPEN_WRITER_PATIENCE) } else { debounce };
+        let wait = if self.writing {
+            debounce.max(OPEN_WRITER_PATIENCE)
+        } else {
+            debounce
+        };
         self.last_event + wait
     }
 }
 
-fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metrics, root: &Path) -> Result<()> {
+fn process_loop(
+    mut pipeline: Pipeline,
+    rx: mpsc::Receiver<Msg>,
+    metrics: &Metrics,
+    root: &Path,
+) -> Result<()> {
     let debounce = Duration::from_millis(pipeline.cfg.watch.debounce_ms);
-    let rescan_every =
-        (pipeline.cfg.watch.rescan_secs > 0).then(|| Duration::from_secs(pipeline.cfg.watch.rescan_secs));
+    let rescan_every = (pipeline.cfg.watch.rescan_secs > 0)
+        .then(|| Duration::from_secs(pipeline.cfg.watch.rescan_secs));
     // Notify may report paths through the canonical root; accept both spellings.
-    let roots: Vec<PathBuf> = [Some(root.to_path_buf()), root.canonicalize().ok()].into_iter().flatten().collect();
+    let roots: Vec<PathBuf> = [Some(root.to_path_buf()), root.canonicalize().ok()]
+        .into_iter()
+        .flatten()
+        .collect();
 
     let started = Instant::now();
     let outcome = pipeline.reconcile()?;
@@ -158,7 +174,9 @@ fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metri
     let report = pipeline.publish(None)?;
     update_gauges(&pipeline, metrics);
     metrics.publishes.fetch_add(1, Ordering::Relaxed);
-    metrics.documents_written.fetch_add(report.written.len() as u64, Ordering::Relaxed);
+    metrics
+        .documents_written
+        .fetch_add(report.written.len() as u64, Ordering::Relaxed);
     metrics.ready.store(true, Ordering::Release);
     tracing::info!(
         articles = pipeline.catalog().article_count()?,
@@ -179,7 +197,9 @@ fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metri
         if let Some(r) = next_rescan {
             deadline = Some(deadline.map_or(r, |d| d.min(r)));
         }
-        let timeout = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(now));
+        let timeout = deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(now)
+        });
         let first = match rx.recv_timeout(timeout) {
             Ok(msg) => Some(msg),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -187,7 +207,10 @@ fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metri
         };
         // Take everything already queued, so a burst becomes one batch.
         let mut stop = false;
-        for msg in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+        for msg in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+        {
             match msg {
                 Msg::Shutdown => stop = true,
                 Msg::Fs(Err(e)) => {
@@ -206,17 +229,30 @@ fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metri
             if periodic {
                 tracing::debug!("periodic reconciliation");
             } else {
-                tracing::info!("rescanning the articles folder (watcher overflow or folder change)");
+                tracing::info!(
+                    "rescanning the articles folder (watcher overflow or folder change)"
+                );
             }
             let started = Instant::now();
             let outcome = pipeline.reconcile()?;
             pending.clear();
             rescan = false;
             next_rescan = rescan_every.map(|d| Instant::now() + d);
-            finish_batch(&mut pipeline, metrics, root, outcome, &HashMap::from([]), started)?;
+            finish_batch(
+                &mut pipeline,
+                metrics,
+                root,
+                outcome,
+                &HashMap::from([]),
+                started,
+            )?;
             continue;
         }
-        let mut ready: Vec<String> = pending.iter().filter(|(_, p)| p.due(debounce) <= now).map(|(k, _)| k.clone()).collect();
+        let mut ready: Vec<String> = pending
+            .iter()
+            .filter(|(_, p)| p.due(debounce) <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         if ready.is_empty() {
             continue;
         }
@@ -228,7 +264,11 @@ fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metri
                 taken.insert(key.clone(), p);
             }
         }
-        let provisional: HashSet<String> = taken.iter().filter(|(_, p)| p.writing).map(|(k, _)| k.clone()).collect();
+        let provisional: HashSet<String> = taken
+            .iter()
+            .filter(|(_, p)| p.writing)
+            .map(|(k, _)| k.clone())
+            .collect();
         let keys: BTreeSet<String> = ready.into_iter().collect();
         let started = Instant::now();
         let outcome = pipeline.apply_with(&keys, &provisional)?;
@@ -246,21 +286,35 @@ fn process_loop(mut pipeline: Pipeline, rx: mpsc::Receiver<Msg>, metrics: &Metri
 }
 
 /// Turn one notify event into pending work.
-fn note_event(event: &notify::Event, roots: &[PathBuf], pending: &mut HashMap<String, Pending>, rescan: &mut bool) {
+fn note_event(
+    event: &notify::Event,
+    roots: &[PathBuf],
+    pending: &mut HashMap<String, Pending>,
+    rescan: &mut bool,
+) {
     if event.need_rescan() {
         *rescan = true;
         return;
     }
     let now = Instant::now();
     for path in &event.paths {
-        let Some((root, key)) = roots.iter().find_map(|r| source::relative_key(r, path).map(|k| (r, k))) else {
+        let Some((root, key)) = roots
+            .iter()
+            .find_map(|r| source::relative_key(r, path).map(|k| (r, k)))
+        else {
             continue;
         };
         if source::is_article_path(root, path) {
-            let p = pending.entry(key).or_insert(Pending { first_event: now, last_event: now, writing: false });
+            let p = pending.entry(key).or_insert(Pending {
+                first_event: now,
+                last_event: now,
+                writing: false,
+            });
             p.last_event = now;
             match event.kind {
-                EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => p.writing = true,
+                EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
+                    p.writing = true
+                }
                 EventKind::Access(AccessKind::Close(AccessMode::Write))
                 | EventKind::Modify(ModifyKind::Name(_))
                 | EventKind::Remove(_) => p.writing = false,
@@ -269,12 +323,22 @@ fn note_event(event: &notify::Event, roots: &[PathBuf], pending: &mut HashMap<St
         } else if matches!(event.kind, EventKind::Access(_)) {
             // Reads of anything are not changes.
         } else {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let dir_like = crate::ingest::format_for(&name).is_none() && !source::is_ignored_name(&name);
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dir_like =
+                crate::ingest::format_for(&name).is_none() && !source::is_ignored_name(&name);
             // A folder moved in, out or removed: its files produce no events of
             // their own, so look at the whole tree (cheap: unchanged files are
             // only stat'ed).
-            if dir_like && (path.is_dir() || matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)))) {
+            if dir_like
+                && (path.is_dir()
+                    || matches!(
+                        event.kind,
+                        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                    ))
+            {
                 *rescan = true;
             }
         }
@@ -299,7 +363,9 @@ fn finish_batch(
     }
     let report = pipeline.publish(Some(&outcome.affected))?;
     metrics.publishes.fetch_add(1, Ordering::Relaxed);
-    metrics.documents_written.fetch_add(report.written.len() as u64, Ordering::Relaxed);
+    metrics
+        .documents_written
+        .fetch_add(report.written.len() as u64, Ordering::Relaxed);
     update_gauges(pipeline, metrics);
     let feeds = report.written.join(" ");
     let done = Instant::now();
@@ -307,7 +373,11 @@ fn finish_batch(
         let since = events.get(key).map_or(started, |p| p.first_event);
         let latency = done.duration_since(since);
         metrics.observe_latency(latency.as_secs_f64());
-        let verb = if outcome.removed.contains(key) { "removed" } else { "published" };
+        let verb = if outcome.removed.contains(key) {
+            "removed"
+        } else {
+            "published"
+        };
         tracing::info!(
             file = %root.join(key).display(),
             feeds = %feeds,
@@ -332,6 +402,8 @@ fn update_gauges(pipeline: &Pipeline, metrics: &Metrics) {
         metrics.articles.store(n, Ordering::Relaxed);
     }
     if let Ok(r) = pipeline.catalog().rejections() {
-        metrics.rejected_files.store(r.len() as u64, Ordering::Relaxed);
+        metrics
+            .rejected_files
+            .store(r.len() as u64, Ordering::Relaxed);
     }
 }

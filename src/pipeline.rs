@@ -22,7 +22,9 @@ use std::time::Instant;
 const CHUNK: usize = 512;
 
 /// Re-parse everything when the parser changes (a new feedwire version).
-const PARSER_VERSION: &str = concat!("ingest-", env!("CARGO_PKG_VERSION"));
+fn parser_version() -> String {
+    format!("{}+{}", env!("CARGO_PKG_VERSION"), ingest::REVISION)
+}
 
 /// What one batch did.
 #[derive(Debug, Default)]
@@ -68,9 +70,9 @@ enum Read {
 impl Pipeline {
     pub fn open(cfg: Config, store: Option<Store>) -> Result<Pipeline> {
         let catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
-        if catalog.meta("parser")?.as_deref() != Some(PARSER_VERSION) {
+        if catalog.meta("parser")? != Some(parser_version()) {
             catalog.forget_file_stamps()?;
-            catalog.set_meta("parser", PARSER_VERSION)?;
+            catalog.set_meta("parser", &parser_version())?;
         }
         let publisher = Publisher::new(cfg.paths.feeds.clone(), store)?;
         Ok(Pipeline {
@@ -125,7 +127,11 @@ impl Pipeline {
 
     /// Like [`apply`](Self::apply); files in `provisional` may still be being
     /// written, so a parse failure there means "not yet", not "rejected".
-    pub fn apply_with(&mut self, keys: &BTreeSet<String>, provisional: &HashSet<String>) -> Result<Outcome> {
+    pub fn apply_with(
+        &mut self,
+        keys: &BTreeSet<String>,
+        provisional: &HashSet<String>,
+    ) -> Result<Outcome> {
         let root = self.cfg.paths.articles.clone();
         let known = self.catalog.known_files()?;
         let mut files = Vec::new();
@@ -312,7 +318,9 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
             );
         }
     };
-    if let Some(k) = known {
+    // Rejected files are always read again: they are few, and a fixed parser
+    // or a freed duplicate id may accept them now.
+    if let Some(k) = known.filter(|k| k.id.is_some()) {
         if k.stamp.size == size && k.stamp.mtime_ns == mtime {
             return Read::Unchanged;
         }

@@ -67,9 +67,22 @@ pub struct KnownFile {
 /// deliveries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Added(String),
-    Updated(String),
-    Removed { id: String, categories: Vec<String> },
+    Added(Entry),
+    Updated(Entry),
+    /// `categories` are the slugs it was filed under, for routing the notice.
+    Removed {
+        id: String,
+        categories: Vec<String>,
+    },
+}
+
+impl Change {
+    pub fn id(&self) -> &str {
+        match self {
+            Change::Added(e) | Change::Updated(e) => &e.id,
+            Change::Removed { id, .. } => id,
+        }
+    }
 }
 
 /// A rejected file and the reason, for `status`.
@@ -433,9 +446,9 @@ impl Batch<'_> {
         self.affected.extend(old_feeds);
         self.affected.extend(new_feeds);
         self.changes.push(if old.is_some() {
-            Change::Updated(article.id.clone())
+            Change::Updated(entry)
         } else {
-            Change::Added(article.id.clone())
+            Change::Added(entry)
         });
         self.record_file(path, stamp, Some(&article.id))?;
         self.tx
@@ -551,6 +564,11 @@ impl Batch<'_> {
 
     fn local(&self, unix: i64) -> DateTime<FixedOffset> {
         from_unix(unix).with_timezone(&self.tz).fixed_offset()
+    }
+
+    /// Feeds this batch has touched so far.
+    pub fn affected(&self) -> &BTreeSet<FeedKey> {
+        &self.affected
     }
 
     /// The article changes made so far in this batch.

@@ -1,1 +1,125 @@
-//! placeholder
+//! Building and sanitising article HTML.
+//!
+//! Everything that ends up in [`Article::content_html`](crate::article::Article)
+//! passes through [`sanitize`], so later stages can embed it in a page, an
+//! RSS `<description>` CDATA section or an Atom `<content type="html">`
+//! without thinking about scripts, event handlers or `]]>`.
+
+use super::text::escape_html;
+use std::sync::LazyLock;
+
+static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+    let mut b = ammonia::Builder::default();
+    // ammonia's defaults already drop script/style/iframe/object/embed/form,
+    // every `on*` attribute and any URL scheme outside its allow-list (so no
+    // `javascript:`); relative URLs pass through because only the render
+    // stage knows the site's base URL. Links get rel="noopener noreferrer".
+    // Footnotes from pulldown-cmark need their anchors and classes to work.
+    b.add_tag_attributes("div", ["id"])
+        .add_allowed_classes("div", ["footnote-definition"])
+        .add_allowed_classes("sup", ["footnote-reference", "footnote-definition-label"]);
+    b
+});
+
+/// Sanitise untrusted HTML (rendered Markdown, which may embed raw HTML).
+///
+/// The result is also made safe for XML-based feeds: `&nbsp;` (which the
+/// serialiser emits for U+00A0 but XML does not define) is written as the
+/// character itself, and `]]>` never appears literally.
+pub fn sanitize(html: &str) -> String {
+    let clean = SANITIZER.clean(html).to_string();
+    clean.replace("&nbsp;", "\u{a0}").replace("]]>", "]]&gt;")
+}
+
+/// `<p>` element for a plain-text paragraph.
+pub fn paragraph(text: &str) -> String {
+    format!("<p>{}</p>", escape_html(text))
+}
+
+/// A photo caption without its photo: `<figure><figcaption>…</figcaption></figure>`.
+pub fn caption(text: &str) -> String {
+    format!(
+        "<figure><figcaption>{}</figcaption></figure>",
+        escape_html(text)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_removes_dangerous_markup() {
+        // (input, must contain, must not contain)
+        let cases: [(&str, &[&str], &[&str]); 10] = [
+            (
+                "<p>a<script>alert(1)</script>b</p>",
+                &["<p>ab</p>"],
+                &["script", "alert"],
+            ),
+            (
+                r#"<p onclick="steal()">x</p>"#,
+                &["<p>x</p>"],
+                &["onclick", "steal"],
+            ),
+            (
+                r#"<a href="javascript:alert(1)">x</a>"#,
+                &[">x</a>"],
+                &["javascript"],
+            ),
+            (
+                r#"<a href="JaVaScRiPt:alert(1)">x</a>"#,
+                &[">x</a>"],
+                &["alert"],
+            ),
+            (
+                r#"<a href="https://e.com/">x</a>"#,
+                &[r#"href="https://e.com/""#, r#"rel="noopener noreferrer""#],
+                &[],
+            ),
+            (
+                r#"<a href="/relative">x</a>"#,
+                &[r#"href="/relative""#],
+                &[],
+            ),
+            (
+                "<iframe src=x></iframe><object></object><embed><form><input></form>",
+                &[],
+                &["iframe", "object", "embed", "form", "input"],
+            ),
+            (
+                "<style>p{}</style><p style=\"color:red\">x</p>",
+                &["<p>x</p>"],
+                &["style", "color"],
+            ),
+            ("<p>a ]]> b</p>", &["]]&gt;"], &["]]>"]),
+            (r#"<p title="]]>">x</p>"#, &["]]&gt;"], &["]]>"]),
+        ];
+        for (input, want, forbid) in cases {
+            let got = sanitize(input);
+            for w in want {
+                assert!(got.contains(w), "{input:?} → {got:?} should contain {w:?}");
+            }
+            for f in forbid {
+                assert!(
+                    !got.to_lowercase().contains(f),
+                    "{input:?} → {got:?} must not contain {f:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sanitize_writes_nbsp_as_a_character() {
+        assert_eq!(sanitize("<p>a\u{a0}b</p>"), "<p>a\u{a0}b</p>");
+    }
+
+    #[test]
+    fn builders_escape_text() {
+        assert_eq!(paragraph("a < b & c"), "<p>a &lt; b &amp; c</p>");
+        assert_eq!(
+            caption("Ảnh <1> (Ảnh: TTXVN)"),
+            "<figure><figcaption>Ảnh &lt;1&gt; (Ảnh: TTXVN)</figcaption></figure>"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 mod decode;
 mod html;
 mod markdown;
+mod text;
 mod wire;
 
 pub use decode::{Decoded, decode};
@@ -16,6 +17,10 @@ pub use decode::{Decoded, decode};
 use crate::article::Article;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+
+/// Bump whenever parsing changes what an article says: the catalog then
+/// re-reads every file once instead of trusting unchanged file stamps.
+pub const REVISION: u32 = 1;
 
 /// What ingest needs to know about the world.
 #[derive(Debug, Clone)]
@@ -66,6 +71,12 @@ pub fn format_for(file_name: &str) -> Option<crate::article::Format> {
 
 /// Parse one file's bytes. `file_name` is the base name (e.g.
 /// `000_ee2825b76e43200a.txt`); it selects the format and gives the default id.
+///
+/// Order of checks: file type, size, decoding ([`decode`]: empty, binary,
+/// encoding), then the format's own rules (wire: missing title / layout;
+/// Markdown: front matter, dates, missing title). All text fields of the
+/// result are NFC, trimmed, single-line plain text; `content_html` is
+/// sanitised and never contains `]]>`.
 pub fn parse(file_name: &str, bytes: &[u8], opts: &IngestOptions) -> Result<Article, IngestError> {
     let format =
         format_for(file_name).ok_or_else(|| IngestError::UnsupportedType(file_name.to_string()))?;
@@ -90,3 +101,6 @@ pub fn file_stem(file_name: &str) -> &str {
         _ => file_name,
     }
 }
+
+#[cfg(test)]
+mod tests;

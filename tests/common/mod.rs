@@ -32,7 +32,11 @@ impl Site {
         let config = format!(
             "[site]\ntitle = \"Tin thử\"\nbase_url = \"http://127.0.0.1:8080\"\ntag_authority = \"test.example,2026\"\n\n{extra}\n"
         );
-        let config = if config.contains("[server]") { config } else { format!("{config}\n[server]\nenabled = false\n") };
+        let config = if config.contains("[server]") {
+            config
+        } else {
+            format!("{config}\n[server]\nenabled = false\n")
+        };
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         Site { dir }
     }
@@ -67,20 +71,27 @@ impl Site {
     /// Run a CLI command to completion.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).current_dir(self.path()).env("RUST_LOG", "info");
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("RUST_LOG", "info");
         cmd.output().unwrap()
     }
 
     pub fn build(&self) -> std::process::Output {
         let out = self.cli(&["build", "--config", self.config().to_str().unwrap()]);
-        assert!(out.status.success(), "build failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
     /// Parse a published feed with feed-rs (the independent parser).
     pub fn feed(&self, rel: &str) -> feed_rs::model::Feed {
         let bytes = std::fs::read(self.feeds().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        feed_rs::parser::parse(bytes.as_slice()).unwrap_or_else(|e| panic!("{rel} does not parse: {e}"))
+        feed_rs::parser::parse(bytes.as_slice())
+            .unwrap_or_else(|e| panic!("{rel} does not parse: {e}"))
     }
 
     /// Parse a feed if it exists and parses.
@@ -96,7 +107,15 @@ impl Site {
 
 /// Entry titles of a parsed feed.
 pub fn titles(feed: &feed_rs::model::Feed) -> Vec<String> {
-    feed.entries.iter().map(|e| e.title.as_ref().map(|t| t.content.clone()).unwrap_or_default()).collect()
+    feed.entries
+        .iter()
+        .map(|e| {
+            e.title
+                .as_ref()
+                .map(|t| t.content.clone())
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Entry ids of a parsed feed.
@@ -146,7 +165,9 @@ impl Daemon {
             }
         });
         let d = Daemon { child, log };
-        wait_for("daemon ready", Duration::from_secs(60), || d.log().contains("ready").then_some(()));
+        wait_for("daemon ready", Duration::from_secs(60), || {
+            d.log().contains("ready").then_some(())
+        });
         d
     }
 
@@ -180,7 +201,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("daemon did not stop within 20 s of SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "daemon did not stop within 20 s of SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -198,8 +222,16 @@ impl Drop for Daemon {
 pub fn wire_text(category: &str, title: &str, paragraphs: &[&str], byline: &str) -> String {
     let mut s = format!("{category}\n\n{title}\n\nHà Nội\n\nBản tin ngắn về {title}.\n\n");
     for (i, p) in paragraphs.iter().enumerate() {
-        let p = if i == 0 { format!("TTXVN - {p}") } else { p.to_string() };
-        let p = if i + 1 == paragraphs.len() { format!("{p}/.") } else { p };
+        let p = if i == 0 {
+            format!("TTXVN - {p}")
+        } else {
+            p.to_string()
+        };
+        let p = if i + 1 == paragraphs.len() {
+            format!("{p}/.")
+        } else {
+            p
+        };
         s.push_str(&p);
         s.push_str("\n\n");
     }

@@ -308,7 +308,7 @@ impl Config {
             partners: raw.partners,
         };
         cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
         Ok(cfg)
     }
 

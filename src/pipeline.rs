@@ -59,7 +59,7 @@ enum Read {
     SameContent(FileStamp),
     Parsed(
         FileStamp,
-        Result<crate::article::Article, ingest::IngestError>,
+        Result<Box<crate::article::Article>, ingest::IngestError>,
     ),
     /// Changed while being read: try again later.
     Unsettled,
@@ -320,10 +320,11 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     };
     // Rejected files are always read again: they are few, and a fixed parser
     // or a freed duplicate id may accept them now.
-    if let Some(k) = known.filter(|k| k.id.is_some()) {
-        if k.stamp.size == size && k.stamp.mtime_ns == mtime {
-            return Read::Unchanged;
-        }
+    if let Some(k) = known.filter(|k| k.id.is_some())
+        && k.stamp.size == size
+        && k.stamp.mtime_ns == mtime
+    {
+        return Read::Unchanged;
     }
     let (stamp, bytes) = match source::read(&file.abs, opts.max_bytes) {
         Ok(r) => r,
@@ -344,10 +345,11 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     {
         return Read::Unsettled;
     }
-    if let Some(k) = known {
-        if k.stamp.hash == stamp.hash && k.id.is_some() {
-            return Read::SameContent(stamp);
-        }
+    if let Some(k) = known
+        && k.stamp.hash == stamp.hash
+        && k.id.is_some()
+    {
+        return Read::SameContent(stamp);
     }
     let name = file.rel.rsplit('/').next().unwrap_or(&file.rel);
     let result = if stamp.size > opts.max_bytes {
@@ -358,5 +360,5 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     } else {
         ingest::parse(name, &bytes, opts)
     };
-    Read::Parsed(stamp, result)
+    Read::Parsed(stamp, result.map(Box::new))
 }

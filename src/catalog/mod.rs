@@ -206,13 +206,13 @@ impl Catalog {
             .transpose()
     }
 
-    /// Every feed that has at least one article, main first, then categories by slug.
+    /// Every feed, main first, then categories by slug. A category whose
+    /// last article left keeps its (empty) feed: subscribers still poll it.
     pub fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>> {
         let mut out = vec![(FeedKey::Main, None)];
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT c.slug, c.name FROM categories c
-             WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.feed = c.slug) ORDER BY c.slug",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT slug, name FROM categories ORDER BY slug")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         for row in rows {
             let (slug, name) = row?;

@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use unicode_normalization::UnicodeNormalization;
 
-const HEADLINE: &str = "Cụm thi đua các thành phố trực thuộc Trung ương thực hiện hiệu quả công tác Mặt trận";
+const HEADLINE: &str =
+    "Cụm thi đua các thành phố trực thuộc Trung ương thực hiện hiệu quả công tác Mặt trận";
 const CATEGORY: &str = "Xây dựng Đảng";
 const SLUG: &str = "xay-dung-dang";
 
@@ -244,7 +245,9 @@ fn parse_feed(bytes: &[u8]) -> feed_rs::model::Feed {
 
 fn ungzip(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -266,9 +269,18 @@ fn serve_http01_content_types_and_documents_match_disk() {
         ("atom.xml", "application/atom+xml; charset=utf-8"),
         ("feed.json", "application/feed+json; charset=utf-8"),
         ("index.opml", "text/x-opml; charset=utf-8"),
-        ("xay-dung-dang/rss.xml", "application/rss+xml; charset=utf-8"),
-        ("xay-dung-dang/atom.xml", "application/atom+xml; charset=utf-8"),
-        ("xay-dung-dang/feed.json", "application/feed+json; charset=utf-8"),
+        (
+            "xay-dung-dang/rss.xml",
+            "application/rss+xml; charset=utf-8",
+        ),
+        (
+            "xay-dung-dang/atom.xml",
+            "application/atom+xml; charset=utf-8",
+        ),
+        (
+            "xay-dung-dang/feed.json",
+            "application/feed+json; charset=utf-8",
+        ),
     ];
     for (rel, ctype) in cases {
         let r = f.get(&format!("/feeds/{rel}"));
@@ -281,7 +293,11 @@ fn serve_http01_content_types_and_documents_match_disk() {
         assert!(h.get("date").is_some(), "HTTP-13: Date on every response");
         let body = r.bytes().unwrap();
         assert_eq!(header(&h, "content-length"), body.len().to_string());
-        assert_eq!(&body[..], &f.disk(rel)[..], "{rel}: served bytes = file on disk");
+        assert_eq!(
+            &body[..],
+            &f.disk(rel)[..],
+            "{rel}: served bytes = file on disk"
+        );
 
         if rel.ends_with("opml") {
             continue;
@@ -293,7 +309,10 @@ fn serve_http01_content_types_and_documents_match_disk() {
             on_disk.title.as_ref().map(|t| &t.content)
         );
         let ids = |feed: &feed_rs::model::Feed| {
-            feed.entries.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+            feed.entries
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<Vec<_>>()
         };
         let titles = |feed: &feed_rs::model::Feed| {
             feed.entries
@@ -303,7 +322,11 @@ fn serve_http01_content_types_and_documents_match_disk() {
         };
         assert_eq!(ids(&served), ids(&on_disk), "{rel}");
         assert_eq!(titles(&served), titles(&on_disk), "{rel}");
-        let expected = if rel.starts_with("xay-dung-dang/") { 2 } else { 3 };
+        let expected = if rel.starts_with("xay-dung-dang/") {
+            2
+        } else {
+            3
+        };
         assert_eq!(served.entries.len(), expected, "{rel}");
         assert!(
             titles(&served).contains(&Some(HEADLINE.to_string())),
@@ -366,7 +389,10 @@ fn serve_http04_if_none_match_gives_304() {
         assert_eq!(header(&h, "etag"), etag);
         assert_eq!(header(&h, "cache-control"), "public, max-age=300");
         assert_eq!(header(&h, "vary"), "Accept-Encoding");
-        assert!(h.get("link").is_some(), "HTTP-05: 304 keeps the WebSub Link");
+        assert!(
+            h.get("link").is_some(),
+            "HTTP-05: 304 keeps the WebSub Link"
+        );
         assert!(h.get("date").is_some());
         assert!(
             h.get("content-length").is_none_or(|v| v == "0"),
@@ -441,7 +467,11 @@ fn serve_http07_gzip_and_brotli_decode_to_identity_bytes() {
         let r = f.get_with("/feeds/feed.json", &[("accept-encoding", ae)]);
         assert_eq!(r.status(), 200);
         let h = r.headers().clone();
-        assert_eq!(header(&h, "content-encoding"), want, "Accept-Encoding: {ae}");
+        assert_eq!(
+            header(&h, "content-encoding"),
+            want,
+            "Accept-Encoding: {ae}"
+        );
         assert_eq!(header(&h, "vary"), "Accept-Encoding");
         let body = r.bytes().unwrap().to_vec();
         assert_eq!(header(&h, "content-length"), body.len().to_string());
@@ -530,7 +560,10 @@ fn serve_http02_publish_changes_served_feed_and_etag() {
         "2023-08-05T10:00:00+07:00",
     ));
     f.publish();
-    let after = f.get_with("/feeds/xay-dung-dang/rss.xml", &[("if-none-match", &old_etag)]);
+    let after = f.get_with(
+        "/feeds/xay-dung-dang/rss.xml",
+        &[("if-none-match", &old_etag)],
+    );
     assert_eq!(after.status(), 200, "a stale ETag must not hide the update");
     let new_etag = header(after.headers(), "etag").to_string();
     assert_ne!(new_etag, old_etag);
@@ -582,7 +615,10 @@ fn serve_traversal_and_unknown_paths_are_404() {
     ] {
         let (status, raw) = raw_request(&f.addr, "GET", target);
         assert_eq!(status, 404, "{target}");
-        assert!(!raw.contains("SQLite format"), "{target} leaked the catalog");
+        assert!(
+            !raw.contains("SQLite format"),
+            "{target} leaked the catalog"
+        );
         assert!(raw.contains("Không tìm thấy trang"), "{target}: 404 page");
     }
 }
@@ -659,7 +695,10 @@ fn serve_healthz_and_metrics_count_requests() {
     f.http.post(f.url("/feeds/rss.xml")).send().unwrap();
 
     let (_, _, after) = f.text("/metrics");
-    assert_eq!(count(&after, "feeds", 200), count(&before, "feeds", 200) + 3);
+    assert_eq!(
+        count(&after, "feeds", 200),
+        count(&before, "feeds", 200) + 3
+    );
     assert_eq!(count(&after, "feeds", 304), 1);
     assert_eq!(count(&after, "feeds", 405), 1);
     assert_eq!(count(&after, "home", 200), 1);
@@ -674,7 +713,11 @@ fn serve_healthz_and_metrics_count_requests() {
 #[test]
 fn serve_pages_show_vietnamese_text_and_autodiscovery() {
     let f = Fixture::start();
-    assert_eq!(HEADLINE.nfc().collect::<String>(), HEADLINE, "fixture is NFC");
+    assert_eq!(
+        HEADLINE.nfc().collect::<String>(),
+        HEADLINE,
+        "fixture is NFC"
+    );
     let article_href = "/articles/000_ee2825b76e43200a";
 
     let (status, h, home) = f.text("/");
@@ -713,7 +756,10 @@ fn serve_pages_show_vietnamese_text_and_autodiscovery() {
     assert_eq!(status, 200);
     assert!(cat.contains("Tin tức feedwire — Xây dựng Đảng"));
     assert!(cat.contains(HEADLINE));
-    assert!(!cat.contains("Đà Nẵng đón du khách"), "other categories stay out");
+    assert!(
+        !cat.contains("Đà Nẵng đón du khách"),
+        "other categories stay out"
+    );
     assert!(cat.contains(
         "<link rel=\"alternate\" type=\"application/atom+xml\" href=\"http://feeds.example.vn/feeds/xay-dung-dang/atom.xml\""
     ));

@@ -112,7 +112,10 @@ mod tests {
         assert!(check(Some("\"a,b\", W/\"abc123\""), None, 0));
         assert!(check(Some("*"), None, 0));
         assert!(!check(Some("\"zzz\""), None, 0));
-        assert!(!check(Some("abc123"), None, 0), "quotes are part of the tag");
+        assert!(
+            !check(Some("abc123"), None, 0),
+            "quotes are part of the tag"
+        );
         assert!(!check(Some("\"abc"), None, 0));
     }
 
@@ -122,7 +125,10 @@ mod tests {
         assert!(check(None, Some("Tue, 14 Nov 2023 22:13:20 GMT"), lm));
         assert!(check(None, Some("Wed, 15 Nov 2023 00:00:00 GMT"), lm));
         assert!(!check(None, Some("Tue, 14 Nov 2023 22:13:19 GMT"), lm));
-        assert!(!check(None, Some("yesterday"), lm), "invalid IMS is ignored");
+        assert!(
+            !check(None, Some("yesterday"), lm),
+            "invalid IMS is ignored"
+        );
         assert!(
             !check(None, Some("Fri, 01 Jan 2100 00:00:00 GMT"), lm),
             "future IMS is ignored"

@@ -71,7 +71,10 @@ fn document(state: &AppState, doc: &Served, method: &Method, req: &HeaderMap) ->
         return (StatusCode::NOT_MODIFIED, headers, axum::Extension(label)).into_response();
     }
 
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(doc.kind.content_type()));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(doc.kind.content_type()),
+    );
     if let Some(enc) = coding.header() {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
     }

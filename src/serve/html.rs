@@ -73,10 +73,11 @@ pub fn respond(cfg: &Config, status: StatusCode, label: &'static str, page: Page
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    if let Ok(v) = HeaderValue::from_str(&cfg.server.cache_control) {
-        if status.is_success() {
-            h.insert(CACHE_CONTROL, v);
-        }
+    if let (true, Ok(v)) = (
+        status.is_success(),
+        HeaderValue::from_str(&cfg.server.cache_control),
+    ) {
+        h.insert(CACHE_CONTROL, v);
     }
     res
 }
@@ -162,15 +163,13 @@ pub fn entry_list(cfg: &Config, entries: &[Entry], show_category: bool) -> Strin
             esc(&e.title),
             time(cfg, &e.published),
         );
-        if show_category {
-            if let Some(c) = e.categories.first() {
-                let _ = write!(
-                    out,
-                    " · <a href=\"{}\">{}</a>",
-                    esc(&category_href(&c.slug)),
-                    esc(&c.name)
-                );
-            }
+        if let Some(c) = e.categories.first().filter(|_| show_category) {
+            let _ = write!(
+                out,
+                " · <a href=\"{}\">{}</a>",
+                esc(&category_href(&c.slug)),
+                esc(&c.name)
+            );
         }
         out.push_str("</p>");
         if let Some(lead) = e.summary.as_deref().filter(|l| !l.trim().is_empty()) {

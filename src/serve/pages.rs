@@ -46,9 +46,9 @@ pub async fn home(State(state): State<AppState>) -> Response {
             None => ("/feeds/".to_string(), "Tất cả tin".to_string()),
             Some(c) => (html::category_href(&c.slug), c.name.clone()),
         };
-        let _ = write!(
+        let _ = writeln!(
             main,
-            "<li><a href=\"{}\"><strong>{}</strong></a>{}</li>\n",
+            "<li><a href=\"{}\"><strong>{}</strong></a>{}</li>",
             esc(&href),
             esc(&name),
             html::subscribe_links(cfg, &info)
@@ -80,7 +80,12 @@ pub async fn category_feed_view(state: &AppState, slug: &str) -> Response {
         Ok(None) => return not_found_page(state),
         Err(e) => return server_error(state, "feed_view", e),
     };
-    feed_view(state, FeedKey::Category(category.slug.clone()), Some(category)).await
+    feed_view(
+        state,
+        FeedKey::Category(category.slug.clone()),
+        Some(category),
+    )
+    .await
 }
 
 async fn feed_view(state: &AppState, key: FeedKey, category: Option<Category>) -> Response {
@@ -218,9 +223,10 @@ pub fn not_found_page(state: &AppState) -> Response {
         Page {
             title: "Không tìm thấy trang",
             head: String::new(),
-            main: "<h1>Không tìm thấy trang</h1>\n<p>Trang bạn tìm không tồn tại hoặc đã bị gỡ.</p>\n\
+            main:
+                "<h1>Không tìm thấy trang</h1>\n<p>Trang bạn tìm không tồn tại hoặc đã bị gỡ.</p>\n\
 <p><a href=\"/\">Về trang chủ</a></p>\n"
-                .into(),
+                    .into(),
         },
     )
 }

@@ -817,3 +817,44 @@ fn serve_script_in_a_title_is_escaped() {
         );
     }
 }
+
+/// The daemon merges its WebSub `/hub` router into ours; both keep working
+/// and our fallback still answers unknown paths.
+#[test]
+fn serve_router_composes_with_a_hub_router() {
+    let f = Fixture::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = Config::from_toml(CONFIG, &tmp.path().join("config.toml")).unwrap();
+    let state = AppState {
+        cfg: Arc::new(cfg.clone()),
+        store: f.pipeline.store().unwrap().clone(),
+        metrics: Arc::new(Metrics::default()),
+        catalog: Arc::new(Mutex::new(
+            Catalog::open(&f.cfg.catalog_path(), cfg.time_zone().unwrap()).unwrap(),
+        )),
+    };
+    let app = router(state)
+        .merge(axum::Router::new().route("/hub", axum::routing::post(|| async { "hub" })));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        rt.block_on(serve(listener, app, async move {
+            let _ = stopped.await;
+        }))
+    });
+    assert_eq!(raw_request(&addr, "POST", "/hub").0, 200);
+    assert_eq!(raw_request(&addr, "GET", "/feeds/rss.xml").0, 200);
+    assert_eq!(raw_request(&addr, "GET", "/nope").0, 404);
+    stop.send(()).unwrap();
+    server
+        .join()
+        .unwrap()
+        .expect("graceful shutdown ends serve() with Ok");
+}

@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod render;
+pub mod serve;
 pub mod source;
 pub mod status;

@@ -1,0 +1,182 @@
+//! The HTML shell every readable page shares: document head (charset,
+//! viewport, autodiscovery links, the inline stylesheet), site header and
+//! footer, plus the small formatting helpers pages use. Templates are plain
+//! `format!`/`write!`; every piece of text goes through [`esc`], and only
+//! already-sanitised article bodies are inserted raw (by the caller).
+
+use super::RouteLabel;
+use crate::article::Entry;
+use crate::config::{Config, encode_path_segment};
+use crate::render::{DocKind, FeedInfo, escape_html};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, FixedOffset};
+use std::fmt::Write;
+
+/// Readable on a phone: system fonts, one column, generous line height.
+const STYLE: &str = "\
+:root{color-scheme:light dark;--fg:#1a1a1a;--muted:#5f6368;--accent:#b3261e;--line:#e3e3e3;--bg:#fff}\
+@media (prefers-color-scheme:dark){:root{--fg:#e8e8e8;--muted:#a0a4a8;--accent:#ff8a80;--line:#333;--bg:#121212}}\
+*{box-sizing:border-box}\
+body{margin:0;background:var(--bg);color:var(--fg);font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"Noto Sans\",\"Helvetica Neue\",Arial,sans-serif;font-size:1.0625rem;line-height:1.6;-webkit-text-size-adjust:100%}\
+.wrap{max-width:46rem;margin:0 auto;padding:0 1rem}\
+header.site{border-bottom:3px solid var(--accent);padding:.75rem 0;margin-bottom:1.25rem}\
+header.site a{color:var(--fg);text-decoration:none;font-weight:700;font-size:1.25rem}\
+h1{font-size:1.75rem;line-height:1.25;margin:.5rem 0 .75rem}\
+h2{font-size:1.25rem;margin:2rem 0 .5rem;border-bottom:1px solid var(--line);padding-bottom:.25rem}\
+a{color:var(--accent)}\
+.meta{color:var(--muted);font-size:.9rem;margin:.25rem 0}\
+.lead{font-weight:600}\
+.subscribe{font-size:.9rem}\
+.subscribe a{display:inline-block;margin-right:.75rem}\
+ul.entries,ul.feeds{list-style:none;padding:0;margin:0}\
+ul.entries li{padding:.75rem 0;border-bottom:1px solid var(--line)}\
+ul.entries h3{font-size:1.1rem;line-height:1.35;margin:0}\
+ul.entries h3 a{color:var(--fg);text-decoration:none}\
+ul.entries h3 a:hover{text-decoration:underline}\
+ul.entries p{margin:.25rem 0}\
+ul.feeds li{padding:.5rem 0;border-bottom:1px solid var(--line)}\
+.tags a{display:inline-block;margin-right:.5rem;font-size:.9rem}\
+article img,article figure{max-width:100%;height:auto}\
+article .body p{margin:0 0 1rem}\
+footer.site{margin:2.5rem 0 1.5rem;color:var(--muted);font-size:.85rem;border-top:1px solid var(--line);padding-top:.75rem}";
+
+/// A complete page.
+pub struct Page<'a> {
+    pub title: &'a str,
+    /// Raw `<link …>` tags for the head (autodiscovery).
+    pub head: String,
+    /// Raw inner HTML of `<main>`.
+    pub main: String,
+}
+
+/// Render a page to an HTML response with the given status and route label.
+pub fn respond(cfg: &Config, status: StatusCode, label: &'static str, page: Page<'_>) -> Response {
+    let site = esc(&cfg.site.title);
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"vi\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+<title>{title}</title>\n{head}<style>{STYLE}</style>\n</head>\n<body>\n\
+<header class=\"site\"><div class=\"wrap\"><a href=\"/\">{site}</a></div></header>\n\
+<main class=\"wrap\">\n{main}</main>\n\
+<footer class=\"site\"><div class=\"wrap\">{site} · <a href=\"/feeds/\">RSS / Atom / JSON Feed</a> · \
+<a href=\"/feeds/index.opml\">OPML</a></div></footer>\n</body>\n</html>\n",
+        title = esc(page.title),
+        head = page.head,
+        main = page.main,
+    );
+    let mut res = (status, axum::Extension(RouteLabel(label)), html).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let (true, Ok(v)) = (
+        status.is_success(),
+        HeaderValue::from_str(&cfg.server.cache_control),
+    ) {
+        h.insert(CACHE_CONTROL, v);
+    }
+    res
+}
+
+pub fn esc(s: &str) -> String {
+    escape_html(s)
+}
+
+/// `<link rel="alternate">` tags for the three formats of a feed.
+pub fn alternates(cfg: &Config, info: &FeedInfo) -> String {
+    let mut out = String::new();
+    for (kind, mime, name) in [
+        (DocKind::Rss, "application/rss+xml", "RSS"),
+        (DocKind::Atom, "application/atom+xml", "Atom"),
+        (DocKind::Json, "application/feed+json", "JSON Feed"),
+    ] {
+        let _ = writeln!(
+            out,
+            "<link rel=\"alternate\" type=\"{mime}\" href=\"{href}\" title=\"{title} ({name})\">",
+            href = esc(&cfg.feed_url(&info.path(kind))),
+            title = esc(&info.title),
+        );
+    }
+    out
+}
+
+/// Subscribe links (RSS · Atom · JSON Feed) for a feed.
+pub fn subscribe_links(cfg: &Config, info: &FeedInfo) -> String {
+    let mut out = String::from("<p class=\"subscribe\">Theo dõi: ");
+    for (kind, name) in [
+        (DocKind::Rss, "RSS"),
+        (DocKind::Atom, "Atom"),
+        (DocKind::Json, "JSON Feed"),
+    ] {
+        let _ = write!(
+            out,
+            "<a href=\"{}\" type=\"{}\">{name}</a>",
+            esc(&cfg.feed_url(&info.path(kind))),
+            kind.content_type()
+                .split(';')
+                .next()
+                .unwrap_or("application/xml"),
+        );
+    }
+    out.push_str("</p>\n");
+    out
+}
+
+/// Site-relative link to an article page.
+pub fn article_href(id: &str) -> String {
+    format!("/articles/{}", encode_path_segment(id))
+}
+
+/// Site-relative link to a category's readable feed view.
+pub fn category_href(slug: &str) -> String {
+    format!("/feeds/{}/", encode_path_segment(slug))
+}
+
+/// A date in the configured zone, as Vietnamese readers write it:
+/// `14:05, 03/08/2023`, inside a machine-readable `<time>`.
+pub fn time(cfg: &Config, t: &DateTime<FixedOffset>) -> String {
+    let tz = cfg.time_zone().unwrap_or(chrono_tz::UTC);
+    let local = t.with_timezone(&tz);
+    format!(
+        "<time datetime=\"{}\">{}</time>",
+        t.to_rfc3339(),
+        local.format("%H:%M, %d/%m/%Y")
+    )
+}
+
+/// A list of entries: headline linking to the article page, date, category
+/// (optionally), lead.
+pub fn entry_list(cfg: &Config, entries: &[Entry], show_category: bool) -> String {
+    if entries.is_empty() {
+        return "<p class=\"meta\">Chưa có bài viết.</p>\n".into();
+    }
+    let mut out = String::from("<ul class=\"entries\">\n");
+    for e in entries {
+        let _ = write!(
+            out,
+            "<li><h3><a href=\"{}\">{}</a></h3><p class=\"meta\">{}",
+            esc(&article_href(&e.id)),
+            esc(&e.title),
+            time(cfg, &e.published),
+        );
+        if let Some(c) = e.categories.first().filter(|_| show_category) {
+            let _ = write!(
+                out,
+                " · <a href=\"{}\">{}</a>",
+                esc(&category_href(&c.slug)),
+                esc(&c.name)
+            );
+        }
+        out.push_str("</p>");
+        if let Some(lead) = e.summary.as_deref().filter(|l| !l.trim().is_empty()) {
+            let _ = write!(out, "<p>{}</p>", esc(lead));
+        }
+        out.push_str("</li>\n");
+    }
+    out.push_str("</ul>\n");
+    out
+}

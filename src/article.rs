@@ -182,6 +182,10 @@ mod tests {
         }
         // Nothing transliterable: a stable hashed slug rather than an empty path.
         assert_eq!(category_slug("!!!"), category_slug("!!!"));
-        assert!(category_slug("!!!").starts_with("category-"), "{}", category_slug("!!!"));
+        assert!(
+            category_slug("!!!").starts_with("category-"),
+            "{}",
+            category_slug("!!!")
+        );
     }
 }

@@ -88,8 +88,29 @@ async fn run_async(cfg: Config) -> Result<()> {
 
     let pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    drop(listener);
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+
+    if let Some(listener) = listener {
+        // A second catalog connection for page rendering; WAL lets it read
+        // while the pipeline thread writes.
+        let catalog = crate::catalog::Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+        let state = crate::serve::AppState {
+            cfg: Arc::new(cfg.clone()),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            catalog: Arc::new(std::sync::Mutex::new(catalog)),
+        };
+        let router = crate::serve::router(state);
+        let mut stop = shutdown_tx.subscribe();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.recv().await;
+            };
+            if let Err(e) = crate::serve::serve(listener, router, shutdown).await {
+                tracing::error!(error = %format!("{e:#}"), "the HTTP server stopped");
+            }
+        }));
+    }
 
     let proc_metrics = metrics.clone();
     let processor = std::thread::Builder::new()

@@ -393,3 +393,52 @@ fn a_bad_file_is_logged_once_and_never_stops_the_daemon() {
     assert!(text.contains("articles  1 in the catalog"), "{text}");
     assert!(daemon.terminate().success());
 }
+
+/// The daemon's own HTTP server follows the folder: a dropped article changes
+/// the served feed and its ETag; the old validator then gets a 200, the new a 304.
+#[test]
+fn served_feed_follows_the_folder_over_http() {
+    let site = daemon_site("[server]\nenabled = true\nlisten = \"127.0.0.1:0\"\n");
+    site.add_wire("001_ee64584de29b6e91.txt", "001_ee64584de29b6e91.txt");
+    let daemon = site.start();
+    let base = format!("http://{}", daemon.http_addr());
+    let http = reqwest::blocking::Client::new();
+    let get = |path: &str| http.get(format!("{base}{path}")).send().unwrap();
+    assert_eq!(get("/healthz").status(), 200);
+    let first = get("/feeds/rss.xml");
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let body = first.bytes().unwrap();
+    assert_eq!(
+        body.as_ref(),
+        std::fs::read(site.feeds().join("rss.xml"))
+            .unwrap()
+            .as_slice()
+    );
+    // HTTP-04: the validator gives a 304.
+    let again = http
+        .get(format!("{base}/feeds/rss.xml"))
+        .header("If-None-Match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 304);
+
+    site.add_wire("000_ee2825b76e43200a.txt", "000_ee2825b76e43200a.txt");
+    let changed = wait_for("served feed changes", WAIT, || {
+        let r = http
+            .get(format!("{base}/feeds/rss.xml"))
+            .header("If-None-Match", &etag)
+            .send()
+            .unwrap();
+        (r.status() == 200).then_some(r)
+    });
+    let new_etag = changed.headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(new_etag, etag);
+    let feed = feed_rs::parser::parse(changed.bytes().unwrap().as_ref()).unwrap();
+    let mut got = titles(&feed);
+    got.sort();
+    assert_eq!(got, vec![T000.to_string(), T001.to_string()]);
+    // The article page is the entry link.
+    let page = get("/articles/000_ee2825b76e43200a").text().unwrap();
+    assert!(page.contains(T000));
+    assert!(daemon.terminate().success());
+}

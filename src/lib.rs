@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod html;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;

@@ -5,7 +5,7 @@
 //! RSS `<description>` CDATA section or an Atom `<content type="html">`
 //! without thinking about scripts, event handlers or `]]>`.
 
-use super::text::escape_html;
+use crate::html::escape_html;
 use std::sync::LazyLock;
 
 static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {

@@ -13,22 +13,6 @@ pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Escape text for use in HTML element content or a quoted attribute.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + s.len() / 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// Letters that mark Vietnamese text: ă â đ ê ô ơ ư (either case) and vowels
 /// carrying one of the five tone marks. Expects NFC text.
 pub fn is_vietnamese_letter(c: char) -> bool {
@@ -118,14 +102,6 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(one_line(input), want, "input {input:?}");
         }
-    }
-
-    #[test]
-    fn escape_html_escapes_markup() {
-        assert_eq!(
-            escape_html(r#"a < b & "c" > 'd'"#),
-            "a &lt; b &amp; &quot;c&quot; &gt; &#39;d&#39;"
-        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod rss;
 use crate::article::{Category, Entry};
 use crate::catalog::FeedKey;
 use crate::config::Config;
+use crate::html::escape_html;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
@@ -212,22 +213,6 @@ fn full_html(entry: &Entry) -> String {
         ),
         None => entry.content_html.clone(),
     }
-}
-
-/// Escape plain text for inclusion in HTML.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// RFC 822 date as RSS wants it: two-digit day, four-digit year, numeric zone,

@@ -1,7 +1,8 @@
 //! RSS 2.0 with the content, Dublin Core, Atom and Media RSS extensions.
 
-use super::{Context, DocKind, escape_html, full_html, image_type, rfc822};
+use super::{Context, DocKind, full_html, image_type, rfc822};
 use crate::article::Entry;
+use crate::html::escape_html;
 use anyhow::Result;
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;

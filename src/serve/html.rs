@@ -7,7 +7,8 @@
 use super::RouteLabel;
 use crate::article::Entry;
 use crate::config::{Config, encode_path_segment};
-use crate::render::{DocKind, FeedInfo, escape_html};
+use crate::html::escape_html;
+use crate::render::{DocKind, FeedInfo};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

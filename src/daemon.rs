@@ -193,14 +193,17 @@ fn process_loop(
     // publish that should have followed it is repaired here (unchanged
     // documents are not rewritten).
     let report = pipeline.publish(None)?;
-    update_gauges(&pipeline, metrics);
+    metrics
+        .articles
+        .store(pipeline.catalog().article_count()?, Ordering::Relaxed);
+    update_gauges(&pipeline, metrics, &[]);
     metrics.publishes.fetch_add(1, Ordering::Relaxed);
     metrics
         .documents_written
         .fetch_add(report.written.len() as u64, Ordering::Relaxed);
     metrics.ready.store(true, Ordering::Release);
     tracing::info!(
-        articles = pipeline.catalog().article_count()?,
+        articles = metrics.articles.load(Ordering::Relaxed),
         changed = outcome.accepted.len(),
         removed = outcome.removed.len(),
         unchanged = outcome.unchanged,
@@ -379,7 +382,7 @@ fn finish_batch(
         if !outcome.accepted.is_empty() {
             tracing::debug!(files = outcome.accepted.len(), "no feed content changed");
         }
-        update_gauges(pipeline, metrics);
+        update_gauges(pipeline, metrics, &outcome.changes);
         return Ok(());
     }
     let report = pipeline.publish(Some(&outcome.affected))?;
@@ -387,7 +390,7 @@ fn finish_batch(
     metrics
         .documents_written
         .fetch_add(report.written.len() as u64, Ordering::Relaxed);
-    update_gauges(pipeline, metrics);
+    update_gauges(pipeline, metrics, &outcome.changes);
     let feeds = report.written.join(" ");
     let done = Instant::now();
     for key in outcome.accepted.iter().chain(&outcome.removed) {
@@ -418,13 +421,18 @@ fn log_rejections(outcome: &Outcome, root: &Path) {
     }
 }
 
-fn update_gauges(pipeline: &Pipeline, metrics: &Metrics) {
-    if let Ok(n) = pipeline.catalog().article_count() {
-        metrics.articles.store(n, Ordering::Relaxed);
+/// Gauges after a batch. The article count moves by the batch's changes
+/// rather than by a `count(*)`, which would scan the whole archive per event.
+fn update_gauges(pipeline: &Pipeline, metrics: &Metrics, changes: &[crate::catalog::Change]) {
+    use crate::catalog::Change;
+    for change in changes {
+        match change {
+            Change::Added(_) => metrics.articles.fetch_add(1, Ordering::Relaxed),
+            Change::Removed { .. } => metrics.articles.fetch_sub(1, Ordering::Relaxed),
+            Change::Updated(_) => 0,
+        };
     }
-    if let Ok(r) = pipeline.catalog().rejections() {
-        metrics
-            .rejected_files
-            .store(r.len() as u64, Ordering::Relaxed);
+    if let Ok(n) = pipeline.catalog().rejection_count() {
+        metrics.rejected_files.store(n, Ordering::Relaxed);
     }
 }

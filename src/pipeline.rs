@@ -133,7 +133,9 @@ impl Pipeline {
         provisional: &HashSet<String>,
     ) -> Result<Outcome> {
         let root = self.cfg.paths.articles.clone();
-        let known = self.catalog.known_files()?;
+        let known = self
+            .catalog
+            .known_files_among(keys.iter().map(String::as_str))?;
         let mut files = Vec::new();
         let mut removed = Vec::new();
         for key in keys {
@@ -282,8 +284,10 @@ impl Pipeline {
         let report = self.publisher.publish(docs)?;
         let now = Utc::now();
         for path in &report.written {
-            let hash = std::fs::read(self.cfg.paths.feeds.join(path))
-                .map(|b| blake3::hash(&b).to_hex()[..32].to_string())
+            let hash = self
+                .publisher
+                .content_hash(path)
+                .map(|h| h.to_hex()[..32].to_string())
                 .unwrap_or_default();
             self.catalog.record_published(path, &hash, now)?;
         }

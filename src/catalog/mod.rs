@@ -167,6 +167,44 @@ impl Catalog {
         Ok(out)
     }
 
+    /// What the catalog knows of just these files: per-event work must not
+    /// load the whole archive's file list.
+    pub fn known_files_among<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<HashMap<String, KnownFile>> {
+        let mut out = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT size, mtime_ns, hash, article_id FROM files WHERE path = ?1")?;
+        for key in keys {
+            let known = stmt
+                .query_row([key], |r| {
+                    Ok(KnownFile {
+                        stamp: FileStamp {
+                            size: r.get::<_, i64>(0)? as u64,
+                            mtime_ns: r.get(1)?,
+                            hash: r.get(2)?,
+                        },
+                        id: r.get(3)?,
+                    })
+                })
+                .optional()?;
+            if let Some(k) = known {
+                out.insert(key.to_string(), k);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn rejection_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM rejections", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
     /// Start a batch of changes (one transaction).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
         let tx = self.conn.transaction()?;

@@ -49,6 +49,11 @@ impl Publisher {
         })
     }
 
+    /// Hash of what was last published at `path`.
+    pub fn content_hash(&self, path: &str) -> Option<blake3::Hash> {
+        self.on_disk.get(path).copied()
+    }
+
     pub fn store(&self) -> Option<&Store> {
         self.store.as_ref()
     }

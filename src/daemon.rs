@@ -86,10 +86,35 @@ async fn run_async(cfg: Config) -> Result<()> {
         .with_context(|| format!("cannot watch {}", root.display()))?;
     tracing::info!(folder = %root.display(), debounce_ms = cfg.watch.debounce_ms, "watching for articles");
 
-    let pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
+    let mut pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    drop(listener);
+    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+
+    // --- syndication (WebSub hub + deliveries) ---------------------------
+    tasks.extend(crate::syndicate::start(
+        &cfg,
+        &mut pipeline,
+        &store,
+        &metrics,
+        &shutdown_tx,
+    )?);
+    let hub_router = crate::syndicate::hub_router(&cfg, &pipeline)?;
+    // Until the `serve` module joins this tree, the listener serves only the
+    // hub; on merge this becomes `serve::router(state).merge(hub_router)`.
+    if let Some(listener) = listener {
+        let mut stop = shutdown_tx.subscribe();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, hub_router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.recv().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        }));
+    }
+    // ----------------------------------------------------------------------
 
     let proc_metrics = metrics.clone();
     let processor = std::thread::Builder::new()

@@ -20,3 +20,4 @@ pub mod publish;
 pub mod render;
 pub mod source;
 pub mod status;
+pub mod syndicate;

@@ -51,7 +51,9 @@ pub struct Pipeline {
     hooks: Vec<CommitHook>,
 }
 
-/// What reading one file gave.
+/// What reading one file gave. Short-lived (one chunk of files), so the
+/// large `Parsed` variant is not worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Read {
     /// Size and mtime match the catalog: not read.
     Unchanged,
@@ -320,10 +322,11 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     };
     // Rejected files are always read again: they are few, and a fixed parser
     // or a freed duplicate id may accept them now.
-    if let Some(k) = known.filter(|k| k.id.is_some()) {
-        if k.stamp.size == size && k.stamp.mtime_ns == mtime {
-            return Read::Unchanged;
-        }
+    if let Some(k) = known.filter(|k| k.id.is_some())
+        && k.stamp.size == size
+        && k.stamp.mtime_ns == mtime
+    {
+        return Read::Unchanged;
     }
     let (stamp, bytes) = match source::read(&file.abs, opts.max_bytes) {
         Ok(r) => r,
@@ -344,10 +347,11 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
     {
         return Read::Unsettled;
     }
-    if let Some(k) = known {
-        if k.stamp.hash == stamp.hash && k.id.is_some() {
-            return Read::SameContent(stamp);
-        }
+    if let Some(k) = known
+        && k.stamp.hash == stamp.hash
+        && k.id.is_some()
+    {
+        return Read::SameContent(stamp);
     }
     let name = file.rel.rsplit('/').next().unwrap_or(&file.rel);
     let result = if stamp.size > opts.max_bytes {

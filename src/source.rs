@@ -107,10 +107,11 @@ pub fn list(root: &Path) -> Result<Vec<SourceFile>> {
             };
             if is_dir {
                 stack.push(path);
-            } else if is_file && crate::ingest::format_for(&name).is_some() {
-                if let Some(rel) = relative_key(root, &path) {
-                    out.push(SourceFile { rel, abs: path });
-                }
+            } else if is_file
+                && crate::ingest::format_for(&name).is_some()
+                && let Some(rel) = relative_key(root, &path)
+            {
+                out.push(SourceFile { rel, abs: path });
             }
         }
     }

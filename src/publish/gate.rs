@@ -7,13 +7,13 @@ use anyhow::{Context, Result, bail};
 /// Parse a rendered document back and check it is what it claims to be.
 pub fn verify(doc: &Document) -> Result<()> {
     let text = std::str::from_utf8(&doc.bytes).context("not valid UTF-8")?;
-    if doc.kind != DocKind::Json {
-        if let Some((at, c)) = text.char_indices().find(|(_, c)| !is_xml_char(*c)) {
-            bail!(
-                "character U+{:04X} at byte {at} is not allowed in XML 1.0",
-                c as u32
-            );
-        }
+    if doc.kind != DocKind::Json
+        && let Some((at, c)) = text.char_indices().find(|(_, c)| !is_xml_char(*c))
+    {
+        bail!(
+            "character U+{:04X} at byte {at} is not allowed in XML 1.0",
+            c as u32
+        );
     }
     let found = match doc.kind {
         DocKind::Rss => {

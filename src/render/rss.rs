@@ -70,7 +70,7 @@ fn item(ctx: &Context, e: &Entry) -> rss::Item {
         };
         extensions
             .entry("media".into())
-            .or_insert_with(BTreeMap::new)
+            .or_default()
             .insert("content".into(), vec![media]);
         rss::Enclosure {
             url: url.clone(),

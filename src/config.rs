@@ -415,7 +415,9 @@ impl Config {
         if self.websub.ping_params.is_empty() {
             bail!("websub.ping_params must name at least one parameter (hub.url, hub.topic)");
         }
-        if self.delivery.retry_base_ms == 0 || self.delivery.retry_max_ms < self.delivery.retry_base_ms {
+        if self.delivery.retry_base_ms == 0
+            || self.delivery.retry_max_ms < self.delivery.retry_base_ms
+        {
             bail!("delivery.retry_base_ms must be at least 1 and at most delivery.retry_max_ms");
         }
         if self.delivery.timeout_ms == 0 || self.delivery.websub_concurrency == 0 {

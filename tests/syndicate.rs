@@ -190,7 +190,10 @@ fn article(site: &Site, file: &str, category: &str, title: &str) {
         wire_text(
             category,
             title,
-            &["Nội dung bài viết thử nghiệm cho phân phối.", "Đoạn thứ hai."],
+            &[
+                "Nội dung bài viết thử nghiệm cho phân phối.",
+                "Đoạn thứ hai.",
+            ],
             "Phóng viên",
         ),
     );
@@ -236,7 +239,13 @@ fn hub_websub_rocks_cases_and_distribution() {
     // 101: with a secret.
     let secret = "s3cr3t-twenty-chars!";
     assert_eq!(
-        subscribe(&base, &topic, &rec.url("/cb/secret"), &[("hub.secret", secret)]).0,
+        subscribe(
+            &base,
+            &topic,
+            &rec.url("/cb/secret"),
+            &[("hub.secret", secret)]
+        )
+        .0,
         202
     );
     // 102: extra parameters are ignored (WS-H02).
@@ -328,13 +337,18 @@ fn hub_websub_rocks_cases_and_distribution() {
     }
     let plain = rec.at("POST", "/cb/plain").pop().unwrap();
     assert_eq!(
-        plain.headers["content-type"],
-        "application/atom+xml; charset=utf-8",
+        plain.headers["content-type"], "application/atom+xml; charset=utf-8",
         "WS-H12"
     );
     let link = &plain.headers["link"];
-    assert!(link.contains(&format!("<{base}/hub>; rel=\"hub\"")), "WS-H13 {link}");
-    assert!(link.contains(&format!("<{topic}>; rel=\"self\"")), "WS-H13 {link}");
+    assert!(
+        link.contains(&format!("<{base}/hub>; rel=\"hub\"")),
+        "WS-H13 {link}"
+    );
+    assert!(
+        link.contains(&format!("<{topic}>; rel=\"self\"")),
+        "WS-H13 {link}"
+    );
     assert!(
         !plain.headers.contains_key("x-hub-signature"),
         "100: no signature without a secret (WS-H14)"
@@ -352,9 +366,19 @@ fn hub_websub_rocks_cases_and_distribution() {
     );
     // Give stray deliveries a chance to show up before counting them.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(rec.at("POST", "/cb/plain").len(), 1, "103: one subscription, one delivery");
-    assert!(rec.at("POST", "/cb/unsub").is_empty(), "104: no delivery after unsubscribe");
-    assert!(rec.at("POST", "/cb/wrong").is_empty(), "WS-H06: wrong echo never active");
+    assert_eq!(
+        rec.at("POST", "/cb/plain").len(),
+        1,
+        "103: one subscription, one delivery"
+    );
+    assert!(
+        rec.at("POST", "/cb/unsub").is_empty(),
+        "104: no delivery after unsubscribe"
+    );
+    assert!(
+        rec.at("POST", "/cb/wrong").is_empty(),
+        "WS-H06: wrong echo never active"
+    );
     assert!(rec.at("GET", "/cb/long").is_empty() && rec.at("GET", "/cb/foreign").is_empty());
     daemon.terminate();
 
@@ -379,17 +403,32 @@ fn lease_expiry_and_gone_end_subscriptions() {
     let _daemon = site.start();
     let topic = format!("{base}/feeds/rss.xml");
     assert_eq!(
-        subscribe(&base, &topic, &rec.url("/cb/short"), &[("hub.lease_seconds", "1")]).0,
+        subscribe(
+            &base,
+            &topic,
+            &rec.url("/cb/short"),
+            &[("hub.lease_seconds", "1")]
+        )
+        .0,
         202
     );
     assert_eq!(
-        subscribe(&base, &topic, &rec.url("/cb/gone"), &[("hub.lease_seconds", "999999")]).0,
+        subscribe(
+            &base,
+            &topic,
+            &rec.url("/cb/gone"),
+            &[("hub.lease_seconds", "999999")]
+        )
+        .0,
         202
     );
     let v = wait_for("verification of /cb/gone", LONG, || {
         rec.at("GET", "/cb/gone").into_iter().next()
     });
-    assert_eq!(v.query["hub.lease_seconds"], "3600", "WS-H09: clamped to lease_max_secs");
+    assert_eq!(
+        v.query["hub.lease_seconds"], "3600",
+        "WS-H09: clamped to lease_max_secs"
+    );
     assert_eq!(
         rec.at("GET", "/cb/short")[0].query["hub.lease_seconds"],
         "1"
@@ -404,7 +443,10 @@ fn lease_expiry_and_gone_end_subscriptions() {
     wait_for("410 ended the subscription", LONG, || {
         (active_subscriptions(&site)? == 0).then_some(())
     });
-    assert!(rec.at("POST", "/cb/short").is_empty(), "expired lease gets nothing");
+    assert!(
+        rec.at("POST", "/cb/short").is_empty(),
+        "expired lease gets nothing"
+    );
     article(&site, "b.txt", "Kinh tế", "Bài thứ hai");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(rec.at("POST", "/cb/gone").len(), 1, "no delivery after 410");
@@ -479,8 +521,9 @@ secret = "rss-secret"
                 form.get("hub.url") == Some(&topic)
             })
         });
-        let form: HashMap<String, String> =
-            url::form_urlencoded::parse(&ping.body).into_owned().collect();
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&ping.body)
+            .into_owned()
+            .collect();
         assert_eq!(form["hub.mode"], "publish");
         assert_eq!(form["hub.topic"], topic);
         assert_eq!(
@@ -501,10 +544,16 @@ secret = "rss-secret"
         format!("sha256={}", hmac_hex(b"atom-secret-from-env", &signed))
     );
     let key = &atom.headers["idempotency-key"];
-    assert!(key.starts_with("the-thao-1:") && key.len() > "the-thao-1:".len(), "{key}");
+    assert!(
+        key.starts_with("the-thao-1:") && key.len() > "the-thao-1:".len(),
+        "{key}"
+    );
     assert_eq!(atom.headers["authorization"], "Bearer tok");
     let text = String::from_utf8(atom.body.clone()).unwrap();
-    assert!(text.contains("<entry xmlns=\"http://www.w3.org/2005/Atom\""), "{text}");
+    assert!(
+        text.contains("<entry xmlns=\"http://www.w3.org/2005/Atom\""),
+        "{text}"
+    );
     assert!(text.contains(title));
     assert!(atom.headers["content-type"].starts_with("application/atom+xml"));
 
@@ -524,14 +573,20 @@ secret = "rss-secret"
     });
     let text = String::from_utf8(tomb.body).unwrap();
     assert!(text.contains("xmlns:at=\"http://purl.org/atompub/tombstones/1.0\""));
-    assert!(text.contains("ref=\"tag:test.example,2026:articles/the-thao-1\""), "{text}");
+    assert!(
+        text.contains("ref=\"tag:test.example,2026:articles/the-thao-1\""),
+        "{text}"
+    );
     let jdel = wait_for("json deletion notice", LONG, || {
         rec.at("POST", "/p/json")
             .into_iter()
             .find(|r| String::from_utf8_lossy(&r.body).contains("deleted"))
     });
     let v: serde_json::Value = serde_json::from_slice(&jdel.body).unwrap();
-    assert_eq!(v["deleted"]["id"], "tag:test.example,2026:articles/the-thao-1");
+    assert_eq!(
+        v["deleted"]["id"],
+        "tag:test.example,2026:articles/the-thao-1"
+    );
     assert!(rec.at("POST", "/p/rss").is_empty(), "category filter");
 
     // Secrets never appear in status output or the log.
@@ -603,7 +658,9 @@ concurrency = 2
 
     up.store(true, Ordering::SeqCst);
     let _daemon = site.start();
-    wait_for("outbox drained", LONG, || (pending(&site)? == 0).then_some(()));
+    wait_for("outbox drained", LONG, || {
+        (pending(&site)? == 0).then_some(())
+    });
     let ok: Vec<Req> = rec.all().into_iter().filter(|r| r.status == 200).collect();
     let titles_of = |r: &Req| titles(&parse_feed(&r.body));
     let delivered: Vec<String> = ok.iter().flat_map(titles_of).collect();
@@ -628,7 +685,11 @@ fn dead_letters_and_redeliver() {
     let up = Arc::new(AtomicBool::new(false));
     let flag = up.clone();
     let rec = Recorder::start(move |_| {
-        if flag.load(Ordering::SeqCst) { (200, Vec::new()) } else { (500, Vec::new()) }
+        if flag.load(Ordering::SeqCst) {
+            (200, Vec::new())
+        } else {
+            (500, Vec::new())
+        }
     });
     let (site, _base) = site(&format!(
         "[delivery]\nretry_base_ms = 50\nretry_max_ms = 200\npartner_give_up_secs = 1\n\n[[partners]]\nname = \"slow\"\nurl = \"{}\"\nformat = \"json\"\nsecret = \"sekrit\"\n",
@@ -638,14 +699,24 @@ fn dead_letters_and_redeliver() {
     article(&site, "x.txt", "Văn hóa", "Thư chết");
     let st = wait_for("dead letter in status", LONG, || {
         let s = status(&site);
-        s.contains("partner slow: 0 pending, 1 dead letter(s)").then_some(s)
+        s.contains("partner slow: 0 pending, 1 dead letter(s)")
+            .then_some(s)
     });
     assert!(st.contains("feedwire redeliver slow"), "{st}");
     assert!(st.contains("last error: HTTP 500"), "{st}");
     assert!(!st.contains("sekrit"));
     up.store(true, Ordering::SeqCst);
-    let out = site.cli(&["redeliver", "slow", "--config", site.config().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = site.cli(&[
+        "redeliver",
+        "slow",
+        "--config",
+        site.config().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 dead letter(s)"));
     wait_for("redelivered", LONG, || {
         rec.all().into_iter().find(|r| r.status == 200)
@@ -683,9 +754,11 @@ fn measure_websub_fanout_to_1000_subscribers() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 202);
     }
-    wait_for("1000 subscriptions active", Duration::from_secs(180), || {
-        (active_subscriptions(&site)? == N).then_some(())
-    });
+    wait_for(
+        "1000 subscriptions active",
+        Duration::from_secs(180),
+        || (active_subscriptions(&site)? == N).then_some(()),
+    );
     let title = "Đo thời gian phân phối";
     let t0 = Instant::now();
     article(&site, "do.txt", "Khoa học", title);
@@ -706,7 +779,11 @@ fn measure_websub_fanout_to_1000_subscribers() {
     let spread = last.duration_since(first).as_secs_f64();
     println!(
         "MEASUREMENT websub fan-out ({} build): file written → first delivery {:.3} s, → last of {N} {:.3} s; drain {:.0} deliveries/s",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         first.duration_since(t0).as_secs_f64(),
         last.duration_since(t0).as_secs_f64(),
         N as f64 / spread.max(1e-3),

@@ -95,7 +95,11 @@ pub(crate) async fn run(
                 );
             }
             outbox::expand_fanouts(&mut conn, &shared.cfg, now)?;
-            let free = shared.cfg.delivery.websub_concurrency.saturating_sub(websub_busy)
+            let free = shared
+                .cfg
+                .delivery
+                .websub_concurrency
+                .saturating_sub(websub_busy)
                 + partner_slots;
             if free == 0 {
                 return Ok(());
@@ -161,7 +165,10 @@ pub(crate) async fn run(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    tracing::debug!(in_flight = inflight.len(), "delivery worker stopped; unfinished deliveries stay queued");
+    tracing::debug!(
+        in_flight = inflight.len(),
+        "delivery worker stopped; unfinished deliveries stay queued"
+    );
 }
 
 fn finish(

@@ -115,9 +115,7 @@ fn parse(shared: &Shared, body: &[u8]) -> Result<Request, String> {
         })
         .is_some();
     if !own {
-        return Err(format!(
-            "hub.topic `{topic}` is not a feed this hub serves"
-        ));
+        return Err(format!("hub.topic `{topic}` is not a feed this hub serves"));
     }
     let callback = callback.ok_or("hub.callback is required")?;
     let callback = url::Url::parse(&callback)
@@ -125,10 +123,8 @@ fn parse(shared: &Shared, body: &[u8]) -> Result<Request, String> {
     if !matches!(callback.scheme(), "http" | "https") || callback.host().is_none() {
         return Err("hub.callback must be an http or https URL".into());
     }
-    if let Some(s) = &secret {
-        if s.len() >= 200 {
-            return Err("hub.secret must be shorter than 200 bytes".into());
-        }
+    if secret.as_ref().is_some_and(|s| s.len() >= 200) {
+        return Err("hub.secret must be shorter than 200 bytes".into());
     }
     let w = &shared.cfg.websub;
     let lease = match lease.as_deref().map(str::trim) {
@@ -219,8 +215,10 @@ async fn verify(st: HubState, req: Request) {
         }
     };
     match result {
-        Ok(_) => tracing::info!(topic = %req.topic, mode = req.mode.as_str(), lease_secs = req.lease,
-            signed = req.secret.is_some(), "hub subscription verified"),
+        Ok(_) => {
+            tracing::info!(topic = %req.topic, mode = req.mode.as_str(), lease_secs = req.lease,
+            signed = req.secret.is_some(), "hub subscription verified")
+        }
         Err(e) => tracing::warn!(error = %e, "cannot store the subscription"),
     }
 }

@@ -111,9 +111,7 @@ pub fn hub_router(cfg: &Config, pipeline: &Pipeline) -> Result<axum::Router> {
     Ok(hub::router(hub::HubState {
         shared,
         db: Arc::new(Mutex::new(db)),
-        verifying: Arc::new(tokio::sync::Semaphore::new(
-            cfg.delivery.websub_concurrency,
-        )),
+        verifying: Arc::new(tokio::sync::Semaphore::new(cfg.delivery.websub_concurrency)),
     }))
 }
 

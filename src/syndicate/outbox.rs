@@ -219,10 +219,7 @@ pub(crate) fn open_stale_gates(conn: &Connection, now: i64, age_ms: i64) -> Resu
 
 /// Every gate (after a lagged announcement channel).
 pub(crate) fn open_all_gates(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE syndicate_outbox SET ready = 1 WHERE ready = 0",
-        [],
-    )?)
+    Ok(conn.execute("UPDATE syndicate_outbox SET ready = 1 WHERE ready = 0", [])?)
 }
 
 /// Turn ready `fanout` rows into one `websub` row per active subscriber.
@@ -303,7 +300,8 @@ pub(crate) fn active_secret(
 /// every queued delivery at once.
 pub(crate) fn backoff_ms(cfg: &Config, attempts: i64) -> i64 {
     let base = cfg.delivery.retry_base_ms as f64;
-    let step = (base * 2f64.powi(attempts.clamp(0, 40) as i32)).min(cfg.delivery.retry_max_ms as f64);
+    let step =
+        (base * 2f64.powi(attempts.clamp(0, 40) as i32)).min(cfg.delivery.retry_max_ms as f64);
     (step * rand::random_range(0.5..=1.0)) as i64
 }
 

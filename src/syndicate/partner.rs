@@ -36,9 +36,9 @@ pub(crate) fn wants(p: &Partner, change: &Change) -> bool {
             .categories
             .iter()
             .any(|c| p.categories.iter().any(|s| s == &c.slug)),
-        Change::Removed { categories, .. } => {
-            categories.iter().any(|c| p.categories.iter().any(|s| s == c))
-        }
+        Change::Removed { categories, .. } => categories
+            .iter()
+            .any(|c| p.categories.iter().any(|s| s == c)),
     }
 }
 
@@ -80,7 +80,8 @@ pub(crate) fn document(
 
 /// Hex HMAC-SHA256 of `data` with `key`.
 pub(crate) fn hmac_hex(key: &[u8], data: &[&[u8]]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     for d in data {
         mac.update(d);
     }
@@ -168,8 +169,17 @@ mod tests {
         };
         let doc = document(&cfg, &cfg.partners[0], &Change::Added(entry), Utc::now()).unwrap();
         let text = String::from_utf8(doc.body).unwrap();
-        assert!(text.contains("<entry xmlns=\"http://www.w3.org/2005/Atom\""), "{text}");
-        assert!(text.contains("<name>feedwire</name>"), "standalone entries carry an author: {text}");
-        assert_eq!(doc.content_type, "application/atom+xml; type=entry; charset=utf-8");
+        assert!(
+            text.contains("<entry xmlns=\"http://www.w3.org/2005/Atom\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("<name>feedwire</name>"),
+            "standalone entries carry an author: {text}"
+        );
+        assert_eq!(
+            doc.content_type,
+            "application/atom+xml; type=entry; charset=utf-8"
+        );
     }
 }

@@ -27,6 +27,7 @@ pub struct Config {
     pub log: Log,
     pub websub: WebSub,
     pub partners: Vec<Partner>,
+    pub delivery: Delivery,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +203,8 @@ pub struct WebSub {
     pub give_up_secs: u64,
     /// Parameter names the publish ping carries the feed URL in.
     pub ping_params: Vec<String>,
+    /// Legacy XML-RPC `weblogUpdates.ping` endpoints, pinged when the site changes.
+    pub ping_servers: Vec<String>,
 }
 
 impl Default for WebSub {
@@ -217,11 +220,12 @@ impl Default for WebSub {
             max_subscriptions: 100_000,
             give_up_secs: 2 * 86400,
             ping_params: vec!["hub.url".into(), "hub.topic".into()],
+            ping_servers: Vec::new(),
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Partner {
     pub name: String,
@@ -237,6 +241,50 @@ pub struct Partner {
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_partner_concurrency")]
     pub concurrency: usize,
+}
+
+/// How outbound deliveries (WebSub, hub pings, partners) are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// First retry delay; each further failure doubles it (with jitter).
+    pub retry_base_ms: u64,
+    /// Ceiling for the retry delay.
+    pub retry_max_ms: u64,
+    /// Per-request timeout (connect + response).
+    pub timeout_ms: u64,
+    /// A partner delivery still failing this long after it was queued becomes
+    /// a dead letter (see `feedwire status`, `feedwire redeliver`).
+    pub partner_give_up_secs: u64,
+    /// WebSub deliveries, verifications and hub pings in flight at once.
+    pub websub_concurrency: usize,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            retry_base_ms: 1000,
+            retry_max_ms: 15 * 60 * 1000,
+            timeout_ms: 10_000,
+            partner_give_up_secs: 2 * 86400,
+            websub_concurrency: 64,
+        }
+    }
+}
+
+/// Secrets and header values never reach logs through `{:?}`.
+impl std::fmt::Debug for Partner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partner")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("format", &self.format)
+            .field("categories", &self.categories)
+            .field("secret", &"<redacted>")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 fn default_partner_format() -> String {
@@ -259,6 +307,7 @@ struct RawConfig {
     log: Log,
     websub: WebSub,
     partners: Vec<Partner>,
+    delivery: Delivery,
 }
 
 impl Config {
@@ -306,6 +355,7 @@ impl Config {
             log: raw.log,
             websub: raw.websub,
             partners: raw.partners,
+            delivery: raw.delivery,
         };
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
@@ -356,6 +406,22 @@ impl Config {
             if url::Url::parse(hub).is_err() {
                 bail!("websub.hubs[{i}]: `{hub}` is not an absolute URL");
             }
+        }
+        for (i, server) in self.websub.ping_servers.iter().enumerate() {
+            if url::Url::parse(server).is_err() {
+                bail!("websub.ping_servers[{i}]: `{server}` is not an absolute URL");
+            }
+        }
+        if self.websub.ping_params.is_empty() {
+            bail!("websub.ping_params must name at least one parameter (hub.url, hub.topic)");
+        }
+        if self.delivery.retry_base_ms == 0
+            || self.delivery.retry_max_ms < self.delivery.retry_base_ms
+        {
+            bail!("delivery.retry_base_ms must be at least 1 and at most delivery.retry_max_ms");
+        }
+        if self.delivery.timeout_ms == 0 || self.delivery.websub_concurrency == 0 {
+            bail!("delivery.timeout_ms and delivery.websub_concurrency must be at least 1");
         }
         let mut names = std::collections::HashSet::new();
         for p in &mut self.partners {

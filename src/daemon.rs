@@ -86,9 +86,19 @@ async fn run_async(cfg: Config) -> Result<()> {
         .with_context(|| format!("cannot watch {}", root.display()))?;
     tracing::info!(folder = %root.display(), debounce_ms = cfg.watch.debounce_ms, "watching for articles");
 
-    let pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
+    let mut pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+
+    // Syndication registers its commit hook (outbox rows commit with the
+    // change that caused them) and starts its delivery workers.
+    tasks.extend(crate::syndicate::start(
+        &cfg,
+        &mut pipeline,
+        &store,
+        &metrics,
+        &shutdown_tx,
+    )?);
 
     if let Some(listener) = listener {
         // A second catalog connection for page rendering; WAL lets it read
@@ -100,7 +110,8 @@ async fn run_async(cfg: Config) -> Result<()> {
             metrics: metrics.clone(),
             catalog: Arc::new(std::sync::Mutex::new(catalog)),
         };
-        let router = crate::serve::router(state);
+        let router =
+            crate::serve::router(state).merge(crate::syndicate::hub_router(&cfg, &pipeline)?);
         let mut stop = shutdown_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {

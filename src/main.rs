@@ -1,4 +1,4 @@
-//! The `feedwire` command line: `run`, `build`, `check`, `status`.
+//! The `feedwire` command line: `run`, `build`, `check`, `status`, `redeliver`.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -40,8 +40,16 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Show the catalog: articles, feeds, rejected files.
+    /// Show the catalog: articles, feeds, rejected files, delivery backlog.
     Status {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Move a partner's dead-letter deliveries back to pending (a running
+    /// daemon sends them within a second).
+    Redeliver {
+        /// The partner's `name` from the config.
+        partner: String,
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
@@ -73,6 +81,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Status { config } => {
             let cfg = Config::load(&config)?;
             print!("{}", feedwire::status::render(&cfg)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Redeliver { partner, config } => {
+            let cfg = Config::load(&config)?;
+            if !cfg.partners.iter().any(|p| p.name == partner) {
+                anyhow::bail!("no partner named `{partner}` in {}", config.display());
+            }
+            let catalog =
+                feedwire::catalog::Catalog::open_existing(&cfg.catalog_path(), cfg.time_zone()?)?;
+            let n = feedwire::syndicate::redeliver(&catalog, &partner)?;
+            println!("{n} dead letter(s) of `{partner}` moved back to pending");
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {

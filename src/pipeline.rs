@@ -51,7 +51,9 @@ pub struct Pipeline {
     hooks: Vec<CommitHook>,
 }
 
-/// What reading one file gave.
+/// What reading one file gave. Short-lived (one chunk of files), so the
+/// large `Parsed` variant is not worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Read {
     /// Size and mtime match the catalog: not read.
     Unchanged,

@@ -35,5 +35,8 @@ pub fn render(cfg: &Config) -> Result<String> {
     for r in &rejections {
         writeln!(out, "  {}: {}", r.path, r.reason)?;
     }
+    for line in crate::syndicate::status_lines(&catalog)? {
+        writeln!(out, "{line}")?;
+    }
     Ok(out)
 }

@@ -42,6 +42,22 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One entry as a standalone Atom entry document (RFC 4287 §4.1.2).
+pub(super) fn render_entry(ctx: &Context, e: &Entry) -> Result<Vec<u8>> {
+    let config = atom::WriteConfig {
+        write_document_declaration: true,
+        indent_size: Some(2),
+    };
+    let mut standalone = entry(ctx, e);
+    // No feed around it to inherit an author from (RFC 4287 §4.1.2).
+    if standalone.authors.is_empty() {
+        standalone.authors = vec![person(&ctx.cfg.site.author)];
+    }
+    let mut out = Vec::with_capacity(8 * 1024);
+    standalone.write_with_config(&mut out, config)?;
+    Ok(out)
+}
+
 fn entry(ctx: &Context, e: &Entry) -> atom::Entry {
     let cfg = ctx.cfg;
     let mut links = vec![link(

@@ -168,6 +168,56 @@ fn render_one(cfg: &Config, info: &FeedInfo, entries: &[Entry], kind: DocKind) -
     }
 }
 
+/// One entry as a standalone document, for partners: an Atom entry document
+/// (`<entry xmlns="http://www.w3.org/2005/Atom">`), an RSS channel with one
+/// item, or a JSON Feed with one item. Built by the same code as the feeds.
+pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u8>> {
+    let info = FeedInfo::new(cfg, FeedKey::Main, None);
+    let ctx = Context {
+        cfg,
+        info: &info,
+        updated: entry.updated,
+    };
+    let entries = std::slice::from_ref(entry);
+    match kind {
+        DocKind::Atom => atom::render_entry(&ctx, entry),
+        DocKind::Rss => rss::render(&ctx, entries),
+        DocKind::Json => json::render(&ctx, entries),
+        DocKind::Opml => anyhow::bail!("OPML has no single-entry form"),
+    }
+}
+
+/// Namespace of RFC 6721 tombstones.
+pub const TOMBSTONES_NS: &str = "http://purl.org/atompub/tombstones/1.0";
+
+/// A deletion notice for an article id: an RFC 6721
+/// `<at:deleted-entry ref="…" when="…"/>` document for Atom and RSS, and
+/// `{"deleted": {"id": …, "when": …}}` for JSON.
+pub fn render_deletion(
+    cfg: &Config,
+    kind: DocKind,
+    id: &str,
+    when: DateTime<FixedOffset>,
+) -> Result<Vec<u8>> {
+    let entry_id = cfg.entry_id(id);
+    let when = when.to_rfc3339();
+    match kind {
+        DocKind::Atom | DocKind::Rss => Ok(format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<at:deleted-entry xmlns:at=\"{TOMBSTONES_NS}\" ref=\"{}\" when=\"{when}\"/>\n",
+            escape_html(&entry_id)
+        )
+        .into_bytes()),
+        DocKind::Json => {
+            let mut out = serde_json::to_vec_pretty(&serde_json::json!({
+                "deleted": { "id": entry_id, "when": when }
+            }))?;
+            out.push(b'\n');
+            Ok(out)
+        }
+        DocKind::Opml => anyhow::bail!("OPML has no deletion notice"),
+    }
+}
+
 /// What every format needs besides the entries.
 struct Context<'a> {
     cfg: &'a Config,

@@ -1,0 +1,197 @@
+//! Syndicate: push changes out. WebSub (publish pings to external hubs, and a
+//! built-in hub with subscriptions and content distribution), signed
+//! single-entry deliveries to partner portals, and legacy XML-RPC pings.
+//!
+//! Nothing is lost: the commit hook writes every delivery a batch causes to
+//! the outbox in the catalog, in the batch's own transaction, and a row leaves
+//! the outbox only once delivered. See `docs/SYNDICATION.md`.
+//!
+//! - [`outbox`]: the tables and every query on them.
+//! - [`hub`]: `POST /hub`, intent verification, subscriptions.
+//! - [`deliver`]: the worker that sends due rows.
+//! - [`partner`]: partner documents and signatures.
+//! - [`allow`]: which callback hosts may be contacted.
+
+mod allow;
+mod deliver;
+mod hub;
+mod outbox;
+mod partner;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::publish::Store;
+use anyhow::{Context, Result};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What the worker and the hub share.
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub store: Store,
+    pub client: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    /// Nudged by the commit hook when rows were queued.
+    pub wake: Arc<Notify>,
+}
+
+fn client(cfg: &Config) -> Result<reqwest::Client> {
+    let timeout = Duration::from_millis(cfg.delivery.timeout_ms);
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(cfg.delivery.websub_concurrency.max(8))
+        .user_agent(concat!("feedwire/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client for deliveries")
+}
+
+/// Register the commit hook (deliveries are queued in each batch's
+/// transaction) and spawn the delivery worker. Must be called inside the tokio
+/// runtime; the worker stops on `shutdown`.
+pub fn start(
+    cfg: &Config,
+    pipeline: &mut Pipeline,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    shutdown: &tokio::sync::broadcast::Sender<()>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    outbox::prepare(pipeline.catalog().connection())
+        .context("cannot prepare the syndication tables")?;
+    let wake = Arc::new(Notify::new());
+    let hook_cfg = cfg.clone();
+    let hook_wake = wake.clone();
+    pipeline.add_commit_hook(Box::new(move |batch| {
+        let n = outbox::enqueue(
+            batch.transaction(),
+            &hook_cfg,
+            batch.affected(),
+            batch.changes(),
+            outbox::now_ms(),
+        )?;
+        if n > 0 {
+            hook_wake.notify_one();
+        }
+        Ok(())
+    }));
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        client: client(cfg)?,
+        metrics: metrics.clone(),
+        wake,
+    });
+    let conn = hub::open_db(&cfg.catalog_path())?;
+    let worker = tokio::spawn(deliver::run(shared, conn, shutdown.subscribe()));
+    Ok(vec![worker])
+}
+
+/// The built-in hub's routes (`POST /hub`); empty when `websub.builtin_hub`
+/// is off.
+pub fn hub_router(cfg: &Config, pipeline: &Pipeline) -> Result<axum::Router> {
+    if cfg.hub_url().is_none() {
+        return Ok(axum::Router::new());
+    }
+    let store = pipeline
+        .store()
+        .context("the built-in hub needs the published store")?
+        .clone();
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        store,
+        client: client(cfg)?,
+        metrics: Arc::new(Metrics::default()),
+        wake: Arc::new(Notify::new()),
+    });
+    let db = hub::open_db(&cfg.catalog_path())?;
+    Ok(hub::router(hub::HubState {
+        shared,
+        db: Arc::new(Mutex::new(db)),
+        verifying: Arc::new(tokio::sync::Semaphore::new(cfg.delivery.websub_concurrency)),
+    }))
+}
+
+/// Lines for `feedwire status`: backlog per partner and for WebSub, dead
+/// letters. Never shows secrets, bodies or callback URLs.
+pub fn status_lines(catalog: &Catalog) -> Result<Vec<String>> {
+    let conn = catalog.connection();
+    outbox::prepare(conn)?;
+    let now = chrono::Utc::now();
+    let (pending, dead) = outbox::backlog(conn)?;
+    let mut out = vec![format!(
+        "syndication  {pending} pending deliver{}, {dead} dead letter(s)",
+        if pending == 1 { "y" } else { "ies" }
+    )];
+    let subs: i64 = conn.query_row(
+        "SELECT count(*) FROM syndicate_subscriptions WHERE expires_at > ?1",
+        [now.timestamp()],
+        |r| r.get(0),
+    )?;
+    let count = |kind: &str| -> Result<i64> {
+        Ok(conn.query_row(
+            "SELECT count(*) FROM syndicate_outbox WHERE kind = ?1 AND state = 'pending'",
+            [kind],
+            |r| r.get(0),
+        )?)
+    };
+    out.push(format!(
+        "  websub     {subs} active subscription(s); {} pending deliveries, {} feed change(s) awaiting fan-out",
+        count("websub")?,
+        count("fanout")?
+    ));
+    out.push(format!(
+        "  hub pings  {} pending; legacy pings {} pending",
+        count("hub")?,
+        count("ping")?
+    ));
+    let mut stmt = conn.prepare(
+        "SELECT target, coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'dead'), 0),
+                min(created_ms), max(attempts)
+         FROM syndicate_outbox WHERE kind = 'partner' GROUP BY target ORDER BY target",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, pending, dead, oldest, attempts) = row?;
+        let oldest = chrono::DateTime::from_timestamp_millis(oldest)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let mut line = format!(
+            "  partner {name}: {pending} pending, {dead} dead letter(s); oldest queued {oldest}, most attempts {attempts}"
+        );
+        let last: Option<String> = conn
+            .query_row(
+                "SELECT last_error FROM syndicate_outbox WHERE kind = 'partner' AND target = ?1 AND last_error != ''
+                 ORDER BY id LIMIT 1",
+                [&name],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(e) = last {
+            line.push_str(&format!("; last error: {e}"));
+        }
+        if dead > 0 {
+            line.push_str(&format!(" (retry with `feedwire redeliver {name}`)"));
+        }
+        out.push(line);
+    }
+    Ok(out)
+}
+
+/// `feedwire redeliver <partner>`: dead letters back to pending. Returns how
+/// many; a running daemon picks them up within a second.
+pub fn redeliver(catalog: &Catalog, partner: &str) -> Result<usize> {
+    outbox::prepare(catalog.connection())?;
+    outbox::redeliver(catalog.connection(), partner)
+}

@@ -1,0 +1,791 @@
+//! Syndication end to end: the real daemon on loopback, with small real HTTP
+//! servers standing in for WebSub subscribers, an external hub and partner
+//! portals. Row ids (WS-*) refer to /work/shared/reference/protocols.md §4.
+//! Outcomes are awaited by polling with generous deadlines.
+
+mod common;
+
+use common::*;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------- recorder
+
+#[derive(Debug, Clone)]
+struct Req {
+    method: String,
+    path: String,
+    query: HashMap<String, String>,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+    at: Instant,
+    status: u16,
+}
+
+type Behave = dyn Fn(&Req) -> (u16, Vec<u8>) + Send + Sync;
+
+/// A loopback HTTP server that records every request. By default it echoes
+/// `hub.challenge` on GET and answers 200 to POST.
+struct Recorder {
+    addr: SocketAddr,
+    reqs: Arc<Mutex<Vec<Req>>>,
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+fn echo(r: &Req) -> (u16, Vec<u8>) {
+    match r.query.get("hub.challenge") {
+        Some(c) if r.method == "GET" => (200, c.clone().into_bytes()),
+        _ => (200, Vec::new()),
+    }
+}
+
+impl Recorder {
+    fn start(behave: impl Fn(&Req) -> (u16, Vec<u8>) + Send + Sync + 'static) -> Recorder {
+        let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
+        let behave: Arc<Behave> = Arc::new(behave);
+        let sink = reqs.clone();
+        let listener = runtime()
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(
+            move |method: axum::http::Method,
+                  uri: axum::http::Uri,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let sink = sink.clone();
+                let behave = behave.clone();
+                async move {
+                    let mut req = Req {
+                        method: method.to_string(),
+                        path: uri.path().to_string(),
+                        query: url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                            .into_owned()
+                            .collect(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                            })
+                            .collect(),
+                        body: body.to_vec(),
+                        at: Instant::now(),
+                        status: 0,
+                    };
+                    let (status, out) = behave(&req);
+                    req.status = status;
+                    sink.lock().unwrap().push(req);
+                    (axum::http::StatusCode::from_u16(status).unwrap(), out)
+                }
+            },
+        );
+        runtime().spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Recorder { addr, reqs }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn all(&self) -> Vec<Req> {
+        self.reqs.lock().unwrap().clone()
+    }
+
+    fn at(&self, method: &str, path: &str) -> Vec<Req> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.method == method && r.path == path)
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A site whose daemon listens on a known loopback port, with base_url to
+/// match so topic URLs are the ones the hub accepts.
+fn site(extra: &str) -> (Site, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let site = Site::new(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{extra}\n"
+    ));
+    let cfg = std::fs::read_to_string(site.config())
+        .unwrap()
+        .replace("http://127.0.0.1:8080", &base);
+    std::fs::write(site.config(), cfg).unwrap();
+    (site, base)
+}
+
+fn post_hub(base: &str, params: &[(&str, &str)]) -> (u16, String) {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{base}/hub"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().unwrap())
+}
+
+fn subscribe(base: &str, topic: &str, callback: &str, extra: &[(&str, &str)]) -> (u16, String) {
+    let mut p = vec![
+        ("hub.mode", "subscribe"),
+        ("hub.topic", topic),
+        ("hub.callback", callback),
+    ];
+    p.extend_from_slice(extra);
+    post_hub(base, &p)
+}
+
+fn status(site: &Site) -> String {
+    let out = site.cli(&["status", "--config", site.config().to_str().unwrap()]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Active subscriptions according to `feedwire status`.
+fn active_subscriptions(site: &Site) -> Option<usize> {
+    let s = status(site);
+    let line = s.lines().find(|l| l.contains("active subscription"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "active")?;
+    words.get(at.checked_sub(1)?)?.parse().ok()
+}
+
+fn hmac_hex(key: &[u8], data: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn article(site: &Site, file: &str, category: &str, title: &str) {
+    site.write(
+        file,
+        wire_text(
+            category,
+            title,
+            &[
+                "Nội dung bài viết thử nghiệm cho phân phối.",
+                "Đoạn thứ hai.",
+            ],
+            "Phóng viên",
+        ),
+    );
+}
+
+fn parse_feed(body: &[u8]) -> feed_rs::model::Feed {
+    feed_rs::parser::parse(body).unwrap_or_else(|e| panic!("delivery does not parse: {e}"))
+}
+
+fn has_title(body: &[u8], title: &str) -> bool {
+    titles(&parse_feed(body)).iter().any(|t| t == title)
+}
+
+// ---------------------------------------------------------------- tests
+
+/// websub.rocks hub cases 100–104 (WS-H01..H08, H11..H14) plus bad requests
+/// (WS-H01 oversized secret, WS-H03 4xx with a reason, foreign topic) and a
+/// wrong challenge echo (WS-H06).
+#[test]
+fn hub_websub_rocks_cases_and_distribution() {
+    let rec = Recorder::start(|r| {
+        if r.path == "/cb/wrong" && r.method == "GET" {
+            return (200, b"not-the-challenge".to_vec());
+        }
+        echo(r)
+    });
+    let (site, base) = site("[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\n");
+    let daemon = site.start();
+    assert_eq!(daemon.http_addr(), base.trim_start_matches("http://"));
+    let topic = format!("{base}/feeds/atom.xml");
+
+    // 100: typical subscriber request.
+    let (code, _) = subscribe(&base, &topic, &rec.url("/cb/plain"), &[]);
+    assert_eq!(code, 202);
+    let v = wait_for("verification GET (100)", LONG, || {
+        rec.at("GET", "/cb/plain").into_iter().next()
+    });
+    assert_eq!(v.query["hub.mode"], "subscribe");
+    assert_eq!(v.query["hub.topic"], topic);
+    assert!(v.query["hub.challenge"].len() >= 32, "WS-H05 challenge");
+    assert_eq!(v.query["hub.lease_seconds"], "864000", "default lease");
+
+    // 101: with a secret.
+    let secret = "s3cr3t-twenty-chars!";
+    assert_eq!(
+        subscribe(
+            &base,
+            &topic,
+            &rec.url("/cb/secret"),
+            &[("hub.secret", secret)]
+        )
+        .0,
+        202
+    );
+    // 102: extra parameters are ignored (WS-H02).
+    assert_eq!(
+        subscribe(
+            &base,
+            &topic,
+            &rec.url("/cb/extra"),
+            &[("foo", "bar"), ("hub.foo", "hub.bar")]
+        )
+        .0,
+        202
+    );
+    // 103: re-subscribe updates the one subscription (WS-H07).
+    wait_for("first verification done", LONG, || {
+        (active_subscriptions(&site)? >= 1).then_some(())
+    });
+    assert_eq!(subscribe(&base, &topic, &rec.url("/cb/plain"), &[]).0, 202);
+    wait_for("second verification GET (103)", LONG, || {
+        (rec.at("GET", "/cb/plain").len() >= 2).then_some(())
+    });
+    let challenges: Vec<String> = rec
+        .at("GET", "/cb/plain")
+        .iter()
+        .map(|r| r.query["hub.challenge"].clone())
+        .collect();
+    assert_ne!(challenges[0], challenges[1], "WS-H05 single-use challenge");
+    // Wrong echo: never active (WS-H06).
+    assert_eq!(subscribe(&base, &topic, &rec.url("/cb/wrong"), &[]).0, 202);
+    // 104: unsubscribe.
+    assert_eq!(subscribe(&base, &topic, &rec.url("/cb/unsub"), &[]).0, 202);
+    wait_for("plain, secret, extra, unsub active", LONG, || {
+        (active_subscriptions(&site)? == 4).then_some(())
+    });
+    assert!(rec.at("GET", "/cb/wrong").len() == 1);
+    let (code, _) = post_hub(
+        &base,
+        &[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", &topic),
+            ("hub.callback", &rec.url("/cb/unsub")),
+        ],
+    );
+    assert_eq!(code, 202);
+    wait_for("unsubscribe verified (104)", LONG, || {
+        (active_subscriptions(&site)? == 3).then_some(())
+    });
+    let unsub_get = rec
+        .at("GET", "/cb/unsub")
+        .into_iter()
+        .find(|r| r.query.get("hub.mode").map(String::as_str) == Some("unsubscribe"))
+        .expect("unsubscribe verification GET");
+    assert_eq!(unsub_get.query["hub.topic"], topic);
+
+    // Bad requests: 4xx with a reason.
+    let long_secret = "x".repeat(200);
+    let (code, why) = subscribe(
+        &base,
+        &topic,
+        &rec.url("/cb/long"),
+        &[("hub.secret", &long_secret)],
+    );
+    assert_eq!(code, 400, "WS-H01: a 200-byte secret is refused");
+    assert!(why.contains("hub.secret"), "{why}");
+    let (code, why) = subscribe(
+        &base,
+        "http://elsewhere.example/feed.xml",
+        &rec.url("/cb/foreign"),
+        &[],
+    );
+    assert_eq!(code, 400, "foreign topic refused");
+    assert!(why.contains("hub.topic"), "{why}");
+    let (code, _) = post_hub(&base, &[("hub.mode", "subscribe"), ("hub.topic", &topic)]);
+    assert_eq!(code, 400, "WS-H03: missing callback");
+    let (code, _) = subscribe(&base, &topic, "ftp://127.0.0.1/x", &[]);
+    assert_eq!(code, 400, "callback must be http(s)");
+    let (code, _) = post_hub(&base, &[("hub.mode", "bogus"), ("hub.topic", &topic)]);
+    assert_eq!(code, 400);
+
+    // Content distribution (WS-H11..H14).
+    article(&site, "tin-moi.txt", "Thể thao", "Bản tin phân phối WebSub");
+    let title = "Bản tin phân phối WebSub";
+    for cb in ["/cb/plain", "/cb/secret", "/cb/extra"] {
+        wait_for(&format!("delivery to {cb}"), LONG, || {
+            rec.at("POST", cb)
+                .into_iter()
+                .find(|r| has_title(&r.body, title))
+        });
+    }
+    let plain = rec.at("POST", "/cb/plain").pop().unwrap();
+    assert_eq!(
+        plain.headers["content-type"], "application/atom+xml; charset=utf-8",
+        "WS-H12"
+    );
+    let link = &plain.headers["link"];
+    assert!(
+        link.contains(&format!("<{base}/hub>; rel=\"hub\"")),
+        "WS-H13 {link}"
+    );
+    assert!(
+        link.contains(&format!("<{topic}>; rel=\"self\"")),
+        "WS-H13 {link}"
+    );
+    assert!(
+        !plain.headers.contains_key("x-hub-signature"),
+        "100: no signature without a secret (WS-H14)"
+    );
+    assert_eq!(
+        plain.body,
+        std::fs::read(site.feeds().join("atom.xml")).unwrap(),
+        "WS-H11: the full topic document"
+    );
+    let signed = rec.at("POST", "/cb/secret").pop().unwrap();
+    assert_eq!(
+        signed.headers["x-hub-signature"],
+        format!("sha256={}", hmac_hex(secret.as_bytes(), &signed.body)),
+        "101: valid X-Hub-Signature (WS-H14)"
+    );
+    // Give stray deliveries a chance to show up before counting them.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        rec.at("POST", "/cb/plain").len(),
+        1,
+        "103: one subscription, one delivery"
+    );
+    assert!(
+        rec.at("POST", "/cb/unsub").is_empty(),
+        "104: no delivery after unsubscribe"
+    );
+    assert!(
+        rec.at("POST", "/cb/wrong").is_empty(),
+        "WS-H06: wrong echo never active"
+    );
+    assert!(rec.at("GET", "/cb/long").is_empty() && rec.at("GET", "/cb/foreign").is_empty());
+    daemon.terminate();
+
+    // Subscriptions survive a restart.
+    let daemon = site.start();
+    assert_eq!(active_subscriptions(&site), Some(3));
+    drop(daemon);
+}
+
+/// WS-H09 lease expiry and WS-H15 410 Gone.
+#[test]
+fn lease_expiry_and_gone_end_subscriptions() {
+    let rec = Recorder::start(|r| {
+        if r.path == "/cb/gone" && r.method == "POST" {
+            return (410, Vec::new());
+        }
+        echo(r)
+    });
+    let (site, base) = site(
+        "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nlease_min_secs = 1\nlease_max_secs = 3600\n",
+    );
+    let _daemon = site.start();
+    let topic = format!("{base}/feeds/rss.xml");
+    assert_eq!(
+        subscribe(
+            &base,
+            &topic,
+            &rec.url("/cb/short"),
+            &[("hub.lease_seconds", "1")]
+        )
+        .0,
+        202
+    );
+    assert_eq!(
+        subscribe(
+            &base,
+            &topic,
+            &rec.url("/cb/gone"),
+            &[("hub.lease_seconds", "999999")]
+        )
+        .0,
+        202
+    );
+    let v = wait_for("verification of /cb/gone", LONG, || {
+        rec.at("GET", "/cb/gone").into_iter().next()
+    });
+    assert_eq!(
+        v.query["hub.lease_seconds"], "3600",
+        "WS-H09: clamped to lease_max_secs"
+    );
+    assert_eq!(
+        rec.at("GET", "/cb/short")[0].query["hub.lease_seconds"],
+        "1"
+    );
+    wait_for("short lease expired, long one active", LONG, || {
+        (active_subscriptions(&site)? == 1).then_some(())
+    });
+    article(&site, "a.txt", "Kinh tế", "Bài sau khi hết hạn");
+    wait_for("delivery to /cb/gone answered 410", LONG, || {
+        rec.at("POST", "/cb/gone").into_iter().next()
+    });
+    wait_for("410 ended the subscription", LONG, || {
+        (active_subscriptions(&site)? == 0).then_some(())
+    });
+    assert!(
+        rec.at("POST", "/cb/short").is_empty(),
+        "expired lease gets nothing"
+    );
+    article(&site, "b.txt", "Kinh tế", "Bài thứ hai");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rec.at("POST", "/cb/gone").len(), 1, "no delivery after 410");
+}
+
+/// A callback host outside `allowed_callback_hosts` (empty = public only) is
+/// refused and never contacted.
+#[test]
+fn loopback_callback_refused_when_not_allowed() {
+    let rec = Recorder::start(echo);
+    let (site, base) = site("[websub]\nallowed_callback_hosts = []\n");
+    let _daemon = site.start();
+    let topic = format!("{base}/feeds/atom.xml");
+    let (code, why) = subscribe(&base, &topic, &rec.url("/cb"), &[]);
+    assert_eq!(code, 403, "{why}");
+    assert!(why.contains("not allowed"), "{why}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(rec.all().is_empty(), "a refused host is never contacted");
+}
+
+/// WS-P03/P04: external hubs get `hub.mode=publish` with the topic in
+/// `hub.url` and `hub.topic`; partners get signed single-entry documents and
+/// deletion notices.
+#[test]
+fn external_hub_ping_and_partner_documents() {
+    let rec = Recorder::start(echo);
+    let (site, base) = site(&format!(
+        r#"[websub]
+hubs = ["{hub}"]
+allowed_callback_hosts = ["127.0.0.1"]
+
+[[partners]]
+name = "atom-all"
+url = "{pa}"
+format = "atom"
+secret = "env:FEEDWIRE_TEST_SECRET"
+headers = {{ Authorization = "Bearer tok" }}
+
+[[partners]]
+name = "json-sport"
+url = "{pj}"
+format = "json"
+categories = ["the-thao"]
+secret = "json-secret"
+
+[[partners]]
+name = "rss-economy"
+url = "{pr}"
+format = "rss"
+categories = ["kinh-te"]
+secret = "rss-secret"
+"#,
+        hub = rec.url("/hub"),
+        pa = rec.url("/p/atom"),
+        pj = rec.url("/p/json"),
+        pr = rec.url("/p/rss"),
+    ));
+    // The secret comes from the environment (env:NAME), inherited by the daemon.
+    // SAFETY: set once, before the daemon starts; no other test reads it.
+    unsafe { std::env::set_var("FEEDWIRE_TEST_SECRET", "atom-secret-from-env") };
+    let child_env_site = site;
+    let daemon = child_env_site.start();
+    let title = "Đội tuyển thắng trận mở màn";
+    article(&child_env_site, "the-thao-1.txt", "Thể thao", title);
+
+    for path in ["atom.xml", "rss.xml", "feed.json"] {
+        let topic = format!("{base}/feeds/{path}");
+        let ping = wait_for(&format!("hub ping for {path}"), LONG, || {
+            rec.at("POST", "/hub").into_iter().find(|r| {
+                let form: HashMap<String, String> =
+                    url::form_urlencoded::parse(&r.body).into_owned().collect();
+                form.get("hub.url") == Some(&topic)
+            })
+        });
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&ping.body)
+            .into_owned()
+            .collect();
+        assert_eq!(form["hub.mode"], "publish");
+        assert_eq!(form["hub.topic"], topic);
+        assert_eq!(
+            ping.headers["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+    }
+
+    let atom = wait_for("atom partner delivery", LONG, || {
+        rec.at("POST", "/p/atom").into_iter().next()
+    });
+    let ts = &atom.headers["x-feedwire-timestamp"];
+    let mut signed = ts.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(&atom.body);
+    assert_eq!(
+        atom.headers["x-feedwire-signature"],
+        format!("sha256={}", hmac_hex(b"atom-secret-from-env", &signed))
+    );
+    let key = &atom.headers["idempotency-key"];
+    assert!(
+        key.starts_with("the-thao-1:") && key.len() > "the-thao-1:".len(),
+        "{key}"
+    );
+    assert_eq!(atom.headers["authorization"], "Bearer tok");
+    let text = String::from_utf8(atom.body.clone()).unwrap();
+    assert!(
+        text.contains("<entry xmlns=\"http://www.w3.org/2005/Atom\""),
+        "{text}"
+    );
+    assert!(text.contains(title));
+    assert!(atom.headers["content-type"].starts_with("application/atom+xml"));
+
+    let json = wait_for("json partner delivery", LONG, || {
+        rec.at("POST", "/p/json").into_iter().next()
+    });
+    let doc: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(doc["items"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["items"][0]["title"], title);
+
+    // Deletion notice (RFC 6721 for atom, {"deleted": …} for json).
+    std::fs::remove_file(child_env_site.articles().join("the-thao-1.txt")).unwrap();
+    let tomb = wait_for("atom deletion notice", LONG, || {
+        rec.at("POST", "/p/atom")
+            .into_iter()
+            .find(|r| String::from_utf8_lossy(&r.body).contains("deleted-entry"))
+    });
+    let text = String::from_utf8(tomb.body).unwrap();
+    assert!(text.contains("xmlns:at=\"http://purl.org/atompub/tombstones/1.0\""));
+    assert!(
+        text.contains("ref=\"tag:test.example,2026:articles/the-thao-1\""),
+        "{text}"
+    );
+    let jdel = wait_for("json deletion notice", LONG, || {
+        rec.at("POST", "/p/json")
+            .into_iter()
+            .find(|r| String::from_utf8_lossy(&r.body).contains("deleted"))
+    });
+    let v: serde_json::Value = serde_json::from_slice(&jdel.body).unwrap();
+    assert_eq!(
+        v["deleted"]["id"],
+        "tag:test.example,2026:articles/the-thao-1"
+    );
+    assert!(rec.at("POST", "/p/rss").is_empty(), "category filter");
+
+    // Secrets never appear in status output or the log.
+    let st = status(&child_env_site);
+    assert!(st.contains("syndication"), "{st}");
+    for secret in ["atom-secret-from-env", "json-secret", "Bearer tok"] {
+        assert!(!st.contains(secret) && !daemon.log().contains(secret));
+    }
+    drop(daemon);
+}
+
+/// A partner that is down (503), then the daemon killed with -9: after the
+/// restart everything arrives, updates of one article in order, nothing lost.
+#[test]
+fn partner_outage_kill9_restart_delivers_everything_in_order() {
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let rec = Recorder::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            (200, Vec::new())
+        } else {
+            (503, Vec::new())
+        }
+    });
+    let (site, _base) = site(&format!(
+        r#"[delivery]
+retry_base_ms = 50
+retry_max_ms = 300
+
+[[partners]]
+name = "portal"
+url = "{p}"
+format = "rss"
+secret = "k"
+concurrency = 2
+"#,
+        p = rec.url("/in")
+    ));
+    let daemon = site.start();
+    let pending = |site: &Site| -> Option<usize> {
+        let s = status(site);
+        if !s.contains("syndication") {
+            return None;
+        }
+        // A partner with nothing queued has no line.
+        let Some(line) = s.lines().find(|l| l.contains("partner portal:")) else {
+            return Some(0);
+        };
+        line.split("partner portal: ")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    article(&site, "a.txt", "Xã hội", "Phiên bản một");
+    wait_for("v1 queued", LONG, || (pending(&site)? >= 1).then_some(()));
+    article(&site, "a.txt", "Xã hội", "Phiên bản hai");
+    article(&site, "b.txt", "Xã hội", "Bài B");
+    article(&site, "c.txt", "Xã hội", "Bài C");
+    wait_for("four deliveries queued", LONG, || {
+        (pending(&site)? >= 4).then_some(())
+    });
+    wait_for("failed attempts seen", LONG, || {
+        (rec.all().iter().filter(|r| r.status == 503).count() >= 3).then_some(())
+    });
+    daemon.kill9();
+    assert!(pending(&site).unwrap() >= 4, "the outbox survived kill -9");
+
+    up.store(true, Ordering::SeqCst);
+    let _daemon = site.start();
+    wait_for("outbox drained", LONG, || {
+        (pending(&site)? == 0).then_some(())
+    });
+    let ok: Vec<Req> = rec.all().into_iter().filter(|r| r.status == 200).collect();
+    let titles_of = |r: &Req| titles(&parse_feed(&r.body));
+    let delivered: Vec<String> = ok.iter().flat_map(titles_of).collect();
+    for t in ["Phiên bản một", "Phiên bản hai", "Bài B", "Bài C"] {
+        assert!(delivered.iter().any(|d| d == t), "{t} lost: {delivered:?}");
+    }
+    let v1 = delivered.iter().position(|d| d == "Phiên bản một").unwrap();
+    let v2 = delivered.iter().position(|d| d == "Phiên bản hai").unwrap();
+    assert!(v1 < v2, "update N+1 never before N: {delivered:?}");
+    // At-least-once with stable keys: duplicates share an idempotency key.
+    let keys: std::collections::HashSet<&str> = ok
+        .iter()
+        .map(|r| r.headers["idempotency-key"].as_str())
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+}
+
+/// After the give-up age a partner delivery becomes a dead letter, shown by
+/// `status`; `feedwire redeliver` sends it again.
+#[test]
+fn dead_letters_and_redeliver() {
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let rec = Recorder::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            (200, Vec::new())
+        } else {
+            (500, Vec::new())
+        }
+    });
+    let (site, _base) = site(&format!(
+        "[delivery]\nretry_base_ms = 50\nretry_max_ms = 200\npartner_give_up_secs = 1\n\n[[partners]]\nname = \"slow\"\nurl = \"{}\"\nformat = \"json\"\nsecret = \"sekrit\"\n",
+        rec.url("/in")
+    ));
+    let _daemon = site.start();
+    article(&site, "x.txt", "Văn hóa", "Thư chết");
+    let st = wait_for("dead letter in status", LONG, || {
+        let s = status(&site);
+        s.contains("partner slow: 0 pending, 1 dead letter(s)")
+            .then_some(s)
+    });
+    assert!(st.contains("feedwire redeliver slow"), "{st}");
+    assert!(st.contains("last error: HTTP 500"), "{st}");
+    assert!(!st.contains("sekrit"));
+    up.store(true, Ordering::SeqCst);
+    let out = site.cli(&[
+        "redeliver",
+        "slow",
+        "--config",
+        site.config().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 dead letter(s)"));
+    wait_for("redelivered", LONG, || {
+        rec.all().into_iter().find(|r| r.status == 200)
+    });
+    wait_for("outbox empty", LONG, || {
+        let s = status(&site);
+        (s.contains("syndication  0 pending deliveries, 0 dead letter(s)")
+            && !s.contains("partner slow"))
+        .then_some(())
+    });
+}
+
+/// MEASUREMENT (prints figures, asserts only correctness): 1,000 WebSub
+/// subscribers on loopback; time from an article's arrival to the last
+/// delivery, and the drain rate.
+#[test]
+fn measure_websub_fanout_to_1000_subscribers() {
+    const N: usize = 1000;
+    let rec = Recorder::start(echo);
+    let (site, base) = site("[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\n");
+    let _daemon = site.start();
+    let topic = format!("{base}/feeds/atom.xml");
+    let client = reqwest::blocking::Client::new();
+    for i in 0..N {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("hub.mode", "subscribe")
+            .append_pair("hub.topic", &topic)
+            .append_pair("hub.callback", &rec.url(&format!("/cb/{i}")))
+            .finish();
+        let resp = client
+            .post(format!("{base}/hub"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    wait_for(
+        "1000 subscriptions active",
+        Duration::from_secs(180),
+        || (active_subscriptions(&site)? == N).then_some(()),
+    );
+    let title = "Đo thời gian phân phối";
+    let t0 = Instant::now();
+    article(&site, "do.txt", "Khoa học", title);
+    let deliveries = wait_for("1000 deliveries", Duration::from_secs(180), || {
+        let got: Vec<Req> = rec
+            .all()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path.starts_with("/cb/"))
+            .collect();
+        (got.len() >= N).then_some(got)
+    });
+    let first = deliveries.iter().map(|r| r.at).min().unwrap();
+    let last = deliveries.iter().map(|r| r.at).max().unwrap();
+    let paths: std::collections::HashSet<&str> =
+        deliveries.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths.len(), N, "every subscriber exactly once");
+    assert!(has_title(&deliveries[0].body, title));
+    let spread = last.duration_since(first).as_secs_f64();
+    println!(
+        "MEASUREMENT websub fan-out ({} build): file written → first delivery {:.3} s, → last of {N} {:.3} s; drain {:.0} deliveries/s",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        first.duration_since(t0).as_secs_f64(),
+        last.duration_since(t0).as_secs_f64(),
+        N as f64 / spread.max(1e-3),
+    );
+}

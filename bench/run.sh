@@ -94,7 +94,7 @@ done
 # ---------------------------------------------------------------- helpers
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 now_ns() { date +%s%N; }
-fmt_int() { LC_ALL=C printf "%'d" "$1" 2>/dev/null | sed 's/,/ /g'; }
+fmt_int() { echo "$1" | sed -E ':a; s/^([0-9]+)([0-9]{3})/\1 \2/; ta'; }
 
 # site DIR ARTICLES: a feedwire site with the bench config
 site() {

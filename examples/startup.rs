@@ -70,6 +70,9 @@ fn main() -> ExitCode {
     assert!(addr.ip().is_loopback(), "--addr must be a loopback address");
     let out = std::fs::File::create(&log).expect("log file");
     let t0 = Instant::now();
+    // Deliberately not waited on: the daemon outlives this probe and the
+    // caller stops it by the pid in --pidfile.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(&bin)
         .arg("run")
         .arg("--config")

@@ -185,12 +185,17 @@ fn capitalize(s: &str) -> String {
     }
 }
 
+/// One corpus clause.
+fn phrase(rng: &mut Rng) -> &'static str {
+    vocab::PHRASES[rng.below(vocab::PHRASES.len() as u64) as usize]
+}
+
 /// 2–4 corpus clauses joined by commas, capitalised, with a full stop.
 fn sentence(rng: &mut Rng) -> String {
     let n = rng.range(2, 4);
     let mut s = String::new();
     for i in 0..n {
-        let p = *rng.pick(vocab::PHRASES);
+        let p = phrase(rng);
         if i == 0 {
             s.push_str(&capitalize(p));
         } else {
@@ -208,10 +213,10 @@ fn paragraph(rng: &mut Rng) -> String {
 }
 
 fn title(rng: &mut Rng) -> String {
-    let mut t = capitalize(*rng.pick(vocab::PHRASES));
+    let mut t = capitalize(phrase(rng));
     if rng.chance(60) {
         t.push(' ');
-        t.push_str(*rng.pick(vocab::PHRASES));
+        t.push_str(phrase(rng));
     }
     t
 }
@@ -222,7 +227,7 @@ fn caption(rng: &mut Rng) -> String {
     } else {
         format!("{}/TTXVN", rng.pick(AUTHORS))
     };
-    format!("{}. (Ảnh: {credit})", capitalize(*rng.pick(vocab::PHRASES)))
+    format!("{}. (Ảnh: {credit})", capitalize(phrase(rng)))
 }
 
 /// Article `index` of the corpus named by `seed`.
@@ -352,10 +357,10 @@ impl GenArticle {
             let _ = write!(s, "*{c}*\n\n");
         }
         for (i, p) in self.paragraphs.iter().enumerate() {
-            if i == 0 {
-                if let Some(d) = self.dateline {
-                    let _ = write!(s, "**{d}** – ");
-                }
+            if i == 0
+                && let Some(d) = self.dateline
+            {
+                let _ = write!(s, "**{d}** – ");
             }
             let _ = write!(s, "{p}\n\n");
             for c in self.captions_at(i + 1) {

@@ -207,7 +207,7 @@ fn process_loop(
     metrics
         .articles
         .store(pipeline.catalog().article_count()?, Ordering::Relaxed);
-    update_gauges(&pipeline, metrics, &[]);
+    update_gauges(&pipeline, metrics, Default::default());
     metrics.publishes.fetch_add(1, Ordering::Relaxed);
     metrics
         .documents_written
@@ -393,7 +393,7 @@ fn finish_batch(
         if !outcome.accepted.is_empty() {
             tracing::debug!(files = outcome.accepted.len(), "no feed content changed");
         }
-        update_gauges(pipeline, metrics, &outcome.changes);
+        update_gauges(pipeline, metrics, outcome.counts);
         return Ok(());
     }
     let report = pipeline.publish(Some(&outcome.affected))?;
@@ -401,7 +401,7 @@ fn finish_batch(
     metrics
         .documents_written
         .fetch_add(report.written.len() as u64, Ordering::Relaxed);
-    update_gauges(pipeline, metrics, &outcome.changes);
+    update_gauges(pipeline, metrics, outcome.counts);
     let feeds = report.written.join(" ");
     let done = Instant::now();
     for key in outcome.accepted.iter().chain(&outcome.removed) {
@@ -434,15 +434,11 @@ fn log_rejections(outcome: &Outcome, root: &Path) {
 
 /// Gauges after a batch. The article count moves by the batch's changes
 /// rather than by a `count(*)`, which would scan the whole archive per event.
-fn update_gauges(pipeline: &Pipeline, metrics: &Metrics, changes: &[crate::catalog::Change]) {
-    use crate::catalog::Change;
-    for change in changes {
-        match change {
-            Change::Added(_) => metrics.articles.fetch_add(1, Ordering::Relaxed),
-            Change::Removed { .. } => metrics.articles.fetch_sub(1, Ordering::Relaxed),
-            Change::Updated(_) => 0,
-        };
-    }
+fn update_gauges(pipeline: &Pipeline, metrics: &Metrics, counts: crate::catalog::ChangeCounts) {
+    metrics.articles.fetch_add(counts.added, Ordering::Relaxed);
+    metrics
+        .articles
+        .fetch_sub(counts.removed, Ordering::Relaxed);
     if let Ok(n) = pipeline.catalog().rejection_count() {
         metrics.rejected_files.store(n, Ordering::Relaxed);
     }

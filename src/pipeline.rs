@@ -5,7 +5,7 @@
 //! and parsing run in parallel; storing is one catalog transaction per batch;
 //! rendering touches only the feeds a batch affected.
 
-use crate::catalog::{Catalog, Change, FeedKey, FileStamp, KnownFile, StoreError};
+use crate::catalog::{Batch, Catalog, ChangeCounts, FeedKey, FileStamp, KnownFile, StoreError};
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions};
 use crate::publish::{self, Publisher, Store};
@@ -37,7 +37,8 @@ pub struct Outcome {
     /// Files whose stamp matched the catalog (not read).
     pub unchanged: usize,
     pub affected: BTreeSet<FeedKey>,
-    pub changes: Vec<Change>,
+    /// Articles added, updated and removed.
+    pub counts: ChangeCounts,
 }
 
 /// Hook run inside a batch's transaction, before commit; syndication uses it
@@ -229,6 +230,7 @@ impl Pipeline {
             for (file, read) in chunk.iter().zip(reads) {
                 handle(&mut batch, &mut outcome, &mut retry, file, read)?;
             }
+            run_hooks(&mut self.hooks, &mut batch)?;
         }
         // Files that lost a duplicate-id contest may win now that the owner left.
         let retry_files: Vec<SourceFile> = std::mem::take(&mut retry)
@@ -243,12 +245,10 @@ impl Pipeline {
             let read = read_one(file, None, &opts);
             handle(&mut batch, &mut outcome, &mut retry, file, read)?;
         }
-        for hook in &mut self.hooks {
-            hook(&batch)?;
-        }
-        let (affected, changes) = batch.commit()?;
+        run_hooks(&mut self.hooks, &mut batch)?;
+        let (affected, counts) = batch.commit()?;
         outcome.affected = affected;
-        outcome.changes = changes;
+        outcome.counts = counts;
         Ok(outcome)
     }
 
@@ -307,6 +307,19 @@ impl Pipeline {
         );
         Ok((outcome, report))
     }
+}
+
+/// Let the commit hooks see the changes since their last run, then drop
+/// those records: the hooks run per chunk so a large import never holds
+/// every entry in memory.
+fn run_hooks(hooks: &mut [CommitHook], batch: &mut Batch<'_>) -> Result<()> {
+    if !batch.changes().is_empty() || !batch.affected_since_drain().is_empty() {
+        for hook in hooks.iter_mut() {
+            hook(batch)?;
+        }
+    }
+    batch.drain();
+    Ok(())
 }
 
 fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) -> Read {

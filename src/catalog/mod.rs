@@ -212,7 +212,9 @@ impl Catalog {
             tx,
             tz: self.tz,
             affected: BTreeSet::new(),
+            fresh_affected: BTreeSet::new(),
             changes: Vec::new(),
+            counts: ChangeCounts::default(),
         })
     }
 
@@ -353,12 +355,28 @@ impl Catalog {
     }
 }
 
+/// How many articles a batch added, updated and removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangeCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+}
+
 /// One transaction's worth of changes. Collects which feeds it touched.
+///
+/// Change records (with their entries) are kept only until the next
+/// [`drain`](Batch::drain), so a 100,000-file import does not hold every
+/// article body until its commit.
 pub struct Batch<'c> {
     tx: Transaction<'c>,
     tz: Tz,
     affected: BTreeSet<FeedKey>,
+    /// Feeds touched since the last drain.
+    fresh_affected: BTreeSet<FeedKey>,
+    /// Changes since the last drain.
     changes: Vec<Change>,
+    counts: ChangeCounts,
 }
 
 impl Batch<'_> {
@@ -481,8 +499,15 @@ impl Batch<'_> {
             )
             .map_err(anyhow::Error::from)?;
         }
+        self.fresh_affected.extend(old_feeds.iter().cloned());
+        self.fresh_affected.extend(new_feeds.iter().cloned());
         self.affected.extend(old_feeds);
         self.affected.extend(new_feeds);
+        if old.is_some() {
+            self.counts.updated += 1;
+        } else {
+            self.counts.added += 1;
+        }
         self.changes.push(if old.is_some() {
             Change::Updated(entry)
         } else {
@@ -572,7 +597,9 @@ impl Batch<'_> {
             .execute("DELETE FROM memberships WHERE article_id = ?1", [id])?;
         self.tx
             .execute("DELETE FROM articles WHERE id = ?1", [id])?;
+        self.fresh_affected.extend(feeds.iter().cloned());
         self.affected.extend(feeds);
+        self.counts.removed += 1;
         self.changes.push(Change::Removed {
             id: id.to_string(),
             categories,
@@ -605,11 +632,19 @@ impl Batch<'_> {
     }
 
     /// Feeds this batch has touched so far.
-    pub fn affected(&self) -> &BTreeSet<FeedKey> {
-        &self.affected
+    /// (Since the last [`drain`](Self::drain).)
+    pub fn affected_since_drain(&self) -> &BTreeSet<FeedKey> {
+        &self.fresh_affected
     }
 
-    /// The article changes made so far in this batch.
+    /// Forget the change records seen so far (hooks have handled them); the
+    /// totals and the feeds to publish are kept for the commit.
+    pub fn drain(&mut self) {
+        self.changes.clear();
+        self.fresh_affected.clear();
+    }
+
+    /// The article changes since the last drain.
     pub fn changes(&self) -> &[Change] {
         &self.changes
     }
@@ -620,11 +655,11 @@ impl Batch<'_> {
         &self.tx
     }
 
-    /// Commit; returns the feeds whose content may have changed and the
-    /// article changes.
-    pub fn commit(self) -> Result<(BTreeSet<FeedKey>, Vec<Change>)> {
+    /// Commit; returns the feeds whose content may have changed and how many
+    /// articles changed.
+    pub fn commit(self) -> Result<(BTreeSet<FeedKey>, ChangeCounts)> {
         self.tx.commit().context("cannot commit to the catalog")?;
-        Ok((self.affected, self.changes))
+        Ok((self.affected, self.counts))
     }
 }
 

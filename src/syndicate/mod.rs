@@ -69,7 +69,7 @@ pub fn start(
         let n = outbox::enqueue(
             batch.transaction(),
             &hook_cfg,
-            batch.affected(),
+            batch.affected_since_drain(),
             batch.changes(),
             outbox::now_ms(),
         )?;

@@ -80,8 +80,8 @@ fn document(state: &AppState, doc: &Served, method: &Method, req: &HeaderMap) ->
     }
     let bytes = match coding {
         Coding::Identity => &doc.body,
-        Coding::Gzip => &doc.gzip,
-        Coding::Brotli => &doc.brotli,
+        Coding::Gzip => doc.gzip(),
+        Coding::Brotli => doc.brotli(),
     };
     headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     // HEAD: the same headers, Content-Length of the representation, no body.

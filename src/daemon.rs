@@ -50,12 +50,21 @@ pub fn run(cfg: Config) -> Result<()> {
     runtime.block_on(run_async(cfg))
 }
 
-async fn run_async(cfg: Config) -> Result<()> {
+async fn run_async(mut cfg: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = Store::new();
     std::fs::create_dir_all(&cfg.paths.articles).with_context(|| {
         format!(
             "cannot create the articles folder {}",
+            cfg.paths.articles.display()
+        )
+    })?;
+    // The watcher reports paths under the root it was given, made absolute
+    // but not resolved (`/srv/site/../wire/x.txt`); a canonical root keeps
+    // event paths and catalog keys in one spelling.
+    cfg.paths.articles = cfg.paths.articles.canonicalize().with_context(|| {
+        format!(
+            "cannot resolve the articles folder {}",
             cfg.paths.articles.display()
         )
     })?;

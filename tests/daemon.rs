@@ -442,3 +442,20 @@ fn served_feed_follows_the_folder_over_http() {
     assert!(page.contains(T000));
     assert!(daemon.terminate().success());
 }
+
+/// `paths.articles` spelled with `..` (relative to the config): the watcher
+/// reports unresolved absolute paths, which must still map to catalog keys.
+#[test]
+fn an_articles_path_with_dot_dot_is_watched() {
+    let site = daemon_site("[paths]\narticles = \"sub/../wire\"\n");
+    std::fs::create_dir_all(site.path().join("sub")).unwrap();
+    std::fs::create_dir_all(site.path().join("wire")).unwrap();
+    let daemon = site.start();
+    let staged = site.path().join("staged.txt");
+    std::fs::copy(wire("000_ee2825b76e43200a.txt"), &staged).unwrap();
+    std::fs::rename(&staged, site.path().join("wire/000_ee2825b76e43200a.txt")).unwrap();
+    wait_for("article in a ..-spelled folder", WAIT, || {
+        has_title(&site, "rss.xml", T000).then_some(())
+    });
+    assert!(daemon.terminate().success());
+}

@@ -113,6 +113,8 @@ debounce_ms = $DEBOUNCE_MS
 rescan_secs = 0
 [server]
 listen = "127.0.0.1:$FW_PORT"
+[websub]
+allowed_callback_hosts = ["127.0.0.1"]
 [log]
 level = "info"
 EOF

@@ -273,10 +273,22 @@ impl Pipeline {
                 }
             }
         }
-        let mut docs = Vec::new();
+        // Read sequentially (one connection), render in parallel (pure).
+        let mut inputs = Vec::with_capacity(targets.len());
         for info in &targets {
-            let entries = self.catalog.newest(&info.key, self.cfg.feeds.max_items)?;
-            docs.extend(render::render_feed(&self.cfg, info, &entries)?);
+            inputs.push((
+                info,
+                self.catalog.newest(&info.key, self.cfg.feeds.max_items)?,
+            ));
+        }
+        let cfg = &self.cfg;
+        let rendered: Vec<Result<Vec<render::Document>>> = inputs
+            .par_iter()
+            .map(|(info, entries)| render::render_feed(cfg, info, entries))
+            .collect();
+        let mut docs = Vec::new();
+        for r in rendered {
+            docs.extend(r?);
         }
         let index: Vec<FeedInfo> = all
             .into_iter()

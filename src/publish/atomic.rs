@@ -13,6 +13,24 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// it, rename it over the target, then fsync the folder so the rename itself
 /// survives a power cut.
 pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
+    write_synced(target, bytes)?;
+    if let Some(dir) = target.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// Make a folder's entries (a rename into it) durable. Best effort: some
+/// file systems refuse fsync on folders, and the data itself is already safe.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// The file half of [`write_atomically`]: temp file, fsync, rename. The
+/// caller fsyncs the folder (once for many files).
+pub fn write_synced(target: &Path, bytes: &[u8]) -> Result<()> {
     let dir = target.parent().context("a publish target has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = target
@@ -33,9 +51,6 @@ pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
             .with_context(|| format!("cannot fsync {}", tmp.display()))?;
         std::fs::rename(&tmp, target)
             .with_context(|| format!("cannot rename {} to {}", tmp.display(), target.display()))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
         Ok(())
     })();
     if result.is_err() {

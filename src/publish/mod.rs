@@ -12,7 +12,7 @@ mod atomic;
 mod gate;
 mod store;
 
-pub use atomic::write_atomically;
+pub use atomic::{sync_dir, write_atomically, write_synced};
 pub use gate::verify;
 pub use store::{Served, Store};
 
@@ -58,31 +58,65 @@ impl Publisher {
         self.store.as_ref()
     }
 
-    /// Gate, then write what changed.
+    /// Gate, then write what changed. Documents are checked and written in
+    /// parallel (each is independent); each folder that received a file is
+    /// fsynced once at the end, so the renames are durable before we return.
     pub fn publish(&mut self, docs: Vec<Document>) -> Result<Report> {
+        use rayon::prelude::*;
+        enum Fate {
+            Refused(String),
+            Written(blake3::Hash),
+            Unchanged(blake3::Hash),
+        }
+        let on_disk = &self.on_disk;
+        let feeds_dir = &self.feeds_dir;
+        let fates: Vec<Result<Fate>> = docs
+            .par_iter()
+            .map(|doc| {
+                if let Err(e) = verify(doc) {
+                    return Ok(Fate::Refused(format!("{e:#}")));
+                }
+                let hash = blake3::hash(&doc.bytes);
+                let target = feeds_dir.join(&doc.path);
+                let known = match on_disk.get(&doc.path) {
+                    Some(h) => Some(*h),
+                    None => std::fs::read(&target).ok().map(|b| blake3::hash(&b)),
+                };
+                if known == Some(hash) {
+                    return Ok(Fate::Unchanged(hash));
+                }
+                write_synced(&target, &doc.bytes)?;
+                Ok(Fate::Written(hash))
+            })
+            .collect();
         let mut report = Report::default();
-        for doc in docs {
-            if let Err(e) = verify(&doc) {
-                tracing::error!(feed = %doc.path, error = %format!("{e:#}"), "refusing to publish a broken document; the last good version stays");
-                report.refused.push((doc.path.clone(), format!("{e:#}")));
-                continue;
-            }
-            let hash = blake3::hash(&doc.bytes);
-            let target = self.feeds_dir.join(&doc.path);
-            let known = match self.on_disk.get(&doc.path) {
-                Some(h) => Some(*h),
-                None => std::fs::read(&target).ok().map(|b| blake3::hash(&b)),
+        let mut dirs = std::collections::BTreeSet::new();
+        for (doc, fate) in docs.iter().zip(fates) {
+            let hash = match fate? {
+                Fate::Refused(reason) => {
+                    tracing::error!(feed = %doc.path, error = %reason, "refusing to publish a broken document; the last good version stays");
+                    report.refused.push((doc.path.clone(), reason));
+                    continue;
+                }
+                Fate::Written(hash) => {
+                    report.written.push(doc.path.clone());
+                    if let Some(dir) = self.feeds_dir.join(&doc.path).parent() {
+                        dirs.insert(dir.to_path_buf());
+                    }
+                    hash
+                }
+                Fate::Unchanged(hash) => {
+                    report.unchanged += 1;
+                    hash
+                }
             };
-            if known != Some(hash) {
-                write_atomically(&target, &doc.bytes)?;
-                report.written.push(doc.path.clone());
-            } else {
-                report.unchanged += 1;
-            }
             self.on_disk.insert(doc.path.clone(), hash);
             if let Some(store) = &self.store {
-                store.put(&doc, hash);
+                store.put(doc, hash);
             }
+        }
+        for dir in dirs {
+            sync_dir(&dir);
         }
         Ok(report)
     }

@@ -4,6 +4,12 @@
 
 /// Escape text for use in HTML element content or a quoted attribute.
 pub fn escape_html(s: &str) -> String {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\''))
+    {
+        return s.to_owned();
+    }
     let mut out = String::with_capacity(s.len() + s.len() / 8);
     for c in s.chars() {
         match c {

@@ -222,15 +222,30 @@ impl Pipeline {
             }
             Ok(())
         };
-        for chunk in files.chunks(CHUNK) {
-            let reads: Vec<Read> = chunk
+        // Reading and parsing the next chunk (in the rayon pool) overlaps
+        // storing the current one (on this thread, which owns the
+        // transaction): a build is then bound by the slower of the two
+        // rather than their sum.
+        let read_chunk = |chunk: &[SourceFile]| -> Vec<Read> {
+            chunk
                 .par_iter()
                 .map(|f| read_one(f, known.get(&f.rel), &opts))
-                .collect();
-            for (file, read) in chunk.iter().zip(reads) {
-                handle(&mut batch, &mut outcome, &mut retry, file, read)?;
-            }
-            run_hooks(&mut self.hooks, &mut batch)?;
+                .collect()
+        };
+        let mut chunks = files.chunks(CHUNK);
+        let mut current = chunks.next().map(|c| (c, read_chunk(c)));
+        while let Some((chunk, reads)) = current.take() {
+            let next = chunks.next();
+            let stored = std::thread::scope(|scope| {
+                let ahead = next.map(|c| scope.spawn(move || (c, read_chunk(c))));
+                for (file, read) in chunk.iter().zip(reads) {
+                    handle(&mut batch, &mut outcome, &mut retry, file, read)?;
+                }
+                run_hooks(&mut self.hooks, &mut batch)?;
+                current = ahead.map(|h| h.join().expect("a reader thread panicked"));
+                anyhow::Ok(())
+            });
+            stored?;
         }
         // Files that lost a duplicate-id contest may win now that the owner left.
         let retry_files: Vec<SourceFile> = std::mem::take(&mut retry)

@@ -142,6 +142,35 @@ fn find_utf8_vietnamese(bytes: &[u8]) -> Option<(usize, char, usize)> {
 /// Line breaks to LF, forbidden characters and a leading BOM removed, NFC.
 fn clean(raw: &str) -> String {
     let raw = raw.strip_prefix('\u{feff}').unwrap_or(raw);
+    let unified = if needs_cleaning(raw) {
+        unify(raw)
+    } else {
+        raw.to_owned()
+    };
+    // Most files arrive composed already: the quick check avoids rebuilding
+    // every string (it was a third of a cold build).
+    match unicode_normalization::is_nfc_quick(unified.chars()) {
+        unicode_normalization::IsNormalized::Yes => unified,
+        _ => unified.nfc().collect(),
+    }
+}
+
+/// Could `unify` change anything? A byte scan: CR, C0 controls other than
+/// tab and LF, DEL, C1 controls (`C2 80`–`C2 9F`) and U+FFFE/U+FFFF
+/// (`EF BF BE`/`EF BF BF`). Most files have none and skip the char-by-char copy.
+fn needs_cleaning(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    b.iter().enumerate().any(|(i, &x)| match x {
+        b'\t' | b'\n' => false,
+        0..=0x1f | 0x7f => true,
+        0xC2 => matches!(b.get(i + 1), Some(0x80..=0x9f)),
+        0xEF => b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)),
+        _ => false,
+    })
+}
+
+/// Line breaks to LF and forbidden characters removed.
+fn unify(raw: &str) -> String {
     let mut unified = String::with_capacity(raw.len());
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {
@@ -156,16 +185,34 @@ fn clean(raw: &str) -> String {
             c => unified.push(c),
         }
     }
-    // Most files arrive composed already: the quick check avoids rebuilding
-    // every string (it was a third of a cold build).
-    match unicode_normalization::is_nfc_quick(unified.chars()) {
-        unicode_normalization::IsNormalized::Yes => unified,
-        _ => unified.nfc().collect(),
-    }
+    unified
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn needs_cleaning_sees_every_character_unify_would_change() {
+        let cases = [
+            ("Thời sự\nTTXVN - tin\tmới", false),
+            ("a\u{a0}b", false),
+            ("CRLF\r\n", true),
+            ("vtab\u{b}", true),
+            ("del\u{7f}", true),
+            ("c1\u{85}", true),
+            ("nonchar\u{fffe}", true),
+            ("nonchar\u{ffff}", true),
+            ("replacement\u{fffd}", false),
+        ];
+        for (text, want) in cases {
+            assert_eq!(super::needs_cleaning(text), want, "{text:?}");
+            assert_eq!(
+                super::unify(text) != text,
+                want,
+                "{text:?}: unify and the scan disagree"
+            );
+        }
+    }
+
     use super::*;
 
     /// Does the error match what the case expects?

@@ -10,7 +10,22 @@ pub fn is_forbidden(c: char) -> bool {
 /// A single-line plain-text field: trimmed, every run of whitespace (including
 /// line breaks) collapsed to one space.
 pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    // Fast path: already single spaces between words (the usual case).
+    let tidy = !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && !s.contains("  ")
+        && !s.chars().any(|c| c.is_whitespace() && c != ' ');
+    if tidy {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 /// Letters that mark Vietnamese text: ă â đ ê ô ơ ư (either case) and vowels

@@ -37,18 +37,55 @@ pub(crate) async fn check(cfg: &WebSub, url: &Url) -> Result<(), String> {
         return Err(format!("the callback host {name} does not resolve"));
     }
     for ip in addrs {
-        let ok = if cfg.allowed_callback_hosts.is_empty() {
-            is_public(ip)
-        } else {
-            listed(&ip.to_string())
-        };
-        if !ok {
+        if !ip_allowed(cfg, ip) {
             return Err(format!(
                 "callback host {name} ({ip}) is not allowed by this hub"
             ));
         }
     }
     Ok(())
+}
+
+/// Is this resolved address one the policy lets a callback use?
+fn ip_allowed(cfg: &WebSub, ip: IpAddr) -> bool {
+    if cfg.allowed_callback_hosts.is_empty() {
+        is_public(ip)
+    } else {
+        cfg.allowed_callback_hosts.iter().any(|h| {
+            h.trim_matches(['[', ']'])
+                .eq_ignore_ascii_case(&ip.to_string())
+        })
+    }
+}
+
+/// DNS resolution for requests to subscriber callbacks that keeps only the
+/// addresses [`check`] would allow. `check` resolves the name before each
+/// request, but the HTTP client resolves it again to connect; without this a
+/// name that changes its answer in between (DNS rebinding) could still lead
+/// the hub to a private address.
+pub(crate) struct GuardedResolver {
+    pub cfg: WebSub,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let cfg = self.cfg.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let listed = cfg
+                .allowed_callback_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&host));
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| listed || ip_allowed(&cfg, a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("callback host {host} has no allowed address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// A globally routable unicast address.
@@ -128,5 +165,28 @@ mod tests {
         assert!(check(&cfg(&["example.org"]), &url).await.is_err());
         let v6 = Url::parse("http://[::1]:9/cb").unwrap();
         assert!(check(&cfg(&["::1"]), &v6).await.is_ok());
+    }
+
+    /// The connection-time resolver applies the same policy (DNS rebinding).
+    #[tokio::test]
+    async fn the_connect_resolver_drops_disallowed_addresses() {
+        use reqwest::dns::Resolve;
+        let resolve = |hosts: &[&str]| {
+            let r = GuardedResolver { cfg: cfg(hosts) };
+            r.resolve("localhost".parse().unwrap())
+        };
+        assert!(
+            resolve(&[]).await.is_err(),
+            "loopback behind a name is refused by default"
+        );
+        let addrs: Vec<_> = resolve(&["127.0.0.1"]).await.unwrap().collect();
+        assert!(
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().to_string() == "127.0.0.1"),
+            "{addrs:?}"
+        );
+        assert!(
+            resolve(&["localhost"]).await.unwrap().next().is_some(),
+            "a listed name is allowed"
+        );
     }
 }

@@ -243,7 +243,7 @@ async fn send_websub(shared: &Shared, row: Row, secret: Option<String>) -> Outco
         .collect();
     links.push(format!("<{topic_url}>; rel=\"self\""));
     let mut req = shared
-        .client
+        .callback_client
         .post(url)
         .header("Content-Type", doc.kind.content_type())
         .header("Link", links.join(", "))

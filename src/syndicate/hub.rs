@@ -178,7 +178,7 @@ async fn verify(st: HubState, req: Request) {
             q.append_pair("hub.lease_seconds", &req.lease.to_string());
         }
     }
-    let verified = match st.shared.client.get(url).send().await {
+    let verified = match st.shared.callback_client.get(url).send().await {
         Ok(resp) if resp.status().is_success() => match resp.bytes().await {
             Ok(body) => body.as_ref() == challenge.as_bytes(),
             Err(_) => false,
@@ -266,7 +266,7 @@ async fn deny(st: &HubState, req: &Request, reason: &str) {
         .append_pair("hub.mode", "denied")
         .append_pair("hub.topic", &req.topic)
         .append_pair("hub.reason", reason);
-    let _ = st.shared.client.get(url).send().await;
+    let _ = st.shared.callback_client.get(url).send().await;
 }
 
 /// Open a connection of the hub's own (the pipeline thread owns the other).

@@ -32,13 +32,32 @@ use tokio::sync::Notify;
 pub(crate) struct Shared {
     pub cfg: Config,
     pub store: Store,
+    /// Hubs, ping servers and partners (configured by the operator).
     pub client: reqwest::Client,
+    /// Subscriber callbacks (named by strangers): resolution is filtered by
+    /// the callback policy, see `allow::GuardedResolver`.
+    pub callback_client: reqwest::Client,
     pub metrics: Arc<Metrics>,
     /// Nudged by the commit hook when rows were queued.
     pub wake: Arc<Notify>,
 }
 
 fn client(cfg: &Config) -> Result<reqwest::Client> {
+    client_builder(cfg)
+        .build()
+        .context("cannot build the HTTP client for deliveries")
+}
+
+fn callback_client(cfg: &Config) -> Result<reqwest::Client> {
+    client_builder(cfg)
+        .dns_resolver(Arc::new(allow::GuardedResolver {
+            cfg: cfg.websub.clone(),
+        }))
+        .build()
+        .context("cannot build the HTTP client for WebSub callbacks")
+}
+
+fn client_builder(cfg: &Config) -> reqwest::ClientBuilder {
     let timeout = Duration::from_millis(cfg.delivery.timeout_ms);
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -46,8 +65,6 @@ fn client(cfg: &Config) -> Result<reqwest::Client> {
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .pool_max_idle_per_host(cfg.delivery.websub_concurrency.max(8))
         .user_agent(concat!("feedwire/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot build the HTTP client for deliveries")
 }
 
 /// Register the commit hook (deliveries are queued in each batch's
@@ -82,6 +99,7 @@ pub fn start(
         cfg: cfg.clone(),
         store: store.clone(),
         client: client(cfg)?,
+        callback_client: callback_client(cfg)?,
         metrics: metrics.clone(),
         wake,
     });
@@ -104,6 +122,7 @@ pub fn hub_router(cfg: &Config, pipeline: &Pipeline) -> Result<axum::Router> {
         cfg: cfg.clone(),
         store,
         client: client(cfg)?,
+        callback_client: callback_client(cfg)?,
         metrics: Arc::new(Metrics::default()),
         wake: Arc::new(Notify::new()),
     });

@@ -64,6 +64,31 @@ async fn deliver(
     }
 }
 
+/// A form-encoded request to the daemon's hub; returns the HTTP status.
+async fn hub_request(
+    client: &reqwest::Client,
+    addr: &str,
+    mode: &str,
+    topic: &str,
+    callback: &str,
+    secret: Option<&str>,
+) -> u16 {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("hub.mode", mode)
+        .append_pair("hub.topic", topic)
+        .append_pair("hub.callback", callback);
+    if let Some(s) = secret {
+        form.append_pair("hub.secret", s);
+    }
+    client
+        .post(format!("http://{addr}/hub"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.finish())
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
 fn secret(i: usize) -> String {
     format!("bench-secret-{i}")
 }
@@ -93,23 +118,17 @@ async fn main() {
     let client = reqwest::Client::new();
     let topic = format!("http://{addr}/feeds/atom.xml");
     for i in 0..n {
-        let form = [
-            ("hub.mode", "subscribe".to_string()),
-            ("hub.topic", topic.clone()),
-            ("hub.callback", format!("http://{cb_addr}/cb/{i}")),
-            ("hub.secret", secret(i)),
-        ];
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form.iter())
-            .finish();
-        let resp = client
-            .post(format!("http://{addr}/hub"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("the daemon's hub answers");
-        assert_eq!(resp.status().as_u16(), 202, "subscription {i} refused");
+        let callback = format!("http://{cb_addr}/cb/{i}");
+        let status = hub_request(
+            &client,
+            &addr,
+            "subscribe",
+            &topic,
+            &callback,
+            Some(&secret(i)),
+        )
+        .await;
+        assert_eq!(status, 202, "subscription {i} refused");
     }
     let deadline = Instant::now() + timeout;
     while seen.lock().unwrap().verified < n {
@@ -159,20 +178,8 @@ async fn main() {
     // verified against this server, so it must stay up until then), so later
     // measurements on the same daemon do not pay for deliveries to nobody.
     for i in 0..n {
-        let form = [
-            ("hub.mode", "unsubscribe".to_string()),
-            ("hub.topic", topic.clone()),
-            ("hub.callback", format!("http://{cb_addr}/cb/{i}")),
-        ];
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form.iter())
-            .finish();
-        let _ = client
-            .post(format!("http://{addr}/hub"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await;
+        let callback = format!("http://{cb_addr}/cb/{i}");
+        hub_request(&client, &addr, "unsubscribe", &topic, &callback, None).await;
     }
     let deadline = Instant::now() + timeout;
     while seen.lock().unwrap().verified < 2 * n && Instant::now() < deadline {

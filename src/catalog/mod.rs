@@ -143,28 +143,11 @@ impl Catalog {
 
     /// Every file the catalog has seen, by path relative to the articles folder.
     pub fn known_files(&self) -> Result<HashMap<String, KnownFile>> {
-        let mut out = HashMap::new();
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT path, size, mtime_ns, hash, article_id FROM files")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                KnownFile {
-                    stamp: FileStamp {
-                        size: r.get::<_, i64>(1)? as u64,
-                        mtime_ns: r.get(2)?,
-                        hash: r.get(3)?,
-                    },
-                    id: r.get(4)?,
-                },
-            ))
-        })?;
-        for row in rows {
-            let (path, known) = row?;
-            out.insert(path, known);
-        }
-        Ok(out)
+            .prepare_cached("SELECT size, mtime_ns, hash, article_id, path FROM files")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(4)?, known_file(r)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// What the catalog knows of just these files: per-event work must not
@@ -178,19 +161,7 @@ impl Catalog {
             .conn
             .prepare_cached("SELECT size, mtime_ns, hash, article_id FROM files WHERE path = ?1")?;
         for key in keys {
-            let known = stmt
-                .query_row([key], |r| {
-                    Ok(KnownFile {
-                        stamp: FileStamp {
-                            size: r.get::<_, i64>(0)? as u64,
-                            mtime_ns: r.get(1)?,
-                            hash: r.get(2)?,
-                        },
-                        id: r.get(3)?,
-                    })
-                })
-                .optional()?;
-            if let Some(k) = known {
+            if let Some(k) = stmt.query_row([key], known_file).optional()? {
                 out.insert(key.to_string(), k);
             }
         }
@@ -662,6 +633,18 @@ impl Batch<'_> {
         self.tx.commit().context("cannot commit to the catalog")?;
         Ok((self.affected, self.counts))
     }
+}
+
+/// A `files` row (size, mtime_ns, hash, article_id first) as a `KnownFile`.
+fn known_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownFile> {
+    Ok(KnownFile {
+        stamp: FileStamp {
+            size: r.get::<_, i64>(0)? as u64,
+            mtime_ns: r.get(1)?,
+            hash: r.get(2)?,
+        },
+        id: r.get(3)?,
+    })
 }
 
 /// Hash of what an article says (not of its bytes), so re-saving a file with

@@ -315,7 +315,7 @@ fn process_loop(
             .collect();
         let keys: BTreeSet<String> = ready.into_iter().collect();
         let started = Instant::now();
-        let outcome = pipeline.apply_with(&keys, &provisional)?;
+        let outcome = pipeline.apply(&keys, &provisional)?;
         // Files still changing go back to wait for their next quiet moment.
         for key in &outcome.unsettled {
             if let Some(mut p) = taken.remove(key) {

@@ -123,14 +123,9 @@ impl Pipeline {
     }
 
     /// Process the given paths (relative keys): present files are read, absent
-    /// ones removed.
-    pub fn apply(&mut self, keys: &BTreeSet<String>) -> Result<Outcome> {
-        self.apply_with(keys, &HashSet::new())
-    }
-
-    /// Like [`apply`](Self::apply); files in `provisional` may still be being
-    /// written, so a parse failure there means "not yet", not "rejected".
-    pub fn apply_with(
+    /// ones removed. Files in `provisional` may still be being written, so a
+    /// parse failure there means "not yet", not "rejected".
+    pub fn apply(
         &mut self,
         keys: &BTreeSet<String>,
         provisional: &HashSet<String>,

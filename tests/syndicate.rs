@@ -57,6 +57,22 @@ fn echo(r: &Req) -> (u16, Vec<u8>) {
 }
 
 impl Recorder {
+    /// A receiver that answers `down_status` until the returned flag is set,
+    /// then 200: an outage that ends when the test says so.
+    fn switchable(down_status: u16) -> (Recorder, Arc<AtomicBool>) {
+        let up = Arc::new(AtomicBool::new(false));
+        let flag = up.clone();
+        let rec = Recorder::start(move |_| {
+            let status = if flag.load(Ordering::SeqCst) {
+                200
+            } else {
+                down_status
+            };
+            (status, Vec::new())
+        });
+        (rec, up)
+    }
+
     fn start(behave: impl Fn(&Req) -> (u16, Vec<u8>) + Send + Sync + 'static) -> Recorder {
         let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
         let behave: Arc<Behave> = Arc::new(behave);
@@ -602,15 +618,7 @@ secret = "rss-secret"
 /// restart everything arrives, updates of one article in order, nothing lost.
 #[test]
 fn partner_outage_kill9_restart_delivers_everything_in_order() {
-    let up = Arc::new(AtomicBool::new(false));
-    let flag = up.clone();
-    let rec = Recorder::start(move |_| {
-        if flag.load(Ordering::SeqCst) {
-            (200, Vec::new())
-        } else {
-            (503, Vec::new())
-        }
-    });
+    let (rec, up) = Recorder::switchable(503);
     let (site, _base) = site(&format!(
         r#"[delivery]
 retry_base_ms = 50
@@ -682,15 +690,7 @@ concurrency = 2
 /// `status`; `feedwire redeliver` sends it again.
 #[test]
 fn dead_letters_and_redeliver() {
-    let up = Arc::new(AtomicBool::new(false));
-    let flag = up.clone();
-    let rec = Recorder::start(move |_| {
-        if flag.load(Ordering::SeqCst) {
-            (200, Vec::new())
-        } else {
-            (500, Vec::new())
-        }
-    });
+    let (rec, up) = Recorder::switchable(500);
     let (site, _base) = site(&format!(
         "[delivery]\nretry_base_ms = 50\nretry_max_ms = 200\npartner_give_up_secs = 1\n\n[[partners]]\nname = \"slow\"\nurl = \"{}\"\nformat = \"json\"\nsecret = \"sekrit\"\n",
         rec.url("/in")

@@ -7,19 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Replace `target` with `bytes` so that a reader (or a crash) sees either the
-/// old complete file or the new complete file, never a mix: write a temp file
-/// in the same folder (rename is only atomic within one file system), fsync
-/// it, rename it over the target, then fsync the folder so the rename itself
-/// survives a power cut.
-pub fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
-    write_synced(target, bytes)?;
-    if let Some(dir) = target.parent() {
-        sync_dir(dir);
-    }
-    Ok(())
-}
-
 /// Make a folder's entries (a rename into it) durable. Best effort: some
 /// file systems refuse fsync on folders, and the data itself is already safe.
 pub fn sync_dir(dir: &Path) {
@@ -28,8 +15,12 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// The file half of [`write_atomically`]: temp file, fsync, rename. The
-/// caller fsyncs the folder (once for many files).
+/// Replace `target` with `bytes` so that a reader (or a crash) sees either the
+/// old complete file or the new complete file, never a mix: write a temp file
+/// in the same folder (rename is only atomic within one file system), fsync
+/// it, rename it over the target. The caller then fsyncs the folder
+/// ([`sync_dir`]) once for all the files it wrote, so the renames themselves
+/// survive a power cut.
 pub fn write_synced(target: &Path, bytes: &[u8]) -> Result<()> {
     let dir = target.parent().context("a publish target has no folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -67,8 +58,9 @@ mod tests {
     fn replaces_content_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("sub/rss.xml");
-        write_atomically(&target, b"one").unwrap();
-        write_atomically(&target, b"two").unwrap();
+        write_synced(&target, b"one").unwrap();
+        write_synced(&target, b"two").unwrap();
+        sync_dir(target.parent().unwrap());
         assert_eq!(std::fs::read(&target).unwrap(), b"two");
         let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
             .unwrap()

@@ -12,7 +12,7 @@ mod atomic;
 mod gate;
 mod store;
 
-pub use atomic::{sync_dir, write_atomically, write_synced};
+pub use atomic::{sync_dir, write_synced};
 pub use gate::verify;
 pub use store::{Served, Store};
 

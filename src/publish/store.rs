@@ -67,26 +67,9 @@ impl Store {
         self.inner.read().expect("store lock").get(path).cloned()
     }
 
-    /// All paths, sorted.
-    pub fn paths(&self) -> Vec<String> {
-        let mut paths: Vec<String> = self
-            .inner
-            .read()
-            .expect("store lock")
-            .keys()
-            .cloned()
-            .collect();
-        paths.sort();
-        paths
-    }
-
     /// Paths whose content changed are announced here (for WebSub).
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.changed.subscribe()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.inner.read().expect("store lock").is_empty()
     }
 
     pub(super) fn put(&self, doc: &Document, hash: blake3::Hash) {

@@ -11,6 +11,8 @@
 //! tables.
 
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use crate::article::{Article, Category, Entry};
 use anyhow::{Context, Result};
@@ -177,8 +179,16 @@ impl Catalog {
     }
 
     /// Start a batch of changes (one transaction).
+    ///
+    /// The transaction takes the write lock up front (`BEGIN IMMEDIATE`):
+    /// syndication writes the outbox from other connections, and a deferred
+    /// transaction that reads first and writes later fails at once with
+    /// `SQLITE_BUSY` if another writer committed in between (the busy timeout
+    /// does not apply to that upgrade).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Ok(Batch {
             tx,
             tz: self.tz,

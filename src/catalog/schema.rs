@@ -10,10 +10,11 @@ const SCHEMA_VERSION: i64 = 1;
 pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     // WAL: readers (the `status` command) never block the daemon, and a commit
     // costs one fsync of the log rather than of the database.
+    // First, so everything below waits for a busy writer instead of failing.
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -74,6 +75,11 @@ pub(super) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
         );
         ",
     )?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    // Only when it changes: `status` and the page renderer open the catalog
+    // beside a running daemon and should not take the write lock to say
+    // what is already said.
+    if version < SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
     Ok(())
 }

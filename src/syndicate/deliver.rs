@@ -67,7 +67,10 @@ pub(crate) async fn run(
             );
         }
         let now = outbox::now_ms();
-        let step = (|| -> anyhow::Result<()> {
+        // The step may wait on the catalog's write lock while the pipeline
+        // commits a large batch; let the runtime move the HTTP server's work
+        // off this thread meanwhile.
+        let step = tokio::task::block_in_place(|| -> anyhow::Result<()> {
             outbox::apply(&mut conn, &shared.cfg, &outcomes)?;
             outcomes.clear();
             if lagged {
@@ -158,10 +161,12 @@ pub(crate) async fn run(
             outbox::apply(&mut conn, &shared.cfg, &outcomes)?;
             outcomes.clear();
             Ok(())
-        })();
+        });
         if let Err(e) = step {
+            // Outcomes not yet recorded stay for the next step (`apply` is
+            // one transaction: all of them were recorded or none), so a
+            // delivered row is not sent again because of a busy catalog.
             tracing::warn!(error = %format!("{e:#}"), "outbox step failed; retrying shortly");
-            outcomes.clear();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

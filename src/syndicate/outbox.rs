@@ -127,6 +127,13 @@ pub(crate) enum Outcome {
     },
 }
 
+/// A transaction holding the write lock from its start. A deferred one that
+/// reads first fails with `SQLITE_BUSY` (no waiting) when the pipeline
+/// committed in between; an immediate one waits out the busy timeout instead.
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -224,7 +231,7 @@ pub(crate) fn open_all_gates(conn: &Connection) -> Result<usize> {
 
 /// Turn ready `fanout` rows into one `websub` row per active subscriber.
 pub(crate) fn expand_fanouts(conn: &mut Connection, cfg: &Config, now: i64) -> Result<usize> {
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     let fanouts: Vec<(i64, String)> = {
         let mut stmt = tx.prepare_cached(
             "SELECT id, topic FROM syndicate_outbox WHERE kind = 'fanout' AND ready = 1 AND state = 'pending'",
@@ -311,7 +318,7 @@ pub(crate) fn apply(conn: &mut Connection, cfg: &Config, outcomes: &[Outcome]) -
         return Ok(());
     }
     let now = now_ms();
-    let tx = conn.transaction()?;
+    let tx = write_transaction(conn)?;
     {
         let mut delete = tx.prepare_cached("DELETE FROM syndicate_outbox WHERE id = ?1")?;
         let mut dead = tx.prepare_cached(

@@ -2,11 +2,19 @@
 //! keep every feed current, serve HTTP, and push changes out.
 //!
 //! One thread owns the [`Pipeline`] (and so the catalog connection) and does
-//! all writing; file events, the periodic rescan and shutdown reach it as
-//! messages on one channel. That keeps the catalog single-writer without locks
-//! and makes ordering obvious: a batch is read, committed and published before
-//! the next one starts. The async runtime only hosts the signal handlers, the
-//! HTTP server and syndication, which read from the published store.
+//! all writing of articles and feeds; file events, the periodic rescan and
+//! shutdown reach it as messages on one channel. That makes ordering obvious:
+//! a batch is read, committed and published before the next one starts. The
+//! async runtime hosts the signal handlers, the HTTP server and syndication,
+//! which read from the published store and write only the outbox and
+//! subscriptions (each batch takes SQLite's write lock up front, so those
+//! writers wait rather than break it).
+//!
+//! A batch that fails (a full disk, a locked catalog) does not stop the
+//! daemon: it is logged, counted in `/metrics`, and retried with a growing
+//! wait as a full reconciliation and republish. If the pipeline thread ends
+//! anyway, the daemon shuts down with an error so a supervisor restarts it,
+//! rather than serving feeds that no longer move.
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -31,6 +39,11 @@ const OPEN_WRITER_PATIENCE: Duration = Duration::from_secs(3);
 /// At most this many files per batch, so a bulk import publishes progressively
 /// instead of in one long silence.
 const MAX_BATCH: usize = 5000;
+
+/// After a failed batch, the first retry waits this long, doubling up to
+/// `MAX_RETRY` while failures continue (a full disk, a locked catalog).
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// What the processing thread is told.
 pub enum Msg {
@@ -133,13 +146,25 @@ async fn run_async(mut cfg: Config) -> Result<()> {
     }
 
     let proc_metrics = metrics.clone();
+    // Dropped when the pipeline thread ends, however it ends: a daemon whose
+    // pipeline has stopped must not go on serving stale feeds as if healthy.
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     let processor = std::thread::Builder::new()
         .name("feedwire-pipeline".into())
-        .spawn(move || process_loop(pipeline, rx, &proc_metrics, &root))
+        .spawn(move || {
+            let _ended = ended_tx;
+            process_loop(pipeline, rx, &proc_metrics, &root)
+        })
         .context("cannot start the pipeline thread")?;
 
-    wait_for_signal().await;
-    tracing::info!("shutting down: finishing the batch in hand");
+    tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("shutting down: finishing the batch in hand");
+        }
+        _ = ended_rx => {
+            tracing::error!("the pipeline stopped; shutting down so a supervisor can restart feedwire");
+        }
+    }
     drop(watcher);
     let _ = tx.send(Msg::Shutdown);
     let result = tokio::task::spawn_blocking(move || processor.join())
@@ -235,11 +260,18 @@ fn process_loop(
     let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut rescan = false;
     let mut next_rescan = rescan_every.map(|d| Instant::now() + d);
+    // After a failed batch: when to retry, and the wait that led there.
+    let mut retry: Option<(Instant, Duration)> = None;
     loop {
         let now = Instant::now();
         let mut deadline = pending.values().map(|p| p.due(debounce)).min();
         if let Some(r) = next_rescan {
             deadline = Some(deadline.map_or(r, |d| d.min(r)));
+        }
+        // While a retry waits, events only accumulate: the retry looks at the
+        // whole folder anyway.
+        if let Some((at, _)) = retry {
+            deadline = Some(at);
         }
         let timeout = deadline.map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(now)
@@ -268,65 +300,110 @@ fn process_loop(
             break;
         }
         let now = Instant::now();
+        let recovering = match retry {
+            Some((at, _)) if now < at => continue,
+            Some(_) => true,
+            None => false,
+        };
         let periodic = next_rescan.is_some_and(|r| now >= r) && pending.is_empty();
-        if rescan || periodic {
-            if periodic {
+        let result = if rescan || periodic || recovering {
+            if recovering {
+                tracing::info!("retrying: reconciling the articles folder and republishing");
+            } else if periodic {
                 tracing::debug!("periodic reconciliation");
             } else {
                 tracing::info!(
                     "rescanning the articles folder (watcher overflow or folder change)"
                 );
             }
-            let started = Instant::now();
-            let outcome = pipeline.reconcile()?;
             pending.clear();
             rescan = false;
             next_rescan = rescan_every.map(|d| Instant::now() + d);
-            finish_batch(
-                &mut pipeline,
-                metrics,
-                root,
-                outcome,
-                &HashMap::from([]),
-                started,
-            )?;
-            continue;
-        }
-        let mut ready: Vec<String> = pending
-            .iter()
-            .filter(|(_, p)| p.due(debounce) <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        if ready.is_empty() {
-            continue;
-        }
-        ready.sort();
-        ready.truncate(MAX_BATCH);
-        let mut taken = HashMap::new();
-        for key in &ready {
-            if let Some(p) = pending.remove(key) {
-                taken.insert(key.clone(), p);
+            full_pass(&mut pipeline, metrics, root, recovering)
+        } else {
+            process_due(&mut pipeline, metrics, root, &mut pending, debounce, now)
+        };
+        retry = match result {
+            Ok(()) => None,
+            Err(e) => {
+                // A failed batch left the catalog as it was (its transaction
+                // rolled back) or committed without publishing; a full pass
+                // later repairs both. The daemon stays up meanwhile: feeds
+                // keep their last good version.
+                let wait = retry.map_or(FIRST_RETRY, |(_, w)| (w * 2).min(MAX_RETRY));
+                metrics.batch_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    retry_in_s = wait.as_secs(),
+                    "could not process changes; feeds keep their last good version"
+                );
+                Some((Instant::now() + wait, wait))
             }
-        }
-        let provisional: HashSet<String> = taken
-            .iter()
-            .filter(|(_, p)| p.writing)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let keys: BTreeSet<String> = ready.into_iter().collect();
-        let started = Instant::now();
-        let outcome = pipeline.apply(&keys, &provisional)?;
-        // Files still changing go back to wait for their next quiet moment.
-        for key in &outcome.unsettled {
-            if let Some(mut p) = taken.remove(key) {
-                p.last_event = Instant::now();
-                pending.insert(key.clone(), p);
-            }
-        }
-        finish_batch(&mut pipeline, metrics, root, outcome, &taken, started)?;
+        };
     }
     tracing::info!("pipeline stopped; catalog closed");
     Ok(())
+}
+
+/// Reconcile the whole folder, publish what changed, and after a failure
+/// publish every feed (a commit may have gone through without its publish).
+fn full_pass(
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+    root: &Path,
+    publish_all: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let outcome = pipeline.reconcile()?;
+    finish_batch(pipeline, metrics, root, outcome, &HashMap::new(), started)?;
+    if publish_all {
+        pipeline.publish(None)?;
+        tracing::info!("recovered: catalog and feeds are current");
+    }
+    Ok(())
+}
+
+/// Process the files whose events have settled.
+fn process_due(
+    pipeline: &mut Pipeline,
+    metrics: &Metrics,
+    root: &Path,
+    pending: &mut HashMap<String, Pending>,
+    debounce: Duration,
+    now: Instant,
+) -> Result<()> {
+    let mut ready: Vec<String> = pending
+        .iter()
+        .filter(|(_, p)| p.due(debounce) <= now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    if ready.is_empty() {
+        return Ok(());
+    }
+    ready.sort();
+    ready.truncate(MAX_BATCH);
+    let mut taken = HashMap::new();
+    for key in &ready {
+        if let Some(p) = pending.remove(key) {
+            taken.insert(key.clone(), p);
+        }
+    }
+    let provisional: HashSet<String> = taken
+        .iter()
+        .filter(|(_, p)| p.writing)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let keys: BTreeSet<String> = ready.into_iter().collect();
+    let started = Instant::now();
+    let outcome = pipeline.apply(&keys, &provisional)?;
+    // Files still changing go back to wait for their next quiet moment.
+    for key in &outcome.unsettled {
+        if let Some(mut p) = taken.remove(key) {
+            p.last_event = Instant::now();
+            pending.insert(key.clone(), p);
+        }
+    }
+    finish_batch(pipeline, metrics, root, outcome, &taken, started)
 }
 
 /// Turn one notify event into pending work.

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub rejected_files: AtomicU64,
     pub publishes: AtomicU64,
     pub documents_written: AtomicU64,
+    /// Batches that failed (and were retried): nonzero means look at the log.
+    pub batch_failures: AtomicU64,
     /// Set once the first publish is done: `/healthz` answers 200 from then on.
     pub ready: AtomicBool,
     latency_counts: [AtomicU64; LATENCY_BUCKETS.len()],
@@ -97,6 +99,13 @@ impl Metrics {
             "counter",
             "Feed documents written to disk.",
             self.documents_written.load(Ordering::Relaxed),
+        );
+        g(
+            &mut out,
+            "feedwire_batch_failures_total",
+            "counter",
+            "Batches that failed and were retried by a full reconciliation.",
+            self.batch_failures.load(Ordering::Relaxed),
         );
         let _ = writeln!(
             out,

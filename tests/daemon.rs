@@ -394,6 +394,60 @@ fn a_bad_file_is_logged_once_and_never_stops_the_daemon() {
     assert!(daemon.terminate().success());
 }
 
+/// A batch that fails (here: a category folder under `feeds/` is blocked by a
+/// plain file, so its feeds cannot be written) is logged and retried; once the
+/// obstacle is gone the daemon recovers on its own, without a restart.
+#[test]
+fn a_failed_publish_is_retried_until_it_succeeds() {
+    let site = daemon_site("");
+    let daemon = site.start();
+    std::fs::write(site.feeds().join("xa-hoi"), "not a folder").unwrap();
+    site.write(
+        "a.txt",
+        wire_text("Xã hội", "Tin bị chặn", &["Nội dung."], "Phóng viên"),
+    );
+    wait_for("the failure logged", WAIT, || {
+        daemon
+            .log()
+            .contains("could not process changes")
+            .then_some(())
+    });
+    assert!(site.try_feed("xa-hoi/rss.xml").is_none());
+    std::fs::remove_file(site.feeds().join("xa-hoi")).unwrap();
+    wait_for("recovered without a restart", WAIT, || {
+        (has_title(&site, "xa-hoi/rss.xml", "Tin bị chặn")
+            && has_title(&site, "rss.xml", "Tin bị chặn"))
+        .then_some(())
+    });
+    assert!(daemon.log().contains("recovered"), "{}", daemon.log());
+    // Later events are handled as usual.
+    site.write(
+        "b.txt",
+        wire_text("Xã hội", "Tin sau đó", &["Nội dung."], "Phóng viên"),
+    );
+    wait_for("a later article", WAIT, || {
+        has_title(&site, "xa-hoi/atom.xml", "Tin sau đó").then_some(())
+    });
+    assert!(daemon.terminate().success());
+}
+
+/// If the pipeline cannot run at all (here the start-up publish cannot replace
+/// `feeds/rss.xml`, a folder), the daemon exits non-zero naming the reason,
+/// so a supervisor notices; it does not linger serving feeds that never move.
+#[test]
+fn a_pipeline_that_cannot_start_stops_the_daemon_with_the_reason() {
+    let site = daemon_site("");
+    std::fs::create_dir_all(site.feeds().join("rss.xml").join("x")).unwrap();
+    let out = site.cli(&["run", "--config", site.config().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the pipeline stopped"), "{err}");
+    assert!(
+        err.contains("rss.xml") && err.contains("Is a directory"),
+        "{err}"
+    );
+}
+
 /// The daemon's own HTTP server follows the folder: a dropped article changes
 /// the served feed and its ETag; the old validator then gets a 200, the new a 304.
 #[test]

@@ -483,6 +483,74 @@ fn loopback_callback_refused_when_not_allowed() {
     assert!(rec.all().is_empty(), "a refused host is never contacted");
 }
 
+/// Verification edge cases: a callback URL with its own query string gets it
+/// back intact beside the hub's parameters; a callback answering 302 or 500
+/// (even with the right challenge) is not subscribed; a subscription over the
+/// per-topic limit gets the `hub.mode=denied` GET with a reason (WS-H10).
+#[test]
+fn verification_keeps_callback_queries_refuses_non_2xx_and_denies_over_limit() {
+    let rec = Recorder::start(|r| match r.query.get("hub.challenge") {
+        Some(c) if r.path == "/redirect" => (302, c.clone().into_bytes()),
+        Some(c) if r.path == "/error" => (500, c.clone().into_bytes()),
+        Some(c) => (200, c.clone().into_bytes()),
+        None => (200, Vec::new()),
+    });
+    let (site, base) = site(
+        "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nmax_subscriptions_per_topic = 2\n",
+    );
+    let _daemon = site.start();
+    let topic = format!("{base}/feeds/atom.xml");
+
+    let with_query = rec.url("/cb?subscriber=42&lang=vi");
+    assert_eq!(subscribe(&base, &topic, &with_query, &[]).0, 202);
+    let get = wait_for("verification GET with the callback's query", LONG, || {
+        rec.at("GET", "/cb").into_iter().next()
+    });
+    assert_eq!(get.query["subscriber"], "42");
+    assert_eq!(get.query["lang"], "vi");
+    assert_eq!(get.query["hub.mode"], "subscribe");
+    wait_for("first subscription active", LONG, || {
+        (active_subscriptions(&site)? == 1).then_some(())
+    });
+
+    for path in ["/redirect", "/error"] {
+        assert_eq!(subscribe(&base, &topic, &rec.url(path), &[]).0, 202);
+        wait_for("verification attempted", LONG, || {
+            rec.at("GET", path).into_iter().next()
+        });
+    }
+
+    // Fill the topic to its limit, then one more.
+    assert_eq!(subscribe(&base, &topic, &rec.url("/second"), &[]).0, 202);
+    wait_for("second subscription active", LONG, || {
+        (active_subscriptions(&site)? == 2).then_some(())
+    });
+    assert_eq!(subscribe(&base, &topic, &rec.url("/third"), &[]).0, 202);
+    let denied = wait_for("denied GET to the third callback", LONG, || {
+        rec.at("GET", "/third").into_iter().next()
+    });
+    assert_eq!(denied.query["hub.mode"], "denied");
+    assert_eq!(denied.query["hub.topic"], topic);
+    assert!(
+        denied.query["hub.reason"].contains("too many"),
+        "{denied:?}"
+    );
+    assert!(!denied.query.contains_key("hub.challenge"));
+    // The 302 and 500 answers never became subscriptions.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(active_subscriptions(&site), Some(2));
+    // Re-subscribing an existing callback at the limit is a renewal, not denied.
+    assert_eq!(subscribe(&base, &topic, &with_query, &[]).0, 202);
+    wait_for("renewal verified", LONG, || {
+        (rec.at("GET", "/cb").len() >= 2).then_some(())
+    });
+    assert!(
+        rec.at("GET", "/cb")
+            .iter()
+            .all(|r| r.query["hub.mode"] == "subscribe")
+    );
+}
+
 /// WS-P03/P04: external hubs get `hub.mode=publish` with the topic in
 /// `hub.url` and `hub.topic`; partners get signed single-entry documents and
 /// deletion notices.

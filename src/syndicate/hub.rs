@@ -191,7 +191,8 @@ async fn verify(st: HubState, req: Request) {
         return;
     }
     let now = chrono::Utc::now().timestamp();
-    let result = {
+    // May wait for the pipeline's batch to release the write lock.
+    let result = tokio::task::block_in_place(|| {
         let db = st.db.lock().expect("hub db lock");
         match req.mode {
             Mode::Subscribe => db.execute(
@@ -213,7 +214,7 @@ async fn verify(st: HubState, req: Request) {
                 params![req.topic, req.callback.as_str()],
             ),
         }
-    };
+    });
     match result {
         Ok(_) => {
             tracing::info!(topic = %req.topic, mode = req.mode.as_str(), lease_secs = req.lease,

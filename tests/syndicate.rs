@@ -551,6 +551,78 @@ fn verification_keeps_callback_queries_refuses_non_2xx_and_denies_over_limit() {
     );
 }
 
+/// PING-01/PING-03: a legacy `weblogUpdates.ping` carries the site name and
+/// URL as XML-RPC strings; an answer with `flerror` true is a failure and is
+/// retried.
+#[test]
+fn legacy_xmlrpc_ping_is_well_formed_and_retried_on_flerror() {
+    const FAULT: &str = "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>\
+        <member><name>flerror</name><value><boolean>1</boolean></value></member>\
+        <member><name>message</name><value><string>busy</string></value></member>\
+        </struct></value></param></params></methodResponse>";
+    const OK: &str = "<?xml version=\"1.0\"?><methodResponse><params><param><value><struct>\
+        <member><name>flerror</name><value><boolean>0</boolean></value></member>\
+        <member><name>message</name><value><string>Thanks for the ping.</string></value></member>\
+        </struct></value></param></params></methodResponse>";
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    let rec = Recorder::start(move |_| {
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        (200, if n == 0 { FAULT } else { OK }.as_bytes().to_vec())
+    });
+    let (site, base) = site(&format!(
+        "[websub]\nping_servers = [\"{}\"]\n\n[delivery]\nretry_base_ms = 50\nretry_max_ms = 200\n",
+        rec.url("/RPC2")
+    ));
+    let _daemon = site.start();
+    article(&site, "p.txt", "Xã hội", "Tin cho máy ping");
+    let pings = wait_for("a ping after the flerror answer", LONG, || {
+        let p = rec.at("POST", "/RPC2");
+        (p.len() >= 2).then_some(p)
+    });
+    for ping in &pings {
+        assert!(ping.headers["content-type"].starts_with("text/xml"));
+        let (method, strings) = xmlrpc_call(&ping.body);
+        assert_eq!(method, "weblogUpdates.ping");
+        assert_eq!(strings, vec!["Tin thử".to_string(), base.clone()]);
+    }
+    wait_for("ping row delivered", LONG, || {
+        status(&site)
+            .contains("legacy pings 0 pending")
+            .then_some(())
+    });
+}
+
+/// The method name and `<string>` parameters of an XML-RPC call, read with a
+/// real XML parser (so a malformed body fails here).
+fn xmlrpc_call(body: &[u8]) -> (String, Vec<String>) {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let (mut method, mut strings, mut open) = (String::new(), Vec::new(), String::new());
+    let mut buf = Vec::new();
+    loop {
+        match reader
+            .read_event_into(&mut buf)
+            .expect("well-formed XML-RPC")
+        {
+            Event::Start(e) => open = String::from_utf8_lossy(e.name().as_ref()).into_owned(),
+            Event::Text(t) => {
+                let text = t.xml10_content().unwrap().into_owned();
+                match open.as_str() {
+                    "methodName" => method = text,
+                    "string" => strings.push(text),
+                    _ => {}
+                }
+            }
+            Event::End(_) => open.clear(),
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    (method, strings)
+}
+
 /// WS-P03/P04: external hubs get `hub.mode=publish` with the topic in
 /// `hub.url` and `hub.topic`; partners get signed single-entry documents and
 /// deletion notices.

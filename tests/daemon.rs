@@ -419,7 +419,10 @@ fn a_failed_publish_is_retried_until_it_succeeds() {
             && has_title(&site, "rss.xml", "Tin bị chặn"))
         .then_some(())
     });
-    assert!(daemon.log().contains("recovered"), "{}", daemon.log());
+    // The log line follows the publish it reports.
+    wait_for("recovery logged", WAIT, || {
+        daemon.log().contains("recovered").then_some(())
+    });
     // Later events are handled as usual.
     site.write(
         "b.txt",

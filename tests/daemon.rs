@@ -111,6 +111,14 @@ fn new_edit_delete_flow_through_main_and_category_feeds() {
     assert!(status.success(), "SIGTERM must exit 0: {status:?}");
 }
 
+/// Save the way editors and sync tools do: write `temp` beside the target in
+/// the articles folder, then rename it over `target`.
+fn save_through(site: &Site, temp: &str, target: &std::path::Path, contents: &str) {
+    let temp = site.articles().join(temp);
+    std::fs::write(&temp, contents).unwrap();
+    std::fs::rename(&temp, target).unwrap();
+}
+
 #[test]
 fn atomic_saves_produce_one_update_and_no_temp_entries() {
     let site = daemon_site("");
@@ -132,32 +140,24 @@ fn atomic_saves_produce_one_update_and_no_temp_entries() {
     .unwrap();
     let vim_title = format!("{T000} (vim)");
     std::fs::write(site.articles().join("000_ee2825b76e43200a.txt~"), &text).unwrap();
-    std::fs::write(
-        site.articles().join(".000_ee2825b76e43200a.txt.tmp"),
-        text.replace(T000, &vim_title),
-    )
-    .unwrap();
-    std::fs::rename(
-        site.articles().join(".000_ee2825b76e43200a.txt.tmp"),
+    save_through(
+        &site,
+        ".000_ee2825b76e43200a.txt.tmp",
         &target,
-    )
-    .unwrap();
+        &text.replace(T000, &vim_title),
+    );
     wait_for("vim save", WAIT, || {
         has_title(&site, "rss.xml", &vim_title).then_some(())
     });
 
     // rsync: .name.XXXXXX temp file renamed into place.
     let rsync_title = format!("{T000} (rsync)");
-    std::fs::write(
-        site.articles().join(".000_ee2825b76e43200a.txt.Ab12Cd"),
-        text.replace(T000, &rsync_title),
-    )
-    .unwrap();
-    std::fs::rename(
-        site.articles().join(".000_ee2825b76e43200a.txt.Ab12Cd"),
+    save_through(
+        &site,
+        ".000_ee2825b76e43200a.txt.Ab12Cd",
         &target,
-    )
-    .unwrap();
+        &text.replace(T000, &rsync_title),
+    );
     wait_for("rsync save", WAIT, || {
         has_title(&site, "rss.xml", &rsync_title).then_some(())
     });

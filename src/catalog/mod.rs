@@ -117,6 +117,16 @@ pub enum StoreError {
     Db(#[from] anyhow::Error),
 }
 
+/// A transaction that holds the write lock from its start (`BEGIN
+/// IMMEDIATE`). Every writer of the catalog file uses one: the pipeline's
+/// batches and syndication's outbox updates come from different connections,
+/// and a deferred transaction that reads first and writes later fails at once
+/// with `SQLITE_BUSY` if another connection committed in between (the busy
+/// timeout does not cover that upgrade). Taken up front, the lock is waited for.
+pub(crate) fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 impl Catalog {
     /// Open (creating if needed) the catalog at `path`.
     pub fn open(path: &Path, tz: Tz) -> Result<Catalog> {
@@ -178,17 +188,9 @@ impl Catalog {
             })? as u64)
     }
 
-    /// Start a batch of changes (one transaction).
-    ///
-    /// The transaction takes the write lock up front (`BEGIN IMMEDIATE`):
-    /// syndication writes the outbox from other connections, and a deferred
-    /// transaction that reads first and writes later fails at once with
-    /// `SQLITE_BUSY` if another writer committed in between (the busy timeout
-    /// does not apply to that upgrade).
+    /// Start a batch of changes (one transaction, see [`write_transaction`]).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = write_transaction(&mut self.conn)?;
         Ok(Batch {
             tx,
             tz: self.tz,

@@ -15,7 +15,7 @@
 //! hub or subscriber never fetches the previous one.
 
 use super::partner;
-use crate::catalog::{Change, FeedKey};
+use crate::catalog::{Change, FeedKey, write_transaction};
 use crate::config::Config;
 use crate::render::{DocKind, FeedInfo};
 use anyhow::Result;
@@ -125,13 +125,6 @@ pub(crate) enum Outcome {
         id: i64,
         error: String,
     },
-}
-
-/// A transaction holding the write lock from its start. A deferred one that
-/// reads first fails with `SQLITE_BUSY` (no waiting) when the pipeline
-/// committed in between; an immediate one waits out the busy timeout instead.
-fn write_transaction(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -115,7 +115,10 @@ async fn main() {
     let cb_addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let client = reqwest::Client::new();
+    let client = {
+        feedwire::install_tls_provider();
+        reqwest::Client::new()
+    };
     let topic = format!("http://{addr}/feeds/atom.xml");
     for i in 0..n {
         let callback = format!("http://{cb_addr}/cb/{i}");

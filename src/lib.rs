@@ -23,3 +23,12 @@ pub mod serve;
 pub mod source;
 pub mod status;
 pub mod syndicate;
+
+/// Make rustls use the `ring` provider for every HTTPS client in the
+/// process. feedwire builds reqwest without a bundled provider so that no C
+/// crypto library (OpenSSL, aws-lc) has to be installed or compiled; a client
+/// built before this would panic. Idempotent: call it before building any
+/// client (tests and examples included).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

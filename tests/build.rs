@@ -549,7 +549,7 @@ fn check_json_matches_expected_for_every_corpus_file() {
         .collect();
     let mut args = vec!["check", "--json"];
     args.extend(files.iter().map(String::as_str));
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(&args)
         .current_dir(std::env::temp_dir())
         .output()
@@ -600,7 +600,7 @@ fn check_json_matches_expected_for_every_corpus_file() {
 
     // A failing file: exit 1, ok=false, the reason.
     let bad = tempfile::NamedTempFile::with_suffix(".txt").unwrap();
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args(["check", "--json", bad.path().to_str().unwrap()])
         .output()
         .unwrap();
@@ -610,7 +610,7 @@ fn check_json_matches_expected_for_every_corpus_file() {
     assert!(v["error"].as_str().unwrap().contains("empty"));
 
     // The human form shows what was understood.
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args([
             "check",
             corpus()

@@ -459,7 +459,7 @@ fn served_feed_follows_the_folder_over_http() {
     site.add_wire("001_ee64584de29b6e91.txt", "001_ee64584de29b6e91.txt");
     let daemon = site.start();
     let base = format!("http://{}", daemon.http_addr());
-    let http = reqwest::blocking::Client::new();
+    let http = http_client();
     let get = |path: &str| http.get(format!("{base}{path}")).send().unwrap();
     assert_eq!(get("/healthz").status(), 200);
     let first = get("/feeds/rss.xml");

@@ -90,6 +90,7 @@ impl Fixture {
         rt.spawn(serve(listener, router(state), async move {
             let _ = stopped.await;
         }));
+        feedwire::install_tls_provider();
         let http = Client::builder()
             .timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())

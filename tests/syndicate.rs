@@ -160,7 +160,7 @@ fn post_hub(base: &str, params: &[(&str, &str)]) -> (u16, String) {
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
-    let resp = reqwest::blocking::Client::new()
+    let resp = http_client()
         .post(format!("{base}/hub"))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(body)
@@ -879,7 +879,7 @@ fn measure_websub_fanout_to_1000_subscribers() {
     let (site, base) = site("[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\n");
     let _daemon = site.start();
     let topic = format!("{base}/feeds/atom.xml");
-    let client = reqwest::blocking::Client::new();
+    let client = http_client();
     for i in 0..N {
         let body: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("hub.mode", "subscribe")

@@ -58,6 +58,7 @@ fn callback_client(cfg: &Config) -> Result<reqwest::Client> {
 }
 
 fn client_builder(cfg: &Config) -> reqwest::ClientBuilder {
+    crate::install_tls_provider();
     let timeout = Duration::from_millis(cfg.delivery.timeout_ms);
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

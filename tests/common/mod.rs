@@ -8,7 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_feedwire");
+/// The binary under test: this build's, or `FEEDWIRE_TEST_BIN` when set,
+/// which is how a new test is shown to fail against an older build
+/// (`FEEDWIRE_TEST_BIN=/path/to/old/feedwire cargo test --test NAME`).
+pub fn bin() -> String {
+    std::env::var("FEEDWIRE_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_feedwire").to_string())
+}
 
 /// The corpus copied into the repository (a user's clone has no ../shared).
 pub fn corpus() -> PathBuf {
@@ -70,7 +76,7 @@ impl Site {
 
     /// Run a CLI command to completion.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(args)
             .current_dir(self.path())
             .env("RUST_LOG", "info");
@@ -103,6 +109,13 @@ impl Site {
     pub fn start(&self) -> Daemon {
         Daemon::start(self)
     }
+}
+
+/// A blocking HTTP client for talking to the daemon (TLS provider installed
+/// first: feedwire's reqwest carries none of its own).
+pub fn http_client() -> reqwest::blocking::Client {
+    feedwire::install_tls_provider();
+    reqwest::blocking::Client::new()
 }
 
 /// Entry titles of a parsed feed.
@@ -145,7 +158,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(site: &Site) -> Daemon {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["run", "--config", site.config().to_str().unwrap()])
             .current_dir(site.path())
             .env("RUST_LOG", "feedwire=debug,info")

@@ -859,3 +859,31 @@ fn serve_router_composes_with_a_hub_router() {
         .unwrap()
         .expect("graceful shutdown ends serve() with Ok");
 }
+
+/// HTTP-04 (issue 9, point 13): `If-None-Match` is read as a typed header.
+/// Only `*` alone or a listed entity tag matches; a value that is neither
+/// (it once sufficed to start with `*`) is ignored and the feed is sent.
+#[test]
+fn serve_http04_unparsable_if_none_match_gives_200() {
+    let f = Fixture::start();
+    let etag = header(f.get("/feeds/rss.xml").headers(), "etag").to_string();
+    for inm in [
+        "*garbage",
+        "**",
+        "*, \"nope\"",
+        "W/",
+        "abc",
+        "\"unterminated",
+    ] {
+        let r = f.get_with("/feeds/rss.xml", &[("if-none-match", inm)]);
+        assert_eq!(r.status(), 200, "If-None-Match: {inm}");
+        assert_eq!(r.bytes().unwrap()[..], f.disk("rss.xml")[..]);
+    }
+    let r = f.get_with("/feeds/rss.xml", &[("if-none-match", "*")]);
+    assert_eq!(r.status(), 304);
+    let r = f.get_with(
+        "/feeds/rss.xml",
+        &[("if-none-match", &format!("*garbage, {etag}"))],
+    );
+    assert_eq!(r.status(), 304, "a valid tag in the list still matches");
+}

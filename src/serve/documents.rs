@@ -66,7 +66,7 @@ fn document(state: &AppState, doc: &Served, method: &Method, req: &HeaderMap) ->
     }
 
     let label = RouteLabel("feeds");
-    if conditional::not_modified(req, &etag, last_modified, now) {
+    if conditional::not_modified(req, &etag, Some(last_modified), now) {
         // HTTP-05: no body, but the validators and caching headers a 200 has.
         return (StatusCode::NOT_MODIFIED, headers, axum::Extension(label)).into_response();
     }

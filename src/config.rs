@@ -144,8 +144,10 @@ impl Default for Watch {
 pub struct Server {
     pub enabled: bool,
     pub listen: String,
-    /// `Cache-Control` sent with feeds.
+    /// `Cache-Control` sent with feeds and pages.
     pub cache_control: String,
+    /// Memory for gzip/brotli copies of rendered HTML pages.
+    pub page_cache_bytes: usize,
 }
 
 impl Default for Server {
@@ -154,6 +156,7 @@ impl Default for Server {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             cache_control: "public, max-age=60".into(),
+            page_cache_bytes: 8 << 20,
         }
     }
 }

@@ -126,12 +126,12 @@ async fn run_async(mut cfg: Config) -> Result<()> {
         // A second catalog connection for page rendering; WAL lets it read
         // while the pipeline thread writes.
         let catalog = crate::catalog::Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
-        let state = crate::serve::AppState {
-            cfg: Arc::new(cfg.clone()),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            catalog: Arc::new(std::sync::Mutex::new(catalog)),
-        };
+        let state = crate::serve::AppState::new(
+            Arc::new(cfg.clone()),
+            store.clone(),
+            metrics.clone(),
+            catalog,
+        );
         let router =
             crate::serve::router(state).merge(crate::syndicate::hub_router(&cfg, &pipeline)?);
         let mut stop = shutdown_tx.subscribe();

@@ -18,8 +18,8 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::HeaderMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use unicode_normalization::UnicodeNormalization;
 
@@ -71,12 +71,7 @@ impl Fixture {
         let writer = Catalog::open(&cfg.catalog_path(), tz).unwrap();
         let reader = Catalog::open(&cfg.catalog_path(), tz).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let state = AppState {
-            cfg: Arc::new(cfg.clone()),
-            store,
-            metrics: metrics.clone(),
-            catalog: Arc::new(Mutex::new(reader)),
-        };
+        let state = AppState::new(Arc::new(cfg.clone()), store, metrics.clone(), reader);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -830,14 +825,12 @@ fn serve_router_composes_with_a_hub_router() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = Config::from_toml(CONFIG, &tmp.path().join("config.toml")).unwrap();
-    let state = AppState {
-        cfg: Arc::new(cfg.clone()),
-        store: f.pipeline.store().unwrap().clone(),
-        metrics: Arc::new(Metrics::default()),
-        catalog: Arc::new(Mutex::new(
-            Catalog::open(&f.cfg.catalog_path(), cfg.time_zone().unwrap()).unwrap(),
-        )),
-    };
+    let state = AppState::new(
+        Arc::new(cfg.clone()),
+        f.pipeline.store().unwrap().clone(),
+        Arc::new(Metrics::default()),
+        Catalog::open(&f.cfg.catalog_path(), cfg.time_zone().unwrap()).unwrap(),
+    );
     let app = router(state)
         .merge(axum::Router::new().route("/hub", axum::routing::post(|| async { "hub" })));
     let listener = rt
@@ -886,4 +879,140 @@ fn serve_http04_unparsable_if_none_match_gives_200() {
         &[("if-none-match", &format!("*garbage, {etag}"))],
     );
     assert_eq!(r.status(), 304, "a valid tag in the list still matches");
+}
+
+const PAGES: [&str; 4] = [
+    "/",
+    "/feeds/",
+    "/feeds/xay-dung-dang/",
+    "/articles/000_ee2825b76e43200a",
+];
+
+/// Issue 9, point 17: HTML pages carry a strong ETag and Last-Modified and
+/// revalidate to 304 like feeds, with the caching headers a 200 has.
+#[test]
+fn serve_http17_pages_have_validators_and_revalidate() {
+    let f = Fixture::start();
+    for path in PAGES {
+        let r = f.get(path);
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        let body = r.bytes().unwrap();
+        let etag = header(&h, "etag").to_string();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
+            "{path}: strong ETag, got {etag}"
+        );
+        assert_eq!(header(&h, "content-type"), "text/html; charset=utf-8");
+        assert_eq!(header(&h, "cache-control"), "public, max-age=300");
+        assert_eq!(header(&h, "vary"), "Accept-Encoding");
+        assert_eq!(header(&h, "content-length"), body.len().to_string());
+        let lm = header(&h, "last-modified").to_string();
+        httpdate::parse_http_date(&lm).unwrap_or_else(|_| panic!("{path}: Last-Modified {lm}"));
+
+        // The same bytes again: the same ETag.
+        assert_eq!(header(f.get(path).headers(), "etag"), etag, "{path}");
+
+        for (name, value) in [("if-none-match", etag.as_str()), ("if-modified-since", &lm)] {
+            let r = f.get_with(path, &[(name, value)]);
+            assert_eq!(r.status(), 304, "{path} with {name}: {value}");
+            let h = r.headers().clone();
+            assert_eq!(header(&h, "etag"), etag);
+            assert_eq!(header(&h, "cache-control"), "public, max-age=300");
+            assert!(r.bytes().unwrap().is_empty());
+        }
+        let stale = f.get_with(path, &[("if-none-match", "\"stale\"")]);
+        assert_eq!(stale.status(), 200, "{path}");
+
+        let head = f.http.head(f.url(path)).send().unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers().get("etag"), h.get("etag"), "{path}");
+        assert_eq!(
+            header(head.headers(), "content-length"),
+            body.len().to_string()
+        );
+        assert!(head.bytes().unwrap().is_empty(), "{path}: HEAD has no body");
+    }
+
+    // Last-Modified is the newest date a page shows: a feed view's is its
+    // feed's, the home page's the site-wide feed's, an article's its own.
+    let lm = |path: &str| header(f.get(path).headers(), "last-modified").to_string();
+    assert_eq!(lm("/"), lm("/feeds/rss.xml"));
+    assert_eq!(lm("/feeds/"), lm("/feeds/rss.xml"));
+    assert_eq!(
+        lm("/feeds/xay-dung-dang/"),
+        lm("/feeds/xay-dung-dang/rss.xml")
+    );
+    assert_eq!(
+        lm("/articles/000_ee2825b76e43200a"),
+        "Thu, 03 Aug 2023 07:05:00 GMT"
+    );
+}
+
+/// Point 17: pages are sent gzip- or brotli-compressed when asked, each
+/// coding with its own ETag, decoding to exactly the identity bytes.
+#[test]
+fn serve_http17_pages_are_compressed_per_coding() {
+    let f = Fixture::start();
+    for path in PAGES {
+        let identity = f.get_with(path, &[("accept-encoding", "identity")]);
+        assert!(identity.headers().get("content-encoding").is_none());
+        let id_etag = header(identity.headers(), "etag").to_string();
+        let canonical = identity.bytes().unwrap().to_vec();
+        let mut etags = vec![id_etag];
+        for (ae, want) in [("gzip", "gzip"), ("br, gzip", "br")] {
+            let r = f.get_with(path, &[("accept-encoding", ae)]);
+            assert_eq!(r.status(), 200);
+            let h = r.headers().clone();
+            assert_eq!(header(&h, "content-encoding"), want, "{path}");
+            let body = r.bytes().unwrap().to_vec();
+            assert_eq!(header(&h, "content-length"), body.len().to_string());
+            assert!(body.len() < canonical.len(), "{path}: {want} is smaller");
+            let decoded = if want == "gzip" {
+                ungzip(&body)
+            } else {
+                unbrotli(&body)
+            };
+            assert_eq!(decoded, canonical, "{path}: {want} decodes to the page");
+            let etag = header(&h, "etag").to_string();
+            let again = f.get_with(path, &[("accept-encoding", ae), ("if-none-match", &etag)]);
+            assert_eq!(again.status(), 304, "{path} {want} revalidates");
+            etags.push(etag);
+        }
+        etags.sort();
+        etags.dedup();
+        assert_eq!(etags.len(), 3, "{path}: one ETag per coding");
+    }
+}
+
+/// Point 17: pages are rendered from the catalog, never from a cache that
+/// could miss a change: editing an article changes its page and ETag at
+/// once, even before any feed is republished.
+#[test]
+fn serve_http17_page_etag_follows_the_catalog() {
+    let mut f = Fixture::start();
+    let path = "/articles/000_ee2825b76e43200a";
+    let before = f.get_with(path, &[("accept-encoding", "br")]);
+    let old_etag = header(before.headers(), "etag").to_string();
+    let mut edited = article(
+        "000_ee2825b76e43200a",
+        "Tiêu đề đã sửa",
+        &[CATEGORY],
+        "2023-08-03T14:05:00+07:00",
+    );
+    edited.paragraphs = vec!["TTXVN - Nội dung mới.".into()];
+    edited.content_html = "<p>TTXVN - Nội dung mới.</p>".into();
+    f.add(&edited);
+    let after = f.get_with(
+        path,
+        &[("accept-encoding", "br"), ("if-none-match", &old_etag)],
+    );
+    assert_eq!(
+        after.status(),
+        200,
+        "a stale page ETag must not hide the edit"
+    );
+    assert_ne!(header(after.headers(), "etag"), old_etag);
+    let page = String::from_utf8(unbrotli(&after.bytes().unwrap())).unwrap();
+    assert!(page.contains("Tiêu đề đã sửa"), "the edited title is shown");
 }

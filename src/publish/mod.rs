@@ -15,6 +15,7 @@ mod store;
 pub use atomic::{sync_dir, write_synced};
 pub use gate::verify;
 pub use store::{Served, Store};
+pub(crate) use store::{brotli, gzip};
 
 use crate::render::Document;
 use anyhow::{Context, Result};

@@ -97,13 +97,14 @@ impl Store {
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// The compression every served document uses (also the HTML pages').
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     enc.write_all(bytes).expect("in-memory gzip");
     enc.finish().expect("in-memory gzip")
 }
 
-fn brotli(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn brotli(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut enc = ::brotli::CompressorWriter::new(&mut out, 4096, 6, 20);

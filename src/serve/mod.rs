@@ -4,7 +4,8 @@
 //! goes through (request counting, header and body bounds, the 404 fallback).
 //! Feed documents are answered from the in-memory [`Store`] by exact key, never
 //! from disk, so no request path can reach a file; the readable HTML pages are
-//! rendered from the catalog on a second, read-mostly connection.
+//! rendered from the catalog on a second, read-mostly connection and answered
+//! with validators and compression like feeds.
 //!
 //! The daemon builds an [`AppState`], calls [`router`] (merging in its own
 //! routers such as the WebSub `/hub`), binds a listener and hands both to
@@ -15,7 +16,9 @@ mod documents;
 mod health;
 mod html;
 mod negotiate;
+mod page_cache;
 mod pages;
+mod representation;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -28,6 +31,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use page_cache::PageCache;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -48,7 +52,23 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// A second connection to the catalog (not the pipeline's), for the HTML
     /// pages. Queries run on the blocking pool, one at a time.
-    pub catalog: Arc<Mutex<Catalog>>,
+    catalog: Arc<Mutex<Catalog>>,
+    /// Compressed copies of rendered pages.
+    pages: Arc<PageCache>,
+}
+
+impl AppState {
+    /// `catalog` should be a connection of its own, not the pipeline's.
+    pub fn new(cfg: Arc<Config>, store: Store, metrics: Arc<Metrics>, catalog: Catalog) -> Self {
+        let pages = Arc::new(PageCache::new(cfg.server.page_cache_bytes));
+        AppState {
+            cfg,
+            store,
+            metrics,
+            catalog: Arc::new(Mutex::new(catalog)),
+            pages,
+        }
+    }
 }
 
 /// The route label a handler reports for `/metrics`; responses without one

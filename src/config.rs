@@ -146,6 +146,27 @@ pub struct Server {
     pub listen: String,
     /// `Cache-Control` sent with feeds and pages.
     pub cache_control: String,
+    /// Connections served at once, whoever they come from. Kept below the
+    /// open-file limit (with room for files, the catalog and outbound
+    /// connections), so a flood cannot starve the rest of the daemon.
+    pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once. Behind
+    /// a reverse proxy every client is the proxy: raise it to `max_connections`.
+    pub max_connections_per_client: usize,
+    /// Time to receive a request's head, counted from when the server is
+    /// ready for it: a new connection, or the previous response sent. So it
+    /// is also how long an idle keep-alive connection is kept.
+    pub header_read_timeout_secs: u64,
+    /// Time to receive a whole request body.
+    pub body_read_timeout_secs: u64,
+    /// A client that accepts no response bytes for this long is disconnected.
+    pub send_timeout_secs: u64,
+    /// Largest request body on any route (`POST /hub` needs a few hundred bytes).
+    pub max_body_bytes: usize,
+    /// Sum of a request's header names and values.
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query).
+    pub max_uri_bytes: usize,
     /// Memory for gzip/brotli copies of rendered HTML pages.
     pub page_cache_bytes: usize,
 }
@@ -156,6 +177,14 @@ impl Default for Server {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             cache_control: "public, max-age=60".into(),
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
+            send_timeout_secs: 20,
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 4 * 1024,
             page_cache_bytes: 8 << 20,
         }
     }
@@ -169,6 +198,36 @@ impl Server {
                 self.listen
             )
         })
+    }
+
+    fn validate_limits(&self) -> Result<()> {
+        let at_least = |key: &str, value: u64, min: u64| -> Result<()> {
+            if value < min {
+                bail!("server.{key} must be at least {min} (it is {value})");
+            }
+            Ok(())
+        };
+        at_least("max_connections", self.max_connections as u64, 1)?;
+        at_least(
+            "max_connections_per_client",
+            self.max_connections_per_client as u64,
+            1,
+        )?;
+        if self.max_connections_per_client > self.max_connections {
+            bail!(
+                "server.max_connections_per_client ({}) must not exceed server.max_connections ({})",
+                self.max_connections_per_client,
+                self.max_connections
+            );
+        }
+        at_least("header_read_timeout_secs", self.header_read_timeout_secs, 1)?;
+        at_least("body_read_timeout_secs", self.body_read_timeout_secs, 1)?;
+        at_least("send_timeout_secs", self.send_timeout_secs, 1)?;
+        // Below these, ordinary browsers and feed readers would be refused.
+        at_least("max_body_bytes", self.max_body_bytes as u64, 1024)?;
+        at_least("max_header_bytes", self.max_header_bytes as u64, 4096)?;
+        at_least("max_uri_bytes", self.max_uri_bytes as u64, 256)?;
+        Ok(())
     }
 }
 
@@ -402,6 +461,7 @@ impl Config {
         if self.server.enabled {
             self.server.listen_addr()?;
         }
+        self.server.validate_limits()?;
         if self.websub.lease_min_secs > self.websub.lease_max_secs {
             bail!("websub.lease_min_secs must not exceed websub.lease_max_secs");
         }
@@ -585,6 +645,21 @@ mod tests {
             ("[site]\nbase_url = \"ftp://x\"", "site.base_url"),
             ("[site]\ntime_zone = \"Mars/Base\"", "site.time_zone"),
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            (
+                "[server]\nmax_connections = 10\nmax_connections_per_client = 11",
+                "server.max_connections_per_client",
+            ),
+            (
+                "[server]\nheader_read_timeout_secs = 0",
+                "server.header_read_timeout_secs",
+            ),
+            (
+                "[server]\nsend_timeout_secs = 0",
+                "server.send_timeout_secs",
+            ),
+            ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
+            ("[server]\nmax_header_bytes = 10", "server.max_header_bytes"),
             (
                 "[[partners]]\nname=\"a\"\nurl=\"http://127.0.0.1:1/\"\nsecret=\"env:FEEDWIRE_TEST_UNSET_VAR\"",
                 "FEEDWIRE_TEST_UNSET_VAR",

@@ -134,12 +134,13 @@ async fn run_async(mut cfg: Config) -> Result<()> {
         );
         let router =
             crate::serve::router(state).merge(crate::syndicate::hub_router(&cfg, &pipeline)?);
+        let limits = crate::serve::Limits::from_config(&cfg.server);
         let mut stop = shutdown_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.recv().await;
             };
-            if let Err(e) = crate::serve::serve(listener, router, shutdown).await {
+            if let Err(e) = crate::serve::serve(listener, router, limits, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "the HTTP server stopped");
             }
         }));

@@ -13,7 +13,7 @@ use feedwire::config::Config;
 use feedwire::metrics::Metrics;
 use feedwire::pipeline::Pipeline;
 use feedwire::publish::Store;
-use feedwire::serve::{AppState, router, serve};
+use feedwire::serve::{AppState, Limits, router, serve};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::HeaderMap;
 use std::io::{Read, Write};
@@ -61,6 +61,13 @@ impl Fixture {
     /// Catalog with three articles (two categories), everything published,
     /// server listening on 127.0.0.1:0.
     fn start() -> Fixture {
+        let limits =
+            Limits::from_config(&Config::from_toml(CONFIG, "c.toml".as_ref()).unwrap().server);
+        Fixture::start_with(limits)
+    }
+
+    /// The same, with the connection and request limits given.
+    fn start_with(limits: Limits) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let cfg_path = tmp.path().join("config.toml");
         std::fs::write(&cfg_path, CONFIG).unwrap();
@@ -82,7 +89,7 @@ impl Fixture {
             .unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(serve(listener, router(state), async move {
+        rt.spawn(serve(listener, router(state), limits, async move {
             let _ = stopped.await;
         }));
         feedwire::install_tls_provider();
@@ -839,7 +846,7 @@ fn serve_router_composes_with_a_hub_router() {
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
-        rt.block_on(serve(listener, app, async move {
+        rt.block_on(serve(listener, app, Limits::default(), async move {
             let _ = stopped.await;
         }))
     });
@@ -1015,4 +1022,299 @@ fn serve_http17_page_etag_follows_the_catalog() {
     assert_ne!(header(after.headers(), "etag"), old_etag);
     let page = String::from_utf8(unbrotli(&after.bytes().unwrap())).unwrap();
     assert!(page.contains("Tiêu đề đã sửa"), "the edited title is shown");
+}
+
+/// A TCP connection from a chosen loopback address (blocking, 10 s reads).
+fn connect_from(local: &str, addr: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+        let s = socket.connect(addr.parse().unwrap()).await.unwrap();
+        s.into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// One keep-alive request on an open connection; the status code.
+fn exchange(s: &mut std::net::TcpStream, path: &str) -> u16 {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!("connection ended mid-response: {other:?} after {head:?}"),
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Does the server end this connection (EOF or reset) within `limit`?
+/// Any answer it writes first (a 429 or 503) is returned too.
+fn ended_within(s: &mut std::net::TcpStream, limit: Duration) -> Option<String> {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(_) => return Some(String::from_utf8_lossy(&got).into()),
+        }
+    }
+}
+
+/// The server on a router of our own (merged onto feedwire's, as the daemon
+/// does with `/hub`), stopped through the returned sender.
+fn serve_app(
+    f: &Fixture,
+    extra: axum::Router,
+    limits: Limits,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::sync::mpsc::Receiver<anyhow::Result<()>>,
+) {
+    let state = AppState::new(
+        Arc::new(f.cfg.clone()),
+        f.pipeline.store().unwrap().clone(),
+        Arc::new(Metrics::default()),
+        Catalog::open(&f.cfg.catalog_path(), f.cfg.time_zone().unwrap()).unwrap(),
+    );
+    let app = router(state).merge(extra);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = rt.block_on(serve(listener, app, limits, async move {
+            let _ = stopped.await;
+        }));
+        let _ = done_tx.send(result);
+    });
+    (addr, stop, done)
+}
+
+/// Every request carries `ConnectInfo<SocketAddr>` (the hub's per-client
+/// rate limit reads it), on merged routes too.
+#[test]
+fn serve_connect_info_reaches_every_handler() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    let f = Fixture::start();
+    let peer = axum::Router::new().route(
+        "/peer",
+        axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+            peer.ip().to_string()
+        }),
+    );
+    let (addr, stop, _done) = serve_app(&f, peer, Limits::default());
+    let mut s = connect_from("127.0.0.3", &addr);
+    write!(
+        s,
+        "GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("127.0.0.3"), "{answer}");
+    stop.send(()).unwrap();
+}
+
+/// Issue 9, point 6, the mechanism: connections are capped per client
+/// address and overall; a refused connection is answered (429 / 503) and
+/// closed at once, and a closed connection gives its slot back.
+#[test]
+fn serve_caps_connections_per_client_and_overall() {
+    let f = Fixture::start_with(Limits {
+        max_connections: 4,
+        max_connections_per_client: 2,
+        ..Limits::default()
+    });
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from("127.0.0.5", &f.addr);
+        assert_eq!(exchange(&mut s, "/feeds/rss.xml"), 200);
+        held.push(s);
+    }
+    let mut third = connect_from("127.0.0.5", &f.addr);
+    let answer = ended_within(&mut third, Duration::from_secs(5))
+        .expect("a third connection from one address is refused at once");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 429"),
+        "{answer}"
+    );
+
+    for _ in 0..2 {
+        let mut s = connect_from("127.0.0.6", &f.addr);
+        assert_eq!(
+            exchange(&mut s, "/feeds/rss.xml"),
+            200,
+            "another address is served"
+        );
+        held.push(s);
+    }
+    let mut fifth = connect_from("127.0.0.7", &f.addr);
+    let answer = ended_within(&mut fifth, Duration::from_secs(5))
+        .expect("over the overall cap a connection is refused at once");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+        "{answer}"
+    );
+
+    drop(held.remove(0));
+    wait_for_served(&f.addr, "127.0.0.7");
+}
+
+fn wait_for_served(addr: &str, from: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect_from(from, addr);
+        if write!(
+            s,
+            "GET /feeds/rss.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .is_ok()
+        {
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a freed connection slot was never given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Point 6, what hyper's header timer covers: it runs from the moment the
+/// server waits for a request head, for the first request and for every
+/// later one on a keep-alive connection. So an active connection lives on,
+/// an idle one is closed, and a slow second request is cut off too.
+#[test]
+fn serve_header_timeout_covers_idle_and_later_keep_alive_requests() {
+    let f = Fixture::start_with(Limits {
+        header_read_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    });
+    // Busy for 3 s, one request every 300 ms: never cut off.
+    let mut busy = connect_from("127.0.0.8", &f.addr);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(exchange(&mut busy, "/feeds/rss.xml"), 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Then idle: closed.
+    assert!(
+        ended_within(&mut busy, Duration::from_secs(10)).is_some(),
+        "an idle keep-alive connection stayed open"
+    );
+
+    // A fast first request, then a second one whose head trickles in.
+    let mut slow = connect_from("127.0.0.8", &f.addr);
+    assert_eq!(exchange(&mut slow, "/feeds/rss.xml"), 200);
+    slow.write_all(b"GET /feeds/rss.xml HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let dripping = std::time::Instant::now();
+    let mut cut_off = false;
+    while dripping.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(300));
+        if slow.write_all(b"X-Slow: a\r\n").is_err() {
+            cut_off = true;
+            break;
+        }
+        slow.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match slow.read(&mut buf) {
+            Ok(_) => {
+                cut_off = true;
+                break;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                cut_off = true;
+                break;
+            }
+        }
+    }
+    assert!(cut_off, "a second request's slow head was never cut off");
+}
+
+/// Graceful shutdown: a request in flight is answered, idle and slow
+/// connections do not hold the server up, and serve() returns Ok.
+#[test]
+fn serve_graceful_shutdown_finishes_in_flight_requests() {
+    let f = Fixture::start();
+    let slow_route = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            "done"
+        }),
+    );
+    let (addr, stop, done) = serve_app(&f, slow_route, Limits::default());
+    let _idle = connect_from("127.0.0.9", &addr);
+    let mut dripping = connect_from("127.0.0.9", &addr);
+    dripping
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let in_flight = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut s = connect_from("127.0.0.10", &addr);
+            write!(s, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            answer
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    stop.send(()).unwrap();
+    let answer = in_flight.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.ends_with("done"), "{answer:?}");
+    done.recv_timeout(Duration::from_secs(15))
+        .expect("serve() did not return after shutdown with slow clients connected")
+        .expect("serve() ends Ok");
 }

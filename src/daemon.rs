@@ -131,7 +131,7 @@ async fn run_async(mut cfg: Config) -> Result<()> {
             store.clone(),
             metrics.clone(),
             catalog,
-        );
+        )?;
         let router =
             crate::serve::router(state).merge(crate::syndicate::hub_router(&cfg, &pipeline)?);
         let limits = crate::serve::Limits::from_config(&cfg.server);

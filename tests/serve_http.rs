@@ -78,7 +78,7 @@ impl Fixture {
         let writer = Catalog::open(&cfg.catalog_path(), tz).unwrap();
         let reader = Catalog::open(&cfg.catalog_path(), tz).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let state = AppState::new(Arc::new(cfg.clone()), store, metrics.clone(), reader);
+        let state = AppState::new(Arc::new(cfg.clone()), store, metrics.clone(), reader).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -837,7 +837,8 @@ fn serve_router_composes_with_a_hub_router() {
         f.pipeline.store().unwrap().clone(),
         Arc::new(Metrics::default()),
         Catalog::open(&f.cfg.catalog_path(), cfg.time_zone().unwrap()).unwrap(),
-    );
+    )
+    .unwrap();
     let app = router(state)
         .merge(axum::Router::new().route("/hub", axum::routing::post(|| async { "hub" })));
     let listener = rt
@@ -1105,7 +1106,8 @@ fn serve_app(
         f.pipeline.store().unwrap().clone(),
         Arc::new(Metrics::default()),
         Catalog::open(&f.cfg.catalog_path(), f.cfg.time_zone().unwrap()).unwrap(),
-    );
+    )
+    .unwrap();
     let app = router(state).merge(extra);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -7,7 +7,7 @@
 //! the daemon merges in as well. Feed documents are answered from the
 //! in-memory [`Store`] by exact key, never from disk, so no request path can
 //! reach a file; the readable HTML pages are rendered from the catalog on a
-//! second, read-mostly connection and answered with validators and
+//! second, read-only connection with a thread of its own and answered with validators and
 //! compression like feeds.
 //!
 //! The daemon builds an [`AppState`], calls [`router`] (merging in its own
@@ -39,15 +39,19 @@ use axum::response::Response;
 use axum::routing::get;
 use page_cache::PageCache;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot};
 
-/// Catalog queries for pages admitted at once. The catalog connection runs
-/// one query at a time anyway; a few more waiting on the blocking pool keep
-/// it busy, while everyone else waits here, where a client that hangs up
-/// stops waiting (a task queued on the blocking pool would still run).
-const CATALOG_QUERIES_AT_ONCE: usize = 2;
+/// Page queries waiting for the catalog thread beyond those already running.
+/// Requests past this wait in their own (async) task, which a client that
+/// hangs up ends; a query already queued here runs even if its client left,
+/// so this is kept small.
+const CATALOG_QUEUE: usize = 8;
+
+/// A catalog query for a page, run on the pages' catalog thread.
+type CatalogJob = Box<dyn FnOnce(&Catalog) + Send>;
 
 /// Everything the handlers share. Cloning is cheap.
 #[derive(Clone)]
@@ -56,26 +60,41 @@ pub struct AppState {
     /// The published documents, filled by the pipeline's publisher.
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    /// A second connection to the catalog (not the pipeline's), for the HTML
-    /// pages. Queries run on the blocking pool, one at a time.
-    catalog: Arc<Mutex<Catalog>>,
-    catalog_queries: Arc<Semaphore>,
+    /// Queries for the HTML pages, run in order on one thread that owns a
+    /// second catalog connection (not the pipeline's). One thread, not the
+    /// blocking pool: the connection answers one query at a time anyway, and
+    /// a flood of page requests once parked a pool thread per request.
+    catalog_jobs: mpsc::Sender<CatalogJob>,
     /// Compressed copies of rendered pages.
     pages: Arc<PageCache>,
 }
 
 impl AppState {
-    /// `catalog` should be a connection of its own, not the pipeline's.
-    pub fn new(cfg: Arc<Config>, store: Store, metrics: Arc<Metrics>, catalog: Catalog) -> Self {
+    /// `catalog` should be a connection of its own, not the pipeline's. Its
+    /// thread ends when the last clone of the state is dropped.
+    pub fn new(
+        cfg: Arc<Config>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        catalog: Catalog,
+    ) -> Result<Self> {
+        let (catalog_jobs, mut jobs) = mpsc::channel::<CatalogJob>(CATALOG_QUEUE);
+        std::thread::Builder::new()
+            .name("feedwire-pages".into())
+            .spawn(move || {
+                while let Some(job) = jobs.blocking_recv() {
+                    job(&catalog);
+                }
+            })
+            .context("cannot start the thread that reads the catalog for HTML pages")?;
         let pages = Arc::new(PageCache::new(cfg.server.page_cache_bytes));
-        AppState {
+        Ok(AppState {
             cfg,
             store,
             metrics,
-            catalog: Arc::new(Mutex::new(catalog)),
-            catalog_queries: Arc::new(Semaphore::new(CATALOG_QUERIES_AT_ONCE)),
+            catalog_jobs,
             pages,
-        }
+        })
     }
 }
 
@@ -192,25 +211,24 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
     }
 }
 
-/// Run a catalog query on the blocking pool.
+/// Run a catalog query on the pages' catalog thread.
 pub(crate) async fn with_catalog<T, F>(state: &AppState, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Catalog) -> Result<T> + Send + 'static,
 {
-    let catalog = state.catalog.clone();
-    let admitted = state
-        .catalog_queries
-        .clone()
-        .acquire_owned()
+    let (reply, answer) = oneshot::channel();
+    let job: CatalogJob = Box::new(move |catalog| {
+        // A panic in one query must not take every page down with it: the
+        // thread lives on, and this request gets an error (reply dropped).
+        if let Ok(result) = std::panic::catch_unwind(AssertUnwindSafe(|| f(catalog))) {
+            let _ = reply.send(result);
+        }
+    });
+    state
+        .catalog_jobs
+        .send(job)
         .await
-        .context("the catalog query queue is closed")?;
-    tokio::task::spawn_blocking(move || {
-        let _admitted = admitted;
-        // A panic in another query must not take every page down with it.
-        let guard = catalog.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
-    })
-    .await
-    .context("a catalog query panicked")?
+        .map_err(|_| anyhow::anyhow!("the thread that reads the catalog for pages has stopped"))?;
+    answer.await.context("a catalog query panicked")?
 }

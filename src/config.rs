@@ -112,11 +112,17 @@ impl Default for Feeds {
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
     pub max_bytes: u64,
+    /// A file still parsing this long after its parse started is rejected as
+    /// too complex, so one hostile file delays the others by at most this.
+    pub parse_budget_ms: u64,
 }
 
 impl Default for Ingest {
     fn default() -> Self {
-        Ingest { max_bytes: 4 << 20 }
+        Ingest {
+            max_bytes: 4 << 20,
+            parse_budget_ms: 2000,
+        }
     }
 }
 
@@ -128,6 +134,10 @@ pub struct Watch {
     /// A full reconciliation scan this often, as a safety net for events the
     /// OS never delivered (network mounts, overflows). 0 disables it.
     pub rescan_secs: u64,
+    /// A batch that would remove more articles than this at once (a folder
+    /// emptied by a sync tool, a mount gone) is held until an operator runs
+    /// `feedwire apply-removals` or the files come back. 0 = no limit.
+    pub max_removals: usize,
 }
 
 impl Default for Watch {
@@ -135,6 +145,7 @@ impl Default for Watch {
         Watch {
             debounce_ms: 200,
             rescan_secs: 600,
+            max_removals: 50,
         }
     }
 }
@@ -174,12 +185,22 @@ impl Server {
 pub struct Log {
     /// A `tracing` filter (`info`, `feedwire=debug`); `RUST_LOG` wins if set.
     pub level: String,
+    /// `text` (human-readable) or `json` (one object per line, for log shippers).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Log {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -395,6 +416,9 @@ impl Config {
         }
         if self.ingest.max_bytes == 0 {
             bail!("ingest.max_bytes must be at least 1");
+        }
+        if self.ingest.parse_budget_ms == 0 {
+            bail!("ingest.parse_budget_ms must be at least 1");
         }
         if self.server.enabled {
             self.server.listen_addr()?;

@@ -23,6 +23,7 @@ pub mod serve;
 pub mod source;
 pub mod status;
 pub mod syndicate;
+pub mod watch;
 
 /// Make rustls use the `ring` provider for every HTTPS client in the
 /// process. feedwire builds reqwest without a bundled provider so that no C

@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use chrono_tz::Tz;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 /// A feed the catalog can list entries for.
@@ -54,6 +54,9 @@ impl FeedKey {
 pub struct FileStamp {
     pub size: u64,
     pub mtime_ns: i64,
+    /// A file replaced by another of the same size and mtime (a restore, a
+    /// sync tool) is a different inode, and is read again.
+    pub inode: u64,
     pub hash: String,
 }
 
@@ -95,6 +98,17 @@ pub struct Rejection {
     pub at: DateTime<Utc>,
 }
 
+/// A file whose disappearance is waiting for an operator (see
+/// `watch.max_removals`).
+#[derive(Debug, Clone)]
+pub struct HeldRemoval {
+    pub path: String,
+    pub id: String,
+    pub held_at: DateTime<Utc>,
+    /// `feedwire apply-removals` was run: removed at the next reconciliation.
+    pub approved: bool,
+}
+
 /// Per-feed publish record, for `status`.
 #[derive(Debug, Clone)]
 pub struct FeedRecord {
@@ -127,6 +141,25 @@ pub(crate) fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Trans
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
+/// Run `f` in an immediate transaction on a shared connection (the CLI's
+/// commands, which hold the catalog by `&`).
+fn write_transaction_on<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 impl Catalog {
     /// Open (creating if needed) the catalog at `path`.
     pub fn open(path: &Path, tz: Tz) -> Result<Catalog> {
@@ -134,9 +167,9 @@ impl Catalog {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the state folder {}", dir.display()))?;
         }
-        let conn = Connection::open(path)
+        let mut conn = Connection::open(path)
             .with_context(|| format!("cannot open the catalog {}", path.display()))?;
-        schema::prepare(&conn)
+        schema::prepare(&mut conn)
             .with_context(|| format!("cannot prepare the catalog {}", path.display()))?;
         Ok(Catalog { conn, tz })
     }
@@ -157,8 +190,8 @@ impl Catalog {
     pub fn known_files(&self) -> Result<HashMap<String, KnownFile>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT size, mtime_ns, hash, article_id, path FROM files")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(4)?, known_file(r)?)))?;
+            .prepare_cached("SELECT size, mtime_ns, hash, article_id, inode, path FROM files")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(5)?, known_file(r)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -169,15 +202,51 @@ impl Catalog {
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<HashMap<String, KnownFile>> {
         let mut out = HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT size, mtime_ns, hash, article_id FROM files WHERE path = ?1")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT size, mtime_ns, hash, article_id, inode FROM files WHERE path = ?1",
+        )?;
         for key in keys {
             if let Some(k) = stmt.query_row([key], known_file).optional()? {
                 out.insert(key.to_string(), k);
             }
         }
         Ok(out)
+    }
+
+    /// Removals waiting for an operator, oldest first.
+    pub fn held_removals(&self) -> Result<Vec<HeldRemoval>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, article_id, held_at, approved FROM held_removals ORDER BY held_at, path",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(HeldRemoval {
+                path: r.get(0)?,
+                id: r.get(1)?,
+                held_at: from_unix(r.get(2)?),
+                approved: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// `feedwire apply-removals`: approve every held removal. The next
+    /// reconciliation (a running daemon notices within a second) removes the
+    /// articles whose files are still gone. Returns how many were approved.
+    pub fn approve_held_removals(&self) -> Result<usize> {
+        Ok(write_transaction_on(&self.conn, |tx| {
+            tx.execute(
+                "UPDATE held_removals SET approved = 1 WHERE approved = 0",
+                [],
+            )
+        })?)
+    }
+
+    /// A number that changes whenever another connection commits to the
+    /// catalog: a cheap way for the daemon to notice an operator's command.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
 
     pub fn rejection_count(&self) -> Result<u64> {
@@ -198,6 +267,7 @@ impl Catalog {
             fresh_affected: BTreeSet::new(),
             changes: Vec::new(),
             counts: ChangeCounts::default(),
+            first_seen_taken: HashSet::new(),
         })
     }
 
@@ -205,7 +275,7 @@ impl Catalog {
     pub fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
-             WHERE m.feed = ?1 ORDER BY m.published DESC, m.article_id DESC LIMIT ?2",
+             WHERE m.feed = ?1 ORDER BY m.published_us DESC, m.article_id DESC LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![feed.column(), limit as i64], |r| {
             r.get::<_, String>(0)
@@ -360,6 +430,10 @@ pub struct Batch<'c> {
     /// Changes since the last drain.
     changes: Vec<Change>,
     counts: ChangeCounts,
+    /// First-seen times handed out in this batch: each is unique, so files
+    /// that arrive together (a burst, or an archive whose files share an
+    /// mtime) still have an order and distinct `updated` values.
+    first_seen_taken: HashSet<i64>,
 }
 
 impl Batch<'_> {
@@ -379,8 +453,10 @@ impl Batch<'_> {
     ) -> rusqlite::Result<Option<T>> {
         self.tx.prepare_cached(sql)?.query_row(params, f).optional()
     }
-    /// Store an accepted article read from `path`. `seen_at` is "now" for a
-    /// file never seen before.
+    /// Store an accepted article read from `path`. `seen_at` becomes its
+    /// first-seen time if its id is new (made unique within the batch by
+    /// moving it a microsecond at a time), and its change time if what it says
+    /// changed.
     pub fn upsert(
         &mut self,
         path: &str,
@@ -388,7 +464,7 @@ impl Batch<'_> {
         article: &Article,
         seen_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let seen_at = truncate_to_second(seen_at);
+        let seen_us = seen_at.timestamp_micros();
         // Who owns this id today? A different, still-present file wins.
         let owner: Option<String> = self
             .row(
@@ -416,15 +492,21 @@ impl Batch<'_> {
         let content_hash = article_hash(article);
         let identity: Option<(i64, String, i64)> = self
             .row(
-                "SELECT first_seen, content_hash, changed_at FROM identities WHERE id = ?1",
+                "SELECT first_seen_us, content_hash, changed_at_us FROM identities WHERE id = ?1",
                 [&article.id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(anyhow::Error::from)?;
         let (first_seen, changed_at) = match &identity {
             Some((first, hash, changed)) if *hash == content_hash => (*first, *changed),
-            Some((first, _, _)) => (*first, seen_at.timestamp()),
-            None => (seen_at.timestamp(), seen_at.timestamp()),
+            Some((first, _, _)) => (*first, seen_us.max(*first)),
+            None => {
+                let mut first = seen_us;
+                while !self.first_seen_taken.insert(first) {
+                    first += 1;
+                }
+                (first, first)
+            }
         };
         let published = article.published.unwrap_or_else(|| self.local(first_seen));
         // A content change moves `updated`; the file's own `updated` wins when given.
@@ -444,8 +526,8 @@ impl Batch<'_> {
         let entry_json = serde_json::to_string(&entry).map_err(anyhow::Error::from)?;
 
         self.exec(
-            "INSERT INTO identities(id, first_seen, content_hash, changed_at) VALUES(?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash, changed_at = excluded.changed_at",
+            "INSERT INTO identities(id, first_seen_us, content_hash, changed_at_us) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash, changed_at_us = excluded.changed_at_us",
             params![article.id, first_seen, content_hash, changed_at],
         )
         .map_err(anyhow::Error::from)?;
@@ -464,9 +546,9 @@ impl Batch<'_> {
             return Ok(());
         }
         self.exec(
-            "INSERT INTO articles(id, path, published, entry) VALUES(?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET path = excluded.path, published = excluded.published, entry = excluded.entry",
-            params![article.id, path, published.timestamp(), entry_json],
+            "INSERT INTO articles(id, path, published_us, entry) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET path = excluded.path, published_us = excluded.published_us, entry = excluded.entry",
+            params![article.id, path, published.timestamp_micros(), entry_json],
         )
         .map_err(anyhow::Error::from)?;
         self.exec(
@@ -485,8 +567,8 @@ impl Batch<'_> {
         }
         for feed in &new_feeds {
             self.exec(
-                "INSERT OR IGNORE INTO memberships(feed, published, article_id) VALUES(?1, ?2, ?3)",
-                params![feed.column(), published.timestamp(), article.id],
+                "INSERT OR IGNORE INTO memberships(feed, published_us, article_id) VALUES(?1, ?2, ?3)",
+                params![feed.column(), published.timestamp_micros(), article.id],
             )
             .map_err(anyhow::Error::from)?;
         }
@@ -513,8 +595,14 @@ impl Batch<'_> {
     /// The file's bytes changed but its content hash did not: refresh the stamp.
     pub fn touch(&mut self, path: &str, stamp: &FileStamp) -> Result<()> {
         self.exec(
-            "UPDATE files SET size = ?2, mtime_ns = ?3, hash = ?4 WHERE path = ?1",
-            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash],
+            "UPDATE files SET size = ?2, mtime_ns = ?3, hash = ?4, inode = ?5 WHERE path = ?1",
+            params![
+                path,
+                stamp.size as i64,
+                stamp.mtime_ns,
+                stamp.hash,
+                stamp.inode as i64
+            ],
         )?;
         Ok(())
     }
@@ -522,19 +610,24 @@ impl Batch<'_> {
     /// A file could not be ingested or stored: remember why, and take out any
     /// article it used to provide (the last good version must not linger under
     /// a file that now says something else).
+    ///
+    /// `duplicate_of` names the id another file holds, when that is the
+    /// reason: the file is read again when that owner leaves.
     pub fn reject(
         &mut self,
         path: &str,
         stamp: &FileStamp,
         reason: &str,
+        duplicate_of: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<()> {
         self.remove_path_article(path)?;
         self.record_file(path, stamp, None)?;
         self.exec(
-            "INSERT INTO rejections(path, reason, at) VALUES(?1, ?2, ?3)
-             ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, at = excluded.at",
-            params![path, reason, at.timestamp()],
+            "INSERT INTO rejections(path, reason, at, duplicate_of) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, at = excluded.at,
+               duplicate_of = excluded.duplicate_of",
+            params![path, reason, at.timestamp(), duplicate_of],
         )?;
         Ok(())
     }
@@ -545,18 +638,43 @@ impl Batch<'_> {
         let id = self.remove_path_article(path)?;
         self.exec("DELETE FROM files WHERE path = ?1", [path])?;
         self.exec("DELETE FROM rejections WHERE path = ?1", [path])?;
+        self.exec("DELETE FROM held_removals WHERE path = ?1", [path])?;
         let mut retry = Vec::new();
         if let Some(id) = id {
-            let pattern = format!("duplicate id `{id}`:%");
             let mut stmt = self
                 .tx
-                .prepare_cached("SELECT path FROM rejections WHERE reason LIKE ?1")?;
-            let rows = stmt.query_map([pattern], |r| r.get::<_, String>(0))?;
+                .prepare_cached("SELECT path FROM rejections WHERE duplicate_of = ?1")?;
+            let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
             for row in rows {
                 retry.push(row?);
             }
         }
         Ok(retry)
+    }
+
+    /// Keep the article of a file that disappeared in the feeds until an
+    /// operator approves its removal or the file comes back. Returns whether
+    /// the hold is new.
+    pub fn hold_removal(&mut self, path: &str, id: &str, at: DateTime<Utc>) -> Result<bool> {
+        Ok(self.exec(
+            "INSERT INTO held_removals(path, article_id, held_at) VALUES(?1, ?2, ?3)
+             ON CONFLICT(path) DO NOTHING",
+            params![path, id, at.timestamp()],
+        )? > 0)
+    }
+
+    /// Paths of held removals, and whether each was approved.
+    pub fn held_removal_paths(&self) -> Result<HashMap<String, bool>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT path, approved FROM held_removals")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The file of a held removal is back (or was read again): the hold ends.
+    pub fn release_hold(&mut self, path: &str) -> Result<bool> {
+        Ok(self.exec("DELETE FROM held_removals WHERE path = ?1", [path])? > 0)
     }
 
     fn remove_path_article(&mut self, path: &str) -> Result<Option<String>> {
@@ -603,16 +721,19 @@ impl Batch<'_> {
 
     fn record_file(&self, path: &str, stamp: &FileStamp, id: Option<&str>) -> Result<()> {
         self.exec(
-            "INSERT INTO files(path, size, mtime_ns, hash, article_id) VALUES(?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO files(path, size, mtime_ns, hash, article_id, inode) VALUES(?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
-               hash = excluded.hash, article_id = excluded.article_id",
-            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash, id],
+               hash = excluded.hash, article_id = excluded.article_id, inode = excluded.inode",
+            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash, id, stamp.inode as i64],
         )?;
         Ok(())
     }
 
-    fn local(&self, unix: i64) -> DateTime<FixedOffset> {
-        from_unix(unix).with_timezone(&self.tz).fixed_offset()
+    fn local(&self, unix_us: i64) -> DateTime<FixedOffset> {
+        DateTime::from_timestamp_micros(unix_us)
+            .unwrap_or_default()
+            .with_timezone(&self.tz)
+            .fixed_offset()
     }
 
     /// Feeds this batch has touched so far.
@@ -653,6 +774,7 @@ fn known_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownFile> {
         stamp: FileStamp {
             size: r.get::<_, i64>(0)? as u64,
             mtime_ns: r.get(1)?,
+            inode: r.get::<_, i64>(4)? as u64,
             hash: r.get(2)?,
         },
         id: r.get(3)?,
@@ -666,10 +788,6 @@ fn article_hash(article: &Article) -> String {
     normalised.encoding = crate::article::Encoding::Utf8;
     let json = serde_json::to_vec(&normalised).expect("articles always serialise");
     blake3::hash(&json).to_hex()[..32].to_string()
-}
-
-fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    from_unix(t.timestamp())
 }
 
 fn from_unix(secs: i64) -> DateTime<Utc> {

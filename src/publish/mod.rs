@@ -18,6 +18,7 @@ pub use store::{Served, Store};
 
 use crate::render::Document;
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -29,29 +30,65 @@ pub struct Report {
     pub unchanged: usize,
     /// Documents the gate refused, with the reason; their last good version stays.
     pub refused: Vec<(String, String)>,
+    /// Versions first published in this round: the caller persists them, so
+    /// `Last-Modified` survives restarts.
+    pub new_versions: Vec<(String, Version)>,
+}
+
+/// One version of a published document: its content hash and when it was
+/// first published. HTTP's `Last-Modified` is that moment, never a date
+/// taken from the entries: after a deletion the newest entry is older than
+/// before, and a client asking `If-Modified-Since` must still see the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// First 32 hex digits of the BLAKE3 hash of the bytes.
+    pub hash: String,
+    pub first_published: DateTime<Utc>,
 }
 
 pub struct Publisher {
     feeds_dir: PathBuf,
     /// Content hash of what is on disk, per path; filled lazily from disk.
     on_disk: HashMap<String, blake3::Hash>,
+    /// The current version of each path, seeded from the catalog's record.
+    versions: HashMap<String, Version>,
     store: Option<Store>,
 }
 
 impl Publisher {
-    pub fn new(feeds_dir: PathBuf, store: Option<Store>) -> Result<Publisher> {
+    /// `known` is what the catalog recorded of earlier rounds (path → version).
+    pub fn new(
+        feeds_dir: PathBuf,
+        store: Option<Store>,
+        known: HashMap<String, Version>,
+    ) -> Result<Publisher> {
         std::fs::create_dir_all(&feeds_dir)
             .with_context(|| format!("cannot create the feeds folder {}", feeds_dir.display()))?;
         Ok(Publisher {
             feeds_dir,
             on_disk: HashMap::new(),
+            versions: known,
             store,
         })
     }
 
-    /// Hash of what was last published at `path`.
-    pub fn content_hash(&self, path: &str) -> Option<blake3::Hash> {
-        self.on_disk.get(path).copied()
+    /// The version of a path as a new round with these bytes makes it: the
+    /// same when the bytes are, else first published now, but never before
+    /// the version it replaces (a clock stepped back must not make
+    /// `Last-Modified` go backwards).
+    fn next_version(&self, path: &str, hash: &blake3::Hash, now: DateTime<Utc>) -> Version {
+        let hash = hash.to_hex()[..32].to_string();
+        match self.versions.get(path) {
+            Some(v) if v.hash == hash => v.clone(),
+            Some(v) => Version {
+                hash,
+                first_published: now.max(v.first_published),
+            },
+            None => Version {
+                hash,
+                first_published: now,
+            },
+        }
     }
 
     pub fn store(&self) -> Option<&Store> {
@@ -91,6 +128,10 @@ impl Publisher {
             .collect();
         let mut report = Report::default();
         let mut dirs = std::collections::BTreeSet::new();
+        // Whole seconds: HTTP dates carry no more, and a version published
+        // within the second of its predecessor then shares its date rather
+        // than appearing a fraction later and being rounded down to it.
+        let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default();
         for (doc, fate) in docs.iter().zip(fates) {
             let hash = match fate? {
                 Fate::Refused(reason) => {
@@ -111,8 +152,15 @@ impl Publisher {
                 }
             };
             self.on_disk.insert(doc.path.clone(), hash);
+            let version = self.next_version(&doc.path, &hash, now);
+            if self.versions.get(&doc.path) != Some(&version) {
+                self.versions.insert(doc.path.clone(), version.clone());
+                report
+                    .new_versions
+                    .push((doc.path.clone(), version.clone()));
+            }
             if let Some(store) = &self.store {
-                store.put(doc, hash);
+                store.put(doc, hash, version.first_published);
             }
         }
         for dir in dirs {

@@ -30,6 +30,11 @@ use std::time::{Duration, Instant};
 /// article bodies, never the archive.
 const CHUNK: usize = 512;
 
+/// Removals count against `watch.max_removals` over this window, not only
+/// per batch: a sync tool deleting files over several seconds arrives as
+/// several batches, and must trip the guard as one deletion would.
+const REMOVAL_WINDOW: Duration = Duration::from_secs(60);
+
 /// Re-parse everything when the parser changes (a new feedwire version).
 fn parser_version() -> String {
     format!("{}+{}", env!("CARGO_PKG_VERSION"), ingest::REVISION)
@@ -83,6 +88,9 @@ pub struct Pipeline {
     readers: rayon::ThreadPool,
     /// Set by [`Pipeline::interrupt_handle`]'s owner to abandon a batch.
     interrupted: Arc<AtomicBool>,
+    /// Articles removed (not approved by an operator) in the last
+    /// [`REMOVAL_WINDOW`], by batch.
+    recent_removals: std::collections::VecDeque<(Instant, usize)>,
 }
 
 /// What reading one file gave. Short-lived (one chunk of files), so the
@@ -149,6 +157,7 @@ impl Pipeline {
             hooks: Vec::new(),
             readers,
             interrupted: Arc::default(),
+            recent_removals: Default::default(),
         })
     }
 
@@ -294,8 +303,20 @@ impl Pipeline {
         let still_holding = held
             .iter()
             .any(|(path, approved)| !approved && !outcome.released.contains(path));
+        let clock = Instant::now();
+        while self
+            .recent_removals
+            .front()
+            .is_some_and(|(at, _)| clock.duration_since(*at) > REMOVAL_WINDOW)
+        {
+            self.recent_removals.pop_front();
+        }
+        let recent: usize = self.recent_removals.iter().map(|(_, n)| n).sum();
         let hold = !with_article.is_empty()
-            && (still_holding || (max_removals > 0 && with_article.len() > max_removals));
+            && (still_holding || (max_removals > 0 && recent + with_article.len() > max_removals));
+        if !hold && !with_article.is_empty() {
+            self.recent_removals.push_back((clock, with_article.len()));
+        }
         outcome.hold_started = hold && !still_holding;
         for key in candidates {
             match known.get(&key).and_then(|f| f.id.as_deref()) {
@@ -719,4 +740,82 @@ fn read_one(
         ingest::parse(name, &bytes, opts)
     };
     Read::Parsed(stamp, result.map(Box::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk of one file whose read runs `work` on a reader thread.
+    fn one(
+        pool: &rayon::ThreadPool,
+        budget: Duration,
+        work: impl FnOnce() -> Read + Send + 'static,
+    ) -> Submitted {
+        let (tx, rx) = mpsc::channel();
+        pool.spawn(move || {
+            let _ = tx.send((0, ReadEvent::Started(Instant::now())));
+            let read = work();
+            let _ = tx.send((0, ReadEvent::Done(read)));
+        });
+        Submitted {
+            reads: vec![None],
+            waiting: 1,
+            paths: vec![PathBuf::from("/nonexistent/slow.md")],
+            rx,
+            budget,
+        }
+    }
+
+    fn pool() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+    }
+
+    /// One slow file is cut off at the budget with a reason an editor can
+    /// act on; the batch does not wait for it.
+    #[test]
+    fn a_parse_over_budget_is_rejected_without_waiting_for_it() {
+        let pool = pool();
+        let slow = one(&pool, Duration::from_millis(100), || {
+            std::thread::sleep(Duration::from_secs(3));
+            Read::Unchanged
+        });
+        let reads = slow.collect(&AtomicBool::new(false)).unwrap();
+        match &reads[0] {
+            Read::Unreadable(_, reason) => {
+                assert!(reason.contains("ingest.parse_budget_ms"), "{reason}")
+            }
+            _ => panic!("a file over budget must be rejected"),
+        }
+    }
+
+    /// Shutdown interrupts a batch waiting on a long parse.
+    #[test]
+    fn an_interrupt_stops_waiting_for_reads() {
+        let pool = pool();
+        let slow = one(&pool, Duration::from_secs(60), || {
+            std::thread::sleep(Duration::from_secs(3));
+            Read::Unchanged
+        });
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            setter.store(true, Ordering::Relaxed);
+        });
+        let err = slow.collect(&flag).err().expect("interrupted");
+        assert!(err.is::<Interrupted>(), "{err:#}");
+    }
+
+    /// A read that finishes within the budget is kept.
+    #[test]
+    fn a_read_within_budget_is_kept() {
+        let pool = pool();
+        let quick = one(&pool, Duration::from_secs(60), || Read::Unsettled);
+        let reads = quick.collect(&AtomicBool::new(false)).unwrap();
+        assert!(matches!(reads[0], Read::Unsettled));
+    }
 }

@@ -81,7 +81,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let addr = listener.local_addr().ok();
-    tracing::info!(address = ?addr, "HTTP server listening");
+    if let Some(addr) = addr {
+        tracing::info!(address = %addr, "HTTP server listening");
+    }
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

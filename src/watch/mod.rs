@@ -26,6 +26,12 @@ const OPEN_WRITER_PATIENCE: Duration = Duration::from_secs(3);
 /// instead of in one long silence.
 const MAX_BATCH: usize = 5000;
 
+/// A file that is gone waits this long after its last event before its
+/// removal is handed over, and then every other gone file goes with it: a
+/// folder emptied by `rm` or a sync tool arrives as one batch, which the
+/// pipeline's `watch.max_removals` guard can see whole.
+const REMOVAL_SETTLE: Duration = Duration::from_secs(1);
+
 /// While the articles folder is missing, look for it this often.
 const FOLDER_POLL: Duration = Duration::from_secs(1);
 
@@ -146,7 +152,11 @@ impl Watch {
 
     /// How long the caller may sleep before [`Watch::take`] has something.
     pub fn timeout(&self, now: Instant) -> Duration {
-        let mut deadline = self.pending.values().map(|p| p.due(self.debounce)).min();
+        let mut deadline = self
+            .pending
+            .iter()
+            .map(|(key, p)| self.ready_at(key, p))
+            .min();
         if let Some(r) = self.next_rescan {
             deadline = Some(deadline.map_or(r, |d| d.min(r)));
         }
@@ -225,12 +235,21 @@ impl Watch {
             self.next_rescan = self.rescan_every.map(|d| now + d);
             return Some(Work::Reconcile(reason));
         }
-        let mut ready: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.due(self.debounce) <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut removals_due = false;
+        let mut ready: Vec<String> = Vec::new();
+        for (key, p) in &self.pending {
+            if self.ready_at(key, p) > now {
+                continue;
+            }
+            if self.gone(key) {
+                removals_due = true;
+            } else {
+                ready.push(key.clone());
+            }
+        }
+        if removals_due {
+            ready.extend(self.pending.keys().filter(|k| self.gone(k)).cloned());
+        }
         if ready.is_empty() {
             return None;
         }
@@ -251,6 +270,21 @@ impl Watch {
             provisional,
             first_event,
         })
+    }
+
+    fn gone(&self, key: &str) -> bool {
+        std::fs::symlink_metadata(self.root.join(key)).is_err()
+    }
+
+    /// When a pending file may be handed over: after the debounce, and for a
+    /// file that is gone, after [`REMOVAL_SETTLE`] too.
+    fn ready_at(&self, key: &str, p: &Pending) -> Instant {
+        let due = p.due(self.debounce);
+        if self.gone(key) {
+            due.max(p.last_event + REMOVAL_SETTLE)
+        } else {
+            due
+        }
     }
 
     /// Files still changing go back to wait for their next quiet moment,
@@ -329,5 +363,54 @@ impl Watch {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, Event};
+
+    fn watch(dir: &Path) -> Watch {
+        let (tx, _rx) = mpsc::channel();
+        Watch::start(dir, Duration::from_millis(10), None, tx).unwrap()
+    }
+
+    /// A file's wait is counted from when its first event arrived, not from
+    /// when the pipeline thread got round to it.
+    #[test]
+    fn a_batch_carries_the_arrival_time_of_each_file_s_first_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("a.txt"), "x").unwrap();
+        let mut w = watch(&root);
+        let arrived = Instant::now() - Duration::from_secs(5);
+        let event = Event::new(EventKind::Create(CreateKind::File)).add_path(root.join("a.txt"));
+        w.note(Ok(event), arrived);
+        let later = Instant::now() + Duration::from_secs(10);
+        match w.take(later) {
+            Some(Work::Files { first_event, .. }) => {
+                assert_eq!(first_event.get("a.txt"), Some(&arrived))
+            }
+            _ => panic!("a.txt should be due"),
+        }
+    }
+
+    /// Reading a file (feedwire's own read included) never makes it pending.
+    #[test]
+    fn reads_are_not_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("a.txt"), "x").unwrap();
+        let mut w = watch(&root);
+        for kind in [
+            AccessKind::Open(notify::event::AccessMode::Any),
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Read,
+        ] {
+            let event = Event::new(EventKind::Access(kind)).add_path(root.join("a.txt"));
+            w.note(Ok(event), Instant::now());
+        }
+        assert!(w.take(Instant::now() + Duration::from_secs(10)).is_none());
     }
 }

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod render;
 pub mod serve;
+pub mod site;
 pub mod source;
 pub mod status;
 pub mod syndicate;

@@ -15,6 +15,7 @@ use crate::article::{Category, Entry};
 use crate::catalog::FeedKey;
 use crate::config::Config;
 use crate::html::escape_html;
+use crate::site;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
@@ -199,7 +200,7 @@ pub fn render_deletion(
     id: &str,
     when: DateTime<FixedOffset>,
 ) -> Result<Vec<u8>> {
-    let entry_id = cfg.entry_id(id);
+    let entry_id = site::entry_id(cfg, id);
     let when = when.to_rfc3339();
     match kind {
         DocKind::Atom | DocKind::Rss => {
@@ -238,7 +239,7 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn self_url(&self, kind: DocKind) -> String {
-        self.cfg.feed_url(&self.info.path(kind))
+        site::feed_url(self.cfg, &self.info.path(kind))
     }
     fn feed_id(&self) -> String {
         format!(

@@ -76,7 +76,7 @@ pub struct Outcome {
 
 /// Hook run inside a batch's transaction, before commit; syndication uses it
 /// to enqueue deliveries atomically with the change that caused them.
-pub type CommitHook = Box<dyn FnMut(&crate::catalog::Batch<'_>) -> Result<()> + Send>;
+pub type CommitHook = Box<dyn FnMut(&mut crate::catalog::Batch<'_>) -> Result<()> + Send>;
 
 pub struct Pipeline {
     pub cfg: Config,

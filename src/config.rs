@@ -112,11 +112,17 @@ impl Default for Feeds {
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
     pub max_bytes: u64,
+    /// A file still parsing this long after its parse started is rejected as
+    /// too complex, so one hostile file delays the others by at most this.
+    pub parse_budget_ms: u64,
 }
 
 impl Default for Ingest {
     fn default() -> Self {
-        Ingest { max_bytes: 4 << 20 }
+        Ingest {
+            max_bytes: 4 << 20,
+            parse_budget_ms: 2000,
+        }
     }
 }
 
@@ -128,6 +134,10 @@ pub struct Watch {
     /// A full reconciliation scan this often, as a safety net for events the
     /// OS never delivered (network mounts, overflows). 0 disables it.
     pub rescan_secs: u64,
+    /// A batch that would remove more articles than this at once (a folder
+    /// emptied by a sync tool, a mount gone) is held until an operator runs
+    /// `feedwire apply-removals` or the files come back. 0 = no limit.
+    pub max_removals: usize,
 }
 
 impl Default for Watch {
@@ -135,6 +145,7 @@ impl Default for Watch {
         Watch {
             debounce_ms: 200,
             rescan_secs: 600,
+            max_removals: 50,
         }
     }
 }
@@ -236,12 +247,22 @@ impl Server {
 pub struct Log {
     /// A `tracing` filter (`info`, `feedwire=debug`); `RUST_LOG` wins if set.
     pub level: String,
+    /// `text` (human-readable) or `json` (one object per line, for log shippers).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Log {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -458,6 +479,9 @@ impl Config {
         if self.ingest.max_bytes == 0 {
             bail!("ingest.max_bytes must be at least 1");
         }
+        if self.ingest.parse_budget_ms == 0 {
+            bail!("ingest.parse_budget_ms must be at least 1");
+        }
         if self.server.enabled {
             self.server.listen_addr()?;
         }
@@ -542,49 +566,29 @@ impl Config {
         self.paths.state.join("catalog.sqlite")
     }
 
-    /// The public URL of a published document (path relative to the feeds folder).
+    /// See [`crate::site::feed_url`].
     pub fn feed_url(&self, rel_path: &str) -> String {
-        format!("{}/feeds/{}", self.site.base_url, rel_path)
+        crate::site::feed_url(self, rel_path)
     }
 
-    /// Where an entry links to.
+    /// See [`crate::site::article_link`].
     pub fn article_link(&self, id: &str) -> String {
-        let id_enc = encode_path_segment(id);
-        if self.site.article_url.is_empty() {
-            format!("{}/articles/{}", self.site.base_url, id_enc)
-        } else {
-            self.site
-                .article_url
-                .replace("{base_url}", &self.site.base_url)
-                .replace("{id}", &id_enc)
-        }
+        crate::site::article_link(self, id)
     }
 
-    /// The permanent id of an entry: the article's own id when it is already
-    /// an absolute URI (`urn:uuid:…`), else a `tag:` URI.
+    /// See [`crate::site::entry_id`].
     pub fn entry_id(&self, id: &str) -> String {
-        if is_absolute_uri(id) {
-            id.to_string()
-        } else {
-            format!(
-                "tag:{}:articles/{}",
-                self.site.tag_authority,
-                encode_path_segment(id)
-            )
-        }
+        crate::site::entry_id(self, id)
     }
 
-    /// The built-in hub's URL, when it is on.
+    /// See [`crate::site::hub_url`].
     pub fn hub_url(&self) -> Option<String> {
-        (self.websub.builtin_hub && self.server.enabled)
-            .then(|| format!("{}/hub", self.site.base_url))
+        crate::site::hub_url(self)
     }
 
-    /// Every hub a feed should advertise.
+    /// See [`crate::site::advertised_hubs`].
     pub fn advertised_hubs(&self) -> Vec<String> {
-        let mut hubs: Vec<String> = self.hub_url().into_iter().collect();
-        hubs.extend(self.websub.hubs.iter().cloned());
-        hubs
+        crate::site::advertised_hubs(self)
     }
 }
 
@@ -597,26 +601,9 @@ fn resolve_env(value: &str) -> Result<String> {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters and `:`,
-/// so ids with spaces or Vietnamese letters still give valid URLs.
+/// See [`crate::site::encode_segment`].
 pub fn encode_path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn is_absolute_uri(s: &str) -> bool {
-    (s.starts_with("urn:")
-        || s.starts_with("tag:")
-        || s.starts_with("http://")
-        || s.starts_with("https://"))
-        && url::Url::parse(s).is_ok()
+    crate::site::encode_segment(s)
 }
 
 #[cfg(test)]
@@ -672,26 +659,5 @@ mod tests {
                 "error for {text:?} should name {key}: {err}"
             );
         }
-    }
-
-    #[test]
-    fn entry_ids_are_tag_uris_unless_already_absolute() {
-        let cfg = parse("[site]\ntag_authority = \"ttxvn.example,2026\"").unwrap();
-        assert_eq!(
-            cfg.entry_id("000_ab"),
-            "tag:ttxvn.example,2026:articles/000_ab"
-        );
-        assert_eq!(
-            cfg.entry_id("urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"),
-            "urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
-        );
-        assert_eq!(
-            cfg.entry_id("tin mới"),
-            "tag:ttxvn.example,2026:articles/tin%20m%E1%BB%9Bi"
-        );
-        assert_eq!(
-            cfg.article_link("a b"),
-            "http://127.0.0.1:8080/articles/a%20b"
-        );
     }
 }

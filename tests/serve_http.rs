@@ -140,11 +140,18 @@ impl Fixture {
         let stamp = FileStamp {
             size: a.title.len() as u64,
             mtime_ns: 1,
+            inode: 1,
             hash: a.id.clone(),
         };
         batch
             .upsert(&format!("{}.txt", a.id), &stamp, a, Utc::now())
             .unwrap();
+        batch.commit().unwrap();
+    }
+
+    fn remove(&mut self, id: &str) {
+        let mut batch = self.writer.batch().unwrap();
+        batch.remove_file(&format!("{id}.txt")).unwrap();
         batch.commit().unwrap();
     }
 
@@ -338,15 +345,22 @@ fn serve_http01_content_types_and_documents_match_disk() {
     }
 }
 
-/// HTTP-03 and WebSub discovery: Last-Modified is an IMF-fixdate of the
-/// newest entry, and Link carries rel=self and every advertised hub.
+/// HTTP-03 and WebSub discovery: Last-Modified is an IMF-fixdate of when
+/// this version was first published (not an entry's date: see
+/// `serve_last_modified_never_goes_back_after_a_delete`), never after Date;
+/// Link carries rel=self and every advertised hub.
 #[test]
 fn serve_http03_last_modified_and_link_headers() {
     let f = Fixture::start();
     let r = f.get("/feeds/xay-dung-dang/atom.xml");
     let h = r.headers();
-    // Newest entry: 2023-08-04T09:00:00+07:00.
-    assert_eq!(header(h, "last-modified"), "Fri, 04 Aug 2023 02:00:00 GMT");
+    let lm = httpdate::parse_http_date(header(h, "last-modified")).unwrap();
+    let date = httpdate::parse_http_date(header(h, "date")).unwrap();
+    assert!(lm <= date, "Last-Modified after Date");
+    assert!(
+        date.duration_since(lm).unwrap() < Duration::from_secs(300),
+        "Last-Modified is when the fixture published, not the newest entry's 2023 date"
+    );
     let links: Vec<&str> = h
         .get_all("link")
         .iter()
@@ -421,10 +435,13 @@ fn serve_http04_if_none_match_gives_304() {
 #[test]
 fn serve_http04_if_modified_since_gives_304() {
     let f = Fixture::start();
+    // Last-Modified is the publish moment: let a second pass so that one
+    // second after it is not a date in the future (which is ignored).
+    std::thread::sleep(Duration::from_millis(1100));
     let first = f.get("/feeds/atom.xml");
     let lm = header(first.headers(), "last-modified").to_string();
     let lm_time = httpdate::parse_http_date(&lm).unwrap();
-    let later = httpdate::fmt_http_date(lm_time + Duration::from_secs(3600));
+    let later = httpdate::fmt_http_date(lm_time + Duration::from_secs(1));
     let earlier = httpdate::fmt_http_date(lm_time - Duration::from_secs(1));
     let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(86400));
 
@@ -548,6 +565,7 @@ fn serve_http02_publish_changes_served_feed_and_etag() {
     let mut f = Fixture::start();
     let before = f.get("/feeds/xay-dung-dang/rss.xml");
     let old_etag = header(before.headers(), "etag").to_string();
+    let old_lm = httpdate::parse_http_date(header(before.headers(), "last-modified")).unwrap();
     assert_eq!(parse_feed(&before.bytes().unwrap()).entries.len(), 2);
 
     // Publishing again with nothing new keeps the ETag (deterministic output).
@@ -570,10 +588,8 @@ fn serve_http02_publish_changes_served_feed_and_etag() {
     assert_eq!(after.status(), 200, "a stale ETag must not hide the update");
     let new_etag = header(after.headers(), "etag").to_string();
     assert_ne!(new_etag, old_etag);
-    assert_eq!(
-        header(after.headers(), "last-modified"),
-        "Sat, 05 Aug 2023 03:00:00 GMT"
-    );
+    let new_lm = httpdate::parse_http_date(header(after.headers(), "last-modified")).unwrap();
+    assert!(new_lm >= old_lm, "Last-Modified moved backwards");
     let body = after.bytes().unwrap();
     assert_eq!(&body[..], &f.disk("xay-dung-dang/rss.xml")[..]);
     let feed = parse_feed(&body);
@@ -1319,4 +1335,36 @@ fn serve_graceful_shutdown_finishes_in_flight_requests() {
     done.recv_timeout(Duration::from_secs(15))
         .expect("serve() did not return after shutdown with slow clients connected")
         .expect("serve() ends Ok");
+}
+
+/// Issue 9 point 2: deleting the newest article makes the feed's newest
+/// entry older, but its Last-Modified must not go back: a client sending only
+/// If-Modified-Since with the date it saw must get the changed feed.
+#[test]
+fn serve_last_modified_never_goes_back_after_a_delete() {
+    let mut f = Fixture::start();
+    let path = "/feeds/xay-dung-dang/atom.xml";
+    let before = f.get(path);
+    let lm_before = header(before.headers(), "last-modified").to_string();
+    let etag_before = header(before.headers(), "etag").to_string();
+    // The next version is published at least a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    f.remove("urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b");
+    f.publish();
+    let after = f.get_with(path, &[("if-modified-since", &lm_before)]);
+    assert_eq!(
+        after.status(),
+        200,
+        "the feed changed: If-Modified-Since {lm_before} must not get 304"
+    );
+    assert_ne!(header(after.headers(), "etag"), etag_before);
+    let parse = |s: &str| httpdate::parse_http_date(s).unwrap();
+    let lm_after = header(after.headers(), "last-modified").to_string();
+    assert!(
+        parse(&lm_after) > parse(&lm_before),
+        "Last-Modified {lm_after} is not later than {lm_before}"
+    );
+    // And a client holding the new date revalidates.
+    let again = f.get_with(path, &[("if-modified-since", &lm_after)]);
+    assert_eq!(again.status(), 304);
 }

@@ -84,14 +84,9 @@ pub fn start(
     let hook_cfg = cfg.clone();
     let hook_wake = wake.clone();
     pipeline.add_commit_hook(Box::new(move |batch| {
-        let n = outbox::enqueue(
-            batch.transaction(),
-            &hook_cfg,
-            batch.affected_since_drain(),
-            batch.changes(),
-            outbox::now_ms(),
-        )?;
-        if n > 0 {
+        let deliveries =
+            outbox::deliveries(&hook_cfg, batch.affected_since_drain(), batch.changes())?;
+        if batch.enqueue(&deliveries)? > 0 {
             hook_wake.notify_one();
         }
         Ok(())

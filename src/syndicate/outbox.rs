@@ -15,7 +15,7 @@
 //! hub or subscriber never fetches the previous one.
 
 use super::partner;
-use crate::catalog::{Change, FeedKey, write_transaction};
+use crate::catalog::{Change, FeedKey, NewDelivery, write_transaction};
 use crate::config::Config;
 use crate::render::{DocKind, FeedInfo};
 use anyhow::Result;
@@ -57,37 +57,7 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Fanout,
-    WebSub,
-    Hub,
-    Ping,
-    Partner,
-}
-
-impl Kind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Kind::Fanout => "fanout",
-            Kind::WebSub => "websub",
-            Kind::Hub => "hub",
-            Kind::Ping => "ping",
-            Kind::Partner => "partner",
-        }
-    }
-    fn parse(s: &str) -> Option<Kind> {
-        [
-            Kind::Fanout,
-            Kind::WebSub,
-            Kind::Hub,
-            Kind::Ping,
-            Kind::Partner,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
+pub(crate) use crate::catalog::DeliveryKind as Kind;
 
 /// One delivery taken from the outbox.
 #[derive(Debug, Clone)]
@@ -143,61 +113,53 @@ pub(crate) fn topic_paths(cfg: &Config, affected: &BTreeSet<FeedKey>) -> Vec<Str
     out
 }
 
-/// The commit hook's work: queue every delivery a batch causes, inside the
-/// batch's transaction. Returns how many rows were queued.
-pub(crate) fn enqueue(
-    conn: &Connection,
+/// The commit hook's work: every delivery a batch causes, to be queued in
+/// the batch's own transaction.
+pub(crate) fn deliveries(
     cfg: &Config,
     affected: &BTreeSet<FeedKey>,
     changes: &[Change],
-    now: i64,
-) -> Result<usize> {
-    let mut n = 0;
-    let mut gated = conn.prepare_cached(
-        "INSERT INTO syndicate_outbox(kind, target, topic, ready, created_ms, next_ms)
-         SELECT ?1, ?2, ?3, 0, ?4, ?4
-         WHERE NOT EXISTS (SELECT 1 FROM syndicate_outbox
-                           WHERE kind = ?1 AND target = ?2 AND topic = ?3 AND ready = 0 AND attempts = 0)",
-    )?;
+) -> Result<Vec<NewDelivery>> {
+    let mut out = Vec::new();
     let paths = topic_paths(cfg, affected);
+    let feed = |kind: Kind, target: &str, topic: &str| NewDelivery::Feed {
+        kind,
+        target: target.to_string(),
+        topic: topic.to_string(),
+    };
     if cfg.hub_url().is_some() {
         for path in &paths {
-            n += gated.execute(params![Kind::Fanout.as_str(), "", path, now])?;
+            out.push(feed(Kind::Fanout, "", path));
         }
     }
     for hub in &cfg.websub.hubs {
         for path in &paths {
-            n += gated.execute(params![Kind::Hub.as_str(), hub, path, now])?;
+            out.push(feed(Kind::Hub, hub, path));
         }
     }
     if !paths.is_empty() {
         // The main feed changes with every article: its path gates the ping.
         let main = FeedInfo::new(cfg, FeedKey::Main, None).path(DocKind::Rss);
         for server in &cfg.websub.ping_servers {
-            n += gated.execute(params![Kind::Ping.as_str(), server, main, now])?;
+            out.push(feed(Kind::Ping, server, &main));
         }
     }
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO syndicate_outbox(kind, target, article, body, content_type, idem, ready, created_ms, next_ms)
-         VALUES('partner', ?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
-    )?;
     for change in changes {
         for p in &cfg.partners {
             if !partner::wants(p, change) {
                 continue;
             }
             let doc = partner::document(cfg, p, change, chrono::Utc::now())?;
-            n += insert.execute(params![
-                p.name,
-                change.id(),
-                doc.body,
-                doc.content_type,
-                doc.idempotency_key,
-                now
-            ])?;
+            out.push(NewDelivery::Partner {
+                partner: p.name.clone(),
+                article: change.id().to_string(),
+                body: doc.body,
+                content_type: doc.content_type,
+                idempotency_key: doc.idempotency_key,
+            });
         }
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// The Store has a new version of `path`: its gated rows may go.

@@ -236,7 +236,13 @@ async fn send_websub(shared: &Shared, row: Row, secret: Option<String>) -> Outco
     let Ok(url) = url::Url::parse(&row.target) else {
         return Outcome::Dropped(row.id);
     };
-    if let Err(reason) = allow::check(&shared.cfg.websub, &url).await {
+    if let Err(reason) = allow::check(
+        &shared.cfg.websub,
+        &url,
+        Duration::from_millis(shared.cfg.delivery.timeout_ms),
+    )
+    .await
+    {
         return failed(row, reason);
     }
     let topic_url = shared.cfg.feed_url(&row.topic);

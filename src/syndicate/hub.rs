@@ -64,7 +64,13 @@ async fn post_hub(State(st): State<HubState>, body: Bytes) -> (StatusCode, Strin
     };
     // Host policy before anything is sent: a refused host is never contacted,
     // not even with a denial (the hub must not probe hosts it refuses).
-    if let Err(reason) = allow::check(&st.shared.cfg.websub, &req.callback).await {
+    if let Err(reason) = allow::check(
+        &st.shared.cfg.websub,
+        &req.callback,
+        std::time::Duration::from_millis(st.shared.cfg.delivery.timeout_ms),
+    )
+    .await
+    {
         tracing::info!(reason = %reason, "hub subscription refused: callback host not allowed");
         return (StatusCode::FORBIDDEN, format!("{reason}\n"));
     }

@@ -132,8 +132,8 @@ async fn run_async(mut cfg: Config) -> Result<()> {
             metrics: metrics.clone(),
             catalog: Arc::new(std::sync::Mutex::new(catalog)),
         };
-        let router =
-            crate::serve::router(state).merge(crate::syndicate::hub_router(&cfg, &pipeline)?);
+        let router = crate::serve::router(state)
+            .merge(crate::syndicate::hub_router(&cfg, &pipeline, &metrics)?);
         let mut stop = shutdown_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {

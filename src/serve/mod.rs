@@ -82,10 +82,13 @@ pub async fn serve(
 ) -> Result<()> {
     let addr = listener.local_addr().ok();
     tracing::info!(address = ?addr, "HTTP server listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server stopped with an error")
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("the HTTP server stopped with an error")
 }
 
 /// Count each request under its route label and final status.

@@ -536,11 +536,18 @@ secret = "k"
 /// another address still gets in.
 #[test]
 fn a_flood_from_one_address_is_rate_limited_and_cannot_fill_a_topic() {
-    const FLOOD: usize = 2_000;
-    const TOPIC_LIMIT: usize = 500;
+    // The scale is FEEDWIRE_ABUSE_FLOOD=10100 FEEDWIRE_ABUSE_TOPIC_LIMIT=10000.
+    let env = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let flood = env("FEEDWIRE_ABUSE_FLOOD", 2_000);
+    let topic_limit = env("FEEDWIRE_ABUSE_TOPIC_LIMIT", 500);
     let echo = Echo::start(Duration::ZERO);
     let (site, base) = site(&format!(
-        "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nmax_subscriptions_per_topic = {TOPIC_LIMIT}\n"
+        "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nmax_subscriptions_per_topic = {topic_limit}\n"
     ));
     let daemon = site.start();
     let topic = format!("{base}/feeds/atom.xml");
@@ -548,7 +555,7 @@ fn a_flood_from_one_address_is_rate_limited_and_cannot_fill_a_topic() {
     let attacker = client_from("127.0.0.1");
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     let mut retry_after_missing = 0;
-    for i in 0..FLOOD {
+    for i in 0..flood {
         let answer = subscribe(&attacker, &base, &topic, &echo.url(&format!("/flood/{i}")));
         *statuses.entry(answer.status).or_default() += 1;
         if answer.status == 429 && answer.retry_after.is_none() {
@@ -569,7 +576,7 @@ fn a_flood_from_one_address_is_rate_limited_and_cannot_fill_a_topic() {
         (n == echo.count("/", "subscribe")).then_some(n)
     });
     println!(
-        "MEASUREMENT flood of {FLOOD} subscribe requests from one address: answers {statuses:?}; {active} active subscriptions (topic limit {TOPIC_LIMIT}); legitimate subscriber {} after {:.3} s; daemon peak RSS {:.1} MiB (before {:.1} MiB)",
+        "MEASUREMENT flood of {flood} subscribe requests from one address: answers {statuses:?}; {active} active subscriptions (topic limit {topic_limit}); legitimate subscriber {} after {:.3} s; daemon peak RSS {:.1} MiB (before {:.1} MiB)",
         if denied_legit > 0 {
             "DENIED"
         } else {
@@ -583,13 +590,13 @@ fn a_flood_from_one_address_is_rate_limited_and_cannot_fill_a_topic() {
     assert_eq!(denied_legit, 0, "the legitimate subscriber was denied");
     let limited = statuses.get(&429).copied().unwrap_or(0);
     assert!(
-        limited > FLOOD / 2,
+        limited > flood / 2,
         "most of the flood should be answered 429: {statuses:?}"
     );
     assert_eq!(retry_after_missing, 0, "every 429 carries Retry-After");
     assert!(
-        active < TOPIC_LIMIT / 2,
-        "one address holds {active} subscriptions of the topic's {TOPIC_LIMIT}"
+        active < topic_limit / 2,
+        "one address holds {active} subscriptions of the topic's {topic_limit}"
     );
     drop(daemon);
 }

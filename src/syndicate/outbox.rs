@@ -93,7 +93,7 @@ fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Fanout,
     WebSub,
@@ -448,7 +448,7 @@ pub(crate) fn apply(
     }
     let now = now_ms();
     let tx = write_transaction(conn)?;
-    let mut retried: BTreeSet<(Kind, String, String)> = BTreeSet::new();
+    let mut retried: HashSet<(Kind, String, String)> = HashSet::new();
     {
         let mut delete = tx.prepare_cached("DELETE FROM syndicate_outbox WHERE id = ?1")?;
         let mut dead = tx.prepare_cached(

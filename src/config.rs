@@ -282,6 +282,32 @@ pub struct WebSub {
     pub lease_default_secs: u64,
     pub max_subscriptions_per_topic: usize,
     pub max_subscriptions: usize,
+    /// Subscriptions one client address (an IPv4 address, an IPv6 /64) may
+    /// hold, so one requester cannot fill a topic over time.
+    pub max_subscriptions_per_client: usize,
+    /// Longest `hub.callback` accepted (it is stored with the subscription).
+    pub max_callback_bytes: usize,
+    /// `POST /hub` requests one client address may make per minute (a token
+    /// bucket refilled at this rate); over it the answer is 429 with
+    /// `Retry-After`.
+    pub client_requests_per_minute: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub client_burst: u32,
+    /// Client addresses the rate limiter remembers; beyond it, the least
+    /// recently seen is forgotten.
+    pub max_tracked_clients: usize,
+    /// Verifications (and denials) accepted but not finished, hub-wide; when
+    /// full, `POST /hub` answers 503 with `Retry-After`.
+    pub max_pending_verifications: usize,
+    /// Pending verifications one client address may have; over it, 429.
+    pub max_pending_verifications_per_client: usize,
+    /// WebSub deliveries on their way at once to the subscriptions one
+    /// client address made, so its slow callbacks cannot take every
+    /// delivery slot (`delivery.websub_concurrency`).
+    pub max_deliveries_in_flight_per_client: usize,
+    /// Whole verification or denial request to a callback: connect, answer
+    /// and the challenge echo, also the callback host's name resolution.
+    pub verify_timeout_ms: u64,
     /// Give up on a delivery this long after it was first queued.
     pub give_up_secs: u64,
     /// Parameter names the publish ping carries the feed URL in.
@@ -301,6 +327,15 @@ impl Default for WebSub {
             lease_default_secs: 10 * 86400,
             max_subscriptions_per_topic: 10_000,
             max_subscriptions: 100_000,
+            max_subscriptions_per_client: 1_000,
+            max_callback_bytes: 2048,
+            client_requests_per_minute: 60,
+            client_burst: 20,
+            max_tracked_clients: 10_000,
+            max_pending_verifications: 1_000,
+            max_pending_verifications_per_client: 8,
+            max_deliveries_in_flight_per_client: 8,
+            verify_timeout_ms: 5_000,
             give_up_secs: 2 * 86400,
             ping_params: vec!["hub.url".into(), "hub.topic".into()],
             ping_servers: Vec::new(),
@@ -341,6 +376,9 @@ pub struct Delivery {
     pub partner_give_up_secs: u64,
     /// WebSub deliveries, verifications and hub pings in flight at once.
     pub websub_concurrency: usize,
+    /// Most bytes read of any receiver's answer (the XML-RPC ping reply is
+    /// the only one read past its first 200 bytes); the rest is never read.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Delivery {
@@ -351,6 +389,7 @@ impl Default for Delivery {
             timeout_ms: 10_000,
             partner_give_up_secs: 2 * 86400,
             websub_concurrency: 64,
+            max_reply_bytes: 64 * 1024,
         }
     }
 }
@@ -510,6 +549,50 @@ impl Config {
         if self.delivery.timeout_ms == 0 || self.delivery.websub_concurrency == 0 {
             bail!("delivery.timeout_ms and delivery.websub_concurrency must be at least 1");
         }
+        if self.delivery.max_reply_bytes < 1024 {
+            bail!(
+                "delivery.max_reply_bytes must be at least 1024 (it is {})",
+                self.delivery.max_reply_bytes
+            );
+        }
+        let w = &self.websub;
+        for (key, value) in [
+            (
+                "max_subscriptions_per_client",
+                w.max_subscriptions_per_client as u64,
+            ),
+            (
+                "client_requests_per_minute",
+                u64::from(w.client_requests_per_minute),
+            ),
+            ("client_burst", u64::from(w.client_burst)),
+            ("max_tracked_clients", w.max_tracked_clients as u64),
+            (
+                "max_pending_verifications",
+                w.max_pending_verifications as u64,
+            ),
+            (
+                "max_pending_verifications_per_client",
+                w.max_pending_verifications_per_client as u64,
+            ),
+            (
+                "max_deliveries_in_flight_per_client",
+                w.max_deliveries_in_flight_per_client as u64,
+            ),
+            ("verify_timeout_ms", w.verify_timeout_ms),
+        ] {
+            if value == 0 {
+                bail!(
+                    "websub.{key} must be at least 1 (it bounds what one client can make the hub do)"
+                );
+            }
+        }
+        if w.max_callback_bytes < 64 {
+            bail!(
+                "websub.max_callback_bytes must be at least 64 (it is {})",
+                w.max_callback_bytes
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for p in &mut self.partners {
             if p.name.is_empty() || !names.insert(p.name.clone()) {
@@ -647,6 +730,23 @@ mod tests {
             ),
             ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
             ("[server]\nmax_header_bytes = 10", "server.max_header_bytes"),
+            ("[websub]\nclient_burst = 0", "websub.client_burst"),
+            (
+                "[websub]\nmax_pending_verifications = 0",
+                "websub.max_pending_verifications",
+            ),
+            (
+                "[websub]\nverify_timeout_ms = 0",
+                "websub.verify_timeout_ms",
+            ),
+            (
+                "[websub]\nmax_callback_bytes = 10",
+                "websub.max_callback_bytes",
+            ),
+            (
+                "[delivery]\nmax_reply_bytes = 10",
+                "delivery.max_reply_bytes",
+            ),
             (
                 "[[partners]]\nname=\"a\"\nurl=\"http://127.0.0.1:1/\"\nsecret=\"env:FEEDWIRE_TEST_UNSET_VAR\"",
                 "FEEDWIRE_TEST_UNSET_VAR",

@@ -134,8 +134,8 @@ async fn run_async(mut cfg: Config) -> Result<()> {
             metrics.clone(),
             catalog,
         )?;
-        let router =
-            crate::serve::router(state).merge(crate::syndicate::hub_router(&cfg, &pipeline)?);
+        let router = crate::serve::router(state)
+            .merge(crate::syndicate::hub_router(&cfg, &pipeline, &metrics)?);
         let limits = crate::serve::Limits::from_config(&cfg.server);
         let mut stop = shutdown_tx.subscribe();
         tasks.push(tokio::spawn(async move {

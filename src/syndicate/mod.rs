@@ -11,12 +11,18 @@
 //! - [`deliver`]: the worker that sends due rows.
 //! - [`partner`]: partner documents and signatures.
 //! - [`allow`]: which callback hosts may be contacted.
+//! - [`admit`]: per-client rate limit and the bounded verification queue.
+//! - [`reply`]: reading receivers' answers with a cap.
+//! - [`health`]: failures per target in `/metrics` and the log; pacing.
 
+mod admit;
 mod allow;
 mod deliver;
+mod health;
 mod hub;
 mod outbox;
 mod partner;
+mod reply;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -24,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::publish::Store;
 use anyhow::{Context, Result};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -105,8 +111,13 @@ pub fn start(
 }
 
 /// The built-in hub's routes (`POST /hub`); empty when `websub.builtin_hub`
-/// is off.
-pub fn hub_router(cfg: &Config, pipeline: &Pipeline) -> Result<axum::Router> {
+/// is off. The server must provide `ConnectInfo<SocketAddr>` (per-client
+/// limits).
+pub fn hub_router(
+    cfg: &Config,
+    pipeline: &Pipeline,
+    metrics: &Arc<Metrics>,
+) -> Result<axum::Router> {
     if cfg.hub_url().is_none() {
         return Ok(axum::Router::new());
     }
@@ -119,15 +130,12 @@ pub fn hub_router(cfg: &Config, pipeline: &Pipeline) -> Result<axum::Router> {
         store,
         client: client(cfg)?,
         callback_client: callback_client(cfg)?,
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
         wake: Arc::new(Notify::new()),
     });
     let db = hub::open_db(&cfg.catalog_path())?;
-    Ok(hub::router(hub::HubState {
-        shared,
-        db: Arc::new(Mutex::new(db)),
-        verifying: Arc::new(tokio::sync::Semaphore::new(cfg.delivery.websub_concurrency)),
-    }))
+    hub::clear_reservations(&db).context("cannot clear unfinished hub verifications")?;
+    Ok(hub::router(hub::HubState::new(shared, db)))
 }
 
 /// Lines for `feedwire status`: backlog per partner and for WebSub, dead

@@ -20,9 +20,34 @@ use crate::config::Config;
 use crate::render::{DocKind, FeedInfo};
 use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    create_tables(conn)?;
+    // Catalogs made before subscriptions recorded their client.
+    if !has_column(conn, "syndicate_subscriptions", "client")?
+        && let Err(e) = conn.execute_batch(
+            "ALTER TABLE syndicate_subscriptions ADD COLUMN client TEXT NOT NULL DEFAULT ''",
+        )
+        // Another connection may have added it meanwhile.
+        && !has_column(conn, "syndicate_subscriptions", "client")?
+    {
+        return Err(e);
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS syndicate_subscriptions_client ON syndicate_subscriptions(client);",
+    )
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        params![table, column],
+        |r| r.get(0),
+    )
+}
+
+fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "
         CREATE TABLE IF NOT EXISTS syndicate_outbox (
@@ -53,6 +78,17 @@ pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             created_at  INTEGER NOT NULL,
             PRIMARY KEY (topic, callback)
         );
+        -- Subscribe requests accepted and not yet verified: each holds a
+        -- place under the subscription limits until it is verified or not.
+        CREATE TABLE IF NOT EXISTS syndicate_verifying (
+            id          INTEGER PRIMARY KEY,
+            topic       TEXT NOT NULL,
+            callback    TEXT NOT NULL,
+            client      TEXT NOT NULL,
+            created_at  INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS syndicate_verifying_topic ON syndicate_verifying(topic);
+        CREATE INDEX IF NOT EXISTS syndicate_verifying_client ON syndicate_verifying(client);
         ",
     )
 }
@@ -88,7 +124,13 @@ pub(crate) enum Outcome {
     Dropped(i64),
     Failed {
         row: Box<Row>,
+        /// `HTTP <status>: <start of the answer>`, or what went wrong.
         error: String,
+        /// The receiver's `Retry-After`, when it gave one.
+        retry_after_ms: Option<i64>,
+        /// Sending the same request again cannot help (a ping refused with
+        /// a 4xx): give up now instead of retrying.
+        permanent: bool,
     },
     /// Will never succeed as configured (partner removed): dead letter now.
     Dead {
@@ -185,7 +227,12 @@ pub(crate) fn open_all_gates(conn: &Connection) -> Result<usize> {
 }
 
 /// Turn ready `fanout` rows into one `websub` row per active subscriber.
-pub(crate) fn expand_fanouts(conn: &mut Connection, cfg: &Config, now: i64) -> Result<usize> {
+pub(crate) fn expand_fanouts(
+    conn: &mut Connection,
+    cfg: &Config,
+    now: i64,
+    in_flight: &HashSet<i64>,
+) -> Result<usize> {
     let tx = write_transaction(conn)?;
     let fanouts: Vec<(i64, String)> = {
         let mut stmt = tx.prepare_cached(
@@ -196,31 +243,87 @@ pub(crate) fn expand_fanouts(conn: &mut Connection, cfg: &Config, now: i64) -> R
     };
     let mut n = 0;
     for (id, path) in &fanouts {
-        n += tx.execute(
+        // A subscriber that already has a delivery of this topic waiting
+        // (not on its way) gets no second row: when it goes it sends the
+        // then-current document. With one delivery on its way per callback
+        // (see `deliver`), a subscriber holds at most two rows per topic,
+        // however often the feed changes and however slow its callback.
+        let sql = format!(
             "INSERT INTO syndicate_outbox(kind, target, topic, ready, created_ms, next_ms)
-             SELECT 'websub', callback, ?1, 1, ?3, ?3 FROM syndicate_subscriptions
-             WHERE topic = ?2 AND expires_at > ?4",
-            params![path, cfg.feed_url(path), now, now / 1000],
-        )?;
+             SELECT 'websub', s.callback, ?1, 1, ?3, ?3 FROM syndicate_subscriptions s
+             WHERE s.topic = ?2 AND s.expires_at > ?4
+               AND NOT EXISTS (SELECT 1 FROM syndicate_outbox o
+                               WHERE o.kind = 'websub' AND o.target = s.callback AND o.topic = ?1
+                                 AND o.state = 'pending' AND o.ready = 1 {})",
+            not_in("o.id", in_flight)
+        );
+        n += tx.execute(&sql, params![path, cfg.feed_url(path), now, now / 1000])?;
         tx.execute("DELETE FROM syndicate_outbox WHERE id = ?1", [id])?;
     }
     tx.commit()?;
     Ok(n)
 }
 
+/// `AND <column> NOT IN (…)` for a set of row ids (integers, written
+/// inline), or nothing for an empty set.
+fn not_in(column: &str, ids: &HashSet<i64>) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("AND {column} NOT IN ({})", list.join(","))
+}
+
+/// Rows [`due`] leaves out: they could not be sent now anyway.
+pub(crate) struct Skip<'a> {
+    /// Targets that are busy or paused.
+    pub targets: Vec<&'a str>,
+    /// Subscriber clients with their share of deliveries on the way.
+    pub clients: Vec<&'a str>,
+    /// `<base_url>/feeds/`: a row's topic path under it is the
+    /// subscription's topic URL.
+    pub topic_prefix: String,
+}
+
 /// Due rows, oldest first. A partner row is due only when it is the oldest
 /// row left for its (partner, article): update N+1 never overtakes N.
-pub(crate) fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(
+pub(crate) fn due(conn: &Connection, now: i64, limit: usize, skip: &Skip<'_>) -> Result<Vec<Row>> {
+    let mut values: Vec<rusqlite::types::Value> = vec![now.into(), (limit as i64).into()];
+    let mut placeholders = |items: &[&str]| -> String {
+        let mut marks = Vec::with_capacity(items.len());
+        for item in items {
+            values.push(item.to_string().into());
+            marks.push(format!("?{}", values.len()));
+        }
+        marks.join(",")
+    };
+    let mut filter = String::new();
+    if !skip.targets.is_empty() {
+        filter.push_str(&format!(
+            " AND o.target NOT IN ({})",
+            placeholders(&skip.targets)
+        ));
+    }
+    if !skip.clients.is_empty() {
+        let clients = placeholders(&skip.clients);
+        let prefix = placeholders(&[skip.topic_prefix.as_str()]);
+        filter.push_str(&format!(
+            " AND (o.kind != 'websub' OR NOT EXISTS (
+                SELECT 1 FROM syndicate_subscriptions s
+                WHERE s.topic = {prefix} || o.topic AND s.callback = o.target AND s.client IN ({clients})))"
+        ));
+    }
+    let sql = format!(
         "SELECT o.id, o.kind, o.target, o.topic, o.article, o.body, o.content_type, o.idem, o.created_ms, o.attempts
          FROM syndicate_outbox o
          WHERE o.state = 'pending' AND o.ready = 1 AND o.next_ms <= ?1 AND o.kind != 'fanout'
            AND (o.kind != 'partner' OR NOT EXISTS (
                 SELECT 1 FROM syndicate_outbox p
-                WHERE p.kind = 'partner' AND p.target = o.target AND p.article = o.article AND p.id < o.id))
-         ORDER BY o.id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
+                WHERE p.kind = 'partner' AND p.target = o.target AND p.article = o.article AND p.id < o.id)){filter}
+         ORDER BY o.id LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
         Ok(Row {
             id: r.get(0)?,
             kind: Kind::parse(&r.get::<_, String>(1)?).unwrap_or(Kind::Fanout),
@@ -241,18 +344,31 @@ pub(crate) fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Row>>
         .collect())
 }
 
-/// The secret of an active subscription; `None` when it has ended.
-pub(crate) fn active_secret(
+/// An active subscription as the dispatcher needs it.
+pub(crate) struct ActiveSubscription {
+    pub secret: Option<String>,
+    /// The address that subscribed (`""` for subscriptions made before it
+    /// was recorded).
+    pub client: String,
+}
+
+/// The subscription behind a WebSub row; `None` when it has ended.
+pub(crate) fn active_subscription(
     conn: &Connection,
     topic_url: &str,
     callback: &str,
     now_secs: i64,
-) -> Result<Option<Option<String>>> {
+) -> Result<Option<ActiveSubscription>> {
     Ok(conn
         .query_row(
-            "SELECT secret FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2 AND expires_at > ?3",
+            "SELECT secret, client FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2 AND expires_at > ?3",
             params![topic_url, callback, now_secs],
-            |r| r.get::<_, Option<String>>(0),
+            |r| {
+                Ok(ActiveSubscription {
+                    secret: r.get(0)?,
+                    client: r.get(1)?,
+                })
+            },
         )
         .optional()?)
 }
@@ -267,13 +383,34 @@ pub(crate) fn backoff_ms(cfg: &Config, attempts: i64) -> i64 {
     (step * rand::random_range(0.5..=1.0)) as i64
 }
 
-/// Record attempt outcomes, in one transaction.
-pub(crate) fn apply(conn: &mut Connection, cfg: &Config, outcomes: &[Outcome]) -> Result<()> {
+/// A delivery that will not be tried again (the caller logs it).
+#[derive(Debug)]
+pub(crate) struct GaveUp {
+    pub kind: Kind,
+    pub target: String,
+    pub topic: String,
+    pub article: String,
+    pub attempts: i64,
+    pub error: String,
+    /// Became a dead letter (partners) rather than being dropped.
+    pub dead_letter: bool,
+}
+
+/// Record attempt outcomes, in one transaction; returns the deliveries given
+/// up. `in_flight` are rows being sent right now (never merged away).
+pub(crate) fn apply(
+    conn: &mut Connection,
+    cfg: &Config,
+    outcomes: &[Outcome],
+    in_flight: &HashSet<i64>,
+) -> Result<Vec<GaveUp>> {
+    let mut gave_up = Vec::new();
     if outcomes.is_empty() {
-        return Ok(());
+        return Ok(gave_up);
     }
     let now = now_ms();
     let tx = write_transaction(conn)?;
+    let mut retried: HashSet<(Kind, String, String)> = HashSet::new();
     {
         let mut delete = tx.prepare_cached("DELETE FROM syndicate_outbox WHERE id = ?1")?;
         let mut dead = tx.prepare_cached(
@@ -301,33 +438,84 @@ pub(crate) fn apply(conn: &mut Connection, cfg: &Config, outcomes: &[Outcome]) -
                 Outcome::Dead { id, error } => {
                     dead.execute(params![id, error])?;
                 }
-                Outcome::Failed { row, error } => {
+                Outcome::Failed {
+                    row,
+                    error,
+                    retry_after_ms,
+                    permanent,
+                } => {
                     let give_up_secs = if row.kind == Kind::Partner {
                         cfg.delivery.partner_give_up_secs
                     } else {
                         cfg.websub.give_up_secs
                     };
                     let age = now - row.created_ms;
-                    if age >= give_up_secs as i64 * 1000 {
-                        if row.kind == Kind::Partner {
-                            tracing::error!(partner = %row.target, article = %row.article, attempts = row.attempts + 1, error = %error,
-                                "partner delivery gave up: dead letter (feedwire redeliver {} to retry)", row.target);
+                    if *permanent || age >= give_up_secs as i64 * 1000 {
+                        let dead_letter = row.kind == Kind::Partner;
+                        if dead_letter {
                             dead.execute(params![row.id, error])?;
                         } else {
                             // WebSub: the subscription stays; later updates are still delivered (WS-H15).
-                            tracing::warn!(kind = row.kind.as_str(), topic = %row.topic, attempts = row.attempts + 1, error = %error,
-                                "delivery gave up after websub.give_up_secs");
                             delete.execute([row.id])?;
                         }
+                        gave_up.push(GaveUp {
+                            kind: row.kind,
+                            target: row.target.clone(),
+                            topic: row.topic.clone(),
+                            article: row.article.clone(),
+                            attempts: row.attempts + 1,
+                            error: error.clone(),
+                            dead_letter,
+                        });
                     } else {
-                        let next = now + backoff_ms(cfg, row.attempts);
-                        retry.execute(params![row.id, next, error])?;
+                        let wait = backoff_ms(cfg, row.attempts).max(
+                            retry_after_ms
+                                .unwrap_or(0)
+                                .min(cfg.delivery.retry_max_ms as i64),
+                        );
+                        retry.execute(params![row.id, now + wait, error])?;
+                        if row.kind != Kind::Partner {
+                            retried.insert((row.kind, row.target.clone(), row.topic.clone()));
+                        }
                     }
                 }
             }
         }
     }
+    for (kind, target, topic) in &retried {
+        merge_waiting(&tx, *kind, target, topic, in_flight)?;
+    }
     tx.commit()?;
+    Ok(gave_up)
+}
+
+/// Keep one waiting row per (kind, target, topic) for WebSub deliveries and
+/// pings. Such a row carries no document of its own: whenever it is sent,
+/// it sends (or announces) the current one, so a second waiting row only
+/// repeats the first. Without this a receiver that keeps failing collects a
+/// row per feed change until the give-up age. Rows being sent and rows still
+/// waiting for their document (`ready = 0`) are left alone.
+fn merge_waiting(
+    tx: &rusqlite::Transaction<'_>,
+    kind: Kind,
+    target: &str,
+    topic: &str,
+    in_flight: &HashSet<i64>,
+) -> Result<()> {
+    let ids: Vec<i64> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM syndicate_outbox
+             WHERE kind = ?1 AND target = ?2 AND topic = ?3 AND state = 'pending' AND ready = 1
+             ORDER BY id",
+        )?;
+        stmt.query_map(params![kind.as_str(), target, topic], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut delete = tx.prepare_cached("DELETE FROM syndicate_outbox WHERE id = ?1")?;
+    // The oldest stays: its age is the one the give-up rule should see.
+    for id in ids.iter().filter(|id| !in_flight.contains(id)).skip(1) {
+        delete.execute([id])?;
+    }
     Ok(())
 }
 

@@ -16,12 +16,14 @@
 //! through a batch, one transaction: a crash keeps the whole batch or none.
 
 mod batch;
+mod outbox;
 mod sqlite;
 
 pub use batch::Batch;
-/// Syndication's own SQL still opens transactions with this, until its
-/// queries move here.
-pub(crate) use sqlite::write_transaction;
+pub use outbox::{
+    ActiveSubscription, DueFilter, LimitHit, OutboxRow, OutboxSummary, OutboxUpdate,
+    PartnerBacklog, Reservation, Subscription, SubscriptionLimits,
+};
 
 use crate::article::{Category, Entry};
 use anyhow::Result;
@@ -261,7 +263,7 @@ pub(crate) trait Tx {
 
 /// A storage backend: everything the catalog does outside a batch, and the
 /// start of one. Each handle is one connection (or session) of its own.
-pub(crate) trait Backend: Send {
+pub(crate) trait Backend: outbox::OutboxBackend + Send {
     fn begin(&mut self) -> Result<Box<dyn Tx + '_>>;
     fn known_files(&self) -> Result<HashMap<String, KnownFile>>;
     fn known_files_among(
@@ -283,8 +285,6 @@ pub(crate) trait Backend: Send {
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn forget_file_stamps(&self) -> Result<()>;
     fn data_version(&self) -> Result<i64>;
-    /// The SQLite connection, while syndication still queries it directly.
-    fn sqlite_connection(&self) -> Option<&rusqlite::Connection>;
 }
 
 /// A handle on the catalog. Each handle holds its own connection; open one
@@ -420,13 +420,6 @@ impl Catalog {
     /// catalog: a cheap way for the daemon to notice an operator's command.
     pub fn data_version(&self) -> Result<i64> {
         self.backend.data_version()
-    }
-
-    /// The SQLite connection, for syndication's queries until they move here.
-    pub fn connection(&self) -> &rusqlite::Connection {
-        self.backend
-            .sqlite_connection()
-            .expect("syndication needs the SQLite catalog")
     }
 }
 

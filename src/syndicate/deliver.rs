@@ -17,7 +17,7 @@ use super::Shared;
 use super::health::Health;
 use super::outbox::{self, Kind, Outcome, Row};
 use super::{allow, partner, reply};
-use rusqlite::Connection;
+use crate::catalog::{Catalog, DueFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +56,7 @@ struct Done {
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    mut conn: Connection,
+    mut catalog: Catalog,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let mut changed = shared.store.subscribe();
@@ -98,23 +98,23 @@ pub(crate) async fn run(
         // commits a large batch; let the runtime move the HTTP server's work
         // off this thread meanwhile.
         let step = tokio::task::block_in_place(|| -> anyhow::Result<()> {
-            for gave_up in outbox::apply(&mut conn, &shared.cfg, &outcomes, &busy.rows)? {
+            for gave_up in outbox::apply(&mut catalog, &shared.cfg, &outcomes, &busy.rows)? {
                 health.gave_up(&gave_up);
             }
             outcomes.clear();
             if lagged {
-                outbox::open_all_gates(&conn)?;
+                catalog.open_all_gates()?;
             }
             for p in &paths {
-                outbox::open_gate(&conn, p)?;
+                catalog.open_gate(p)?;
             }
             if ticked {
-                outbox::open_stale_gates(&conn, now, GATE_PATIENCE_MS)?;
-                let gone = outbox::purge_expired(&conn, now / 1000)?;
+                catalog.open_stale_gates(now - GATE_PATIENCE_MS)?;
+                let gone = catalog.purge_expired_subscriptions(now / 1000)?;
                 if gone > 0 {
                     tracing::info!(subscriptions = gone, "websub leases ended");
                 }
-                let (pending, dead) = outbox::backlog(&conn)?;
+                let (pending, dead) = catalog.outbox_backlog()?;
                 shared.metrics.set_gauge(
                     "feedwire_delivery_backlog",
                     "Deliveries waiting in the outbox (WebSub, hub pings, partners).",
@@ -126,7 +126,7 @@ pub(crate) async fn run(
                     dead as f64,
                 );
             }
-            outbox::expand_fanouts(&mut conn, &shared.cfg, now, &busy.rows)?;
+            catalog.expand_fanouts(&shared.cfg.feed_url(""), now, &busy.rows)?;
             let free = shared
                 .cfg
                 .delivery
@@ -139,7 +139,7 @@ pub(crate) async fn run(
             // Rows that could not go now are left out of the query, so that
             // a backlog for one busy receiver never hides everyone else's.
             let blocked = health.blocked(now);
-            let mut skip = outbox::Skip {
+            let mut skip = DueFilter {
                 targets: blocked.iter().map(String::as_str).collect(),
                 clients: Vec::new(),
                 topic_prefix: shared.cfg.feed_url(""),
@@ -157,7 +157,7 @@ pub(crate) async fn run(
                     .filter(|(_, n)| **n >= per_client)
                     .map(|(c, _)| c.as_str()),
             );
-            let rows = outbox::due(&conn, now, busy.rows.len() + free + 64, &skip)?;
+            let rows = catalog.due_deliveries(now, busy.rows.len() + free + 64, &skip)?;
             drop(skip);
             for row in rows {
                 if busy.rows.contains(&row.id) || !health.may_send(row.kind, &row.target, now) {
@@ -192,7 +192,7 @@ pub(crate) async fn run(
                             }
                             let url = shared.cfg.feed_url(&row.topic);
                             let Some(sub) =
-                                outbox::active_subscription(&conn, &url, &row.target, now / 1000)?
+                                catalog.active_subscription(&url, &row.target, now / 1000)?
                             else {
                                 outcomes.push(Outcome::Dropped(row.id));
                                 continue;
@@ -230,7 +230,7 @@ pub(crate) async fn run(
                     });
                 });
             }
-            for gave_up in outbox::apply(&mut conn, &shared.cfg, &outcomes, &busy.rows)? {
+            for gave_up in outbox::apply(&mut catalog, &shared.cfg, &outcomes, &busy.rows)? {
                 health.gave_up(&gave_up);
             }
             outcomes.clear();
@@ -470,7 +470,7 @@ async fn send_partner(shared: &Shared, row: Row) -> Outcome {
             "X-Feedwire-Signature",
             partner::signature(&p.secret, ts, &body),
         )
-        .header("Idempotency-Key", &row.idem);
+        .header("Idempotency-Key", &row.idempotency_key);
     for (k, v) in &p.headers {
         req = req.header(k, v);
     }

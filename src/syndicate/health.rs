@@ -284,7 +284,7 @@ mod tests {
                 article: String::new(),
                 body: None,
                 content_type: String::new(),
-                idem: String::new(),
+                idempotency_key: String::new(),
                 created_ms: 0,
                 attempts: 0,
             }),

@@ -18,15 +18,14 @@
 //! so a re-subscribe updates the one row (WS-H07).
 
 use super::admit::{Busy, ClientKey, Pending, RateLimiter, Slot};
-use super::{Shared, allow, outbox, reply};
-use crate::catalog::write_transaction;
+use super::{Shared, allow, reply};
+use crate::catalog::{Catalog, LimitHit, Reservation, Subscription, SubscriptionLimits};
 use crate::config::WebSub;
 use crate::render::DocKind;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::{Connection, params};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,7 +45,7 @@ const PENDING_HELP: &str = "Hub verifications accepted and not yet finished.";
 #[derive(Clone)]
 pub(crate) struct HubState {
     pub shared: Arc<Shared>,
-    pub db: Arc<Mutex<Connection>>,
+    pub db: Arc<Mutex<Catalog>>,
     /// Verifications running at once.
     pub verifying: Arc<Semaphore>,
     pub rate: Arc<RateLimiter>,
@@ -54,7 +53,7 @@ pub(crate) struct HubState {
 }
 
 impl HubState {
-    pub(crate) fn new(shared: Arc<Shared>, db: Connection) -> HubState {
+    pub(crate) fn new(shared: Arc<Shared>, db: Catalog) -> HubState {
         let w = &shared.cfg.websub;
         HubState {
             verifying: Arc::new(Semaphore::new(shared.cfg.delivery.websub_concurrency)),
@@ -98,15 +97,14 @@ impl HubState {
     /// for the pipeline's batch to release the write lock).
     async fn with_db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Catalog) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
+        tokio::task::spawn_blocking(move || {
+            let mut catalog = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut catalog)
         })
-        .await?;
-        Ok(result?)
+        .await?
     }
 }
 
@@ -365,8 +363,8 @@ async fn verify(st: &HubState, req: &Request, client: &ClientKey, reservation: O
             let sub = Subscription {
                 topic: &topic,
                 callback: &callback,
-                client: &client,
-                lease,
+                client: client.as_str(),
+                lease_secs: lease,
                 secret: secret.as_deref(),
             };
             store(db, &w, mode, &sub, reservation, now()).map(Some)
@@ -425,55 +423,61 @@ async fn intent_confirmed(st: &HubState, req: &Request) -> bool {
 
 /// Admission's part in the catalog, one write transaction: a subscribe
 /// request for a subscription not already active either gets a place under
-/// the limits (a row in `syndicate_verifying`, counted by every later
-/// check until its verification ends) or is denied.
+/// the limits (counted by every later check until its verification ends) or
+/// is denied.
 fn reserve(
-    db: &mut Connection,
+    db: &mut Catalog,
     w: &WebSub,
     mode: Mode,
     topic: &str,
     callback: &str,
     client: &ClientKey,
     now: i64,
-) -> rusqlite::Result<Admitted> {
+) -> anyhow::Result<Admitted> {
     if mode == Mode::Unsubscribe {
         return Ok(Admitted::Verify(None));
     }
-    let tx = write_transaction(db)?;
-    tx.execute(
-        "DELETE FROM syndicate_verifying WHERE created_at < ?1",
-        [now - STALE_RESERVATION_SECS],
-    )?;
-    let admitted = if is_active(&tx, topic, callback, now)? {
-        Admitted::Verify(None)
-    } else if let Some(reason) = over_limit(&tx, w, topic, client, now)? {
-        Admitted::Deny(reason)
-    } else {
-        tx.execute(
-            "INSERT INTO syndicate_verifying(topic, callback, client, created_at) VALUES(?1, ?2, ?3, ?4)",
-            params![topic, callback, client.as_str(), now],
-        )?;
-        Admitted::Verify(Some(tx.last_insert_rowid()))
-    };
-    tx.commit()?;
-    Ok(admitted)
+    Ok(
+        match db.reserve_subscription(
+            topic,
+            callback,
+            client.as_str(),
+            limits(w),
+            now,
+            now - STALE_RESERVATION_SECS,
+        )? {
+            Reservation::Renewal => Admitted::Verify(None),
+            Reservation::Held(id) => Admitted::Verify(Some(id)),
+            Reservation::Denied(hit) => Admitted::Deny(limit_reason(hit)),
+        },
+    )
+}
+
+fn limits(w: &WebSub) -> SubscriptionLimits {
+    SubscriptionLimits {
+        per_topic: w.max_subscriptions_per_topic,
+        per_client: w.max_subscriptions_per_client,
+        total: w.max_subscriptions,
+    }
+}
+
+/// What a subscriber is told when a limit stops it (`hub.reason`).
+fn limit_reason(hit: LimitHit) -> String {
+    match hit {
+        LimitHit::Topic => "too many subscriptions to this topic".into(),
+        LimitHit::Client => {
+            "too many subscriptions from your address (websub.max_subscriptions_per_client)".into()
+        }
+        LimitHit::Total => "this hub has reached its subscription limit".into(),
+    }
 }
 
 /// A verification that failed gives its place back.
-fn release(db: &mut Connection, reservation: Option<i64>) -> rusqlite::Result<()> {
+fn release(db: &mut Catalog, reservation: Option<i64>) -> anyhow::Result<()> {
     if let Some(id) = reservation {
-        db.execute("DELETE FROM syndicate_verifying WHERE id = ?1", [id])?;
+        db.release_reservation(id)?;
     }
     Ok(())
-}
-
-/// A verified subscription, as stored.
-struct Subscription<'a> {
-    topic: &'a str,
-    callback: &'a str,
-    client: &'a ClientKey,
-    lease: u64,
-    secret: Option<&'a str>,
 }
 
 enum Stored {
@@ -482,97 +486,28 @@ enum Stored {
     Denied(String),
 }
 
-/// A verified request takes effect, in one write transaction: a reserved
-/// place becomes the subscription; a renewal without one is checked again.
+/// A verified request takes effect: a reserved place becomes the
+/// subscription; a renewal without one is checked again.
 fn store(
-    db: &mut Connection,
+    db: &mut Catalog,
     w: &WebSub,
     mode: Mode,
     sub: &Subscription<'_>,
     reservation: Option<i64>,
     now: i64,
-) -> rusqlite::Result<Stored> {
-    let tx = write_transaction(db)?;
+) -> anyhow::Result<Stored> {
     match mode {
-        Mode::Subscribe => {
-            if let Some(id) = reservation {
-                tx.execute("DELETE FROM syndicate_verifying WHERE id = ?1", [id])?;
-            } else if !is_active(&tx, sub.topic, sub.callback, now)?
-                && let Some(reason) = over_limit(&tx, w, sub.topic, sub.client, now)?
-            {
-                return Ok(Stored::Denied(reason));
-            }
-            tx.execute(
-                "INSERT INTO syndicate_subscriptions(topic, callback, secret, lease_secs, expires_at, created_at, client)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(topic, callback) DO UPDATE SET secret = excluded.secret,
-                   lease_secs = excluded.lease_secs, expires_at = excluded.expires_at,
-                   client = excluded.client",
-                params![
-                    sub.topic,
-                    sub.callback,
-                    sub.secret,
-                    sub.lease as i64,
-                    now + sub.lease as i64,
-                    now,
-                    sub.client.as_str()
-                ],
-            )?;
-        }
+        Mode::Subscribe => Ok(
+            match db.store_subscription(sub, reservation, limits(w), now)? {
+                Ok(()) => Stored::Done,
+                Err(hit) => Stored::Denied(limit_reason(hit)),
+            },
+        ),
         Mode::Unsubscribe => {
-            tx.execute(
-                "DELETE FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2",
-                params![sub.topic, sub.callback],
-            )?;
+            db.remove_subscription(sub.topic, sub.callback)?;
+            Ok(Stored::Done)
         }
     }
-    tx.commit()?;
-    Ok(Stored::Done)
-}
-
-fn is_active(db: &Connection, topic: &str, callback: &str, now: i64) -> rusqlite::Result<bool> {
-    db.query_row(
-        "SELECT count(*) > 0 FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2 AND expires_at > ?3",
-        params![topic, callback, now],
-        |r| r.get(0),
-    )
-}
-
-/// `Some(reason)` when one more subscription would exceed a limit. Counts
-/// active subscriptions and the places reserved by verifications in flight.
-fn over_limit(
-    db: &Connection,
-    w: &WebSub,
-    topic: &str,
-    client: &ClientKey,
-    now: i64,
-) -> rusqlite::Result<Option<String>> {
-    let count = |filter: &str, value: &str| -> rusqlite::Result<usize> {
-        let sql = format!(
-            "SELECT (SELECT count(*) FROM syndicate_subscriptions WHERE {filter} AND expires_at > ?2)
-                  + (SELECT count(*) FROM syndicate_verifying WHERE {filter})"
-        );
-        let n: i64 = db.query_row(&sql, params![value, now], |r| r.get(0))?;
-        Ok(n as usize)
-    };
-    if count("topic = ?1", topic)? >= w.max_subscriptions_per_topic {
-        return Ok(Some("too many subscriptions to this topic".into()));
-    }
-    if count("client = ?1", client.as_str())? >= w.max_subscriptions_per_client {
-        return Ok(Some(
-            "too many subscriptions from your address (websub.max_subscriptions_per_client)".into(),
-        ));
-    }
-    let total: i64 = db.query_row(
-        "SELECT (SELECT count(*) FROM syndicate_subscriptions WHERE expires_at > ?1)
-              + (SELECT count(*) FROM syndicate_verifying)",
-        [now],
-        |r| r.get(0),
-    )?;
-    if total as usize >= w.max_subscriptions {
-        return Ok(Some("this hub has reached its subscription limit".into()));
-    }
-    Ok(None)
 }
 
 /// WS-H10: tell the callback its subscription was denied. The answer is
@@ -590,17 +525,4 @@ async fn deny(st: &HubState, req: &Request, reason: &str) {
         .get(url)
         .timeout(st.verify_timeout());
     let _ = request.send().await;
-}
-
-/// Open a connection of the hub's own (the pipeline thread owns the other).
-pub(crate) fn open_db(path: &std::path::Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    outbox::prepare(&conn)?;
-    Ok(conn)
-}
-
-/// Forget reservations of verifications a previous run did not finish.
-pub(crate) fn clear_reservations(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM syndicate_verifying", [])
 }

@@ -7,6 +7,7 @@
 //! `SQLITE_BUSY` if another connection committed in between (the busy timeout
 //! does not cover that upgrade); taken up front, the lock is waited for.
 
+mod outbox;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -24,7 +25,7 @@ use std::path::Path;
 
 /// A transaction that holds the write lock from its start (see the module
 /// doc). Every writer of the catalog file uses one.
-pub(crate) fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
@@ -255,10 +256,6 @@ impl Backend for Sqlite {
         Ok(self
             .conn
             .pragma_query_value(None, "data_version", |r| r.get(0))?)
-    }
-
-    fn sqlite_connection(&self) -> Option<&Connection> {
-        Some(&self.conn)
     }
 }
 

@@ -93,6 +93,52 @@ const MIGRATIONS: &[&str] = &[
         approved    INTEGER NOT NULL DEFAULT 0
     );
     ",
+    // 3: syndication's tables join the migration list (they used to be
+    // created by syndicate itself): the outbox, the hub's subscriptions with
+    // the client that made each, and places reserved by verifications in
+    // flight. `IF NOT EXISTS`: catalogs of earlier releases have the first
+    // two, without the client.
+    "
+    CREATE TABLE IF NOT EXISTS syndicate_outbox (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind         TEXT NOT NULL,
+        target       TEXT NOT NULL,
+        topic        TEXT NOT NULL DEFAULT '',
+        article      TEXT NOT NULL DEFAULT '',
+        body         BLOB,
+        content_type TEXT NOT NULL DEFAULT '',
+        idem         TEXT NOT NULL DEFAULT '',
+        ready        INTEGER NOT NULL,
+        state        TEXT NOT NULL DEFAULT 'pending',
+        created_ms   INTEGER NOT NULL,
+        next_ms      INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX IF NOT EXISTS syndicate_outbox_due ON syndicate_outbox(state, ready, next_ms);
+    CREATE INDEX IF NOT EXISTS syndicate_outbox_order ON syndicate_outbox(kind, target, article, id);
+    CREATE INDEX IF NOT EXISTS syndicate_outbox_topic ON syndicate_outbox(topic, ready);
+    CREATE TABLE IF NOT EXISTS syndicate_subscriptions (
+        topic       TEXT NOT NULL,
+        callback    TEXT NOT NULL,
+        secret      TEXT,
+        lease_secs  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (topic, callback)
+    );
+    ALTER TABLE syndicate_subscriptions ADD COLUMN client TEXT NOT NULL DEFAULT '';
+    CREATE INDEX syndicate_subscriptions_client ON syndicate_subscriptions(client);
+    CREATE TABLE syndicate_verifying (
+        id          INTEGER PRIMARY KEY,
+        topic       TEXT NOT NULL,
+        callback    TEXT NOT NULL,
+        client      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX syndicate_verifying_topic ON syndicate_verifying(topic);
+    CREATE INDEX syndicate_verifying_client ON syndicate_verifying(client);
+    ",
 ];
 
 /// How many migrations this build knows.

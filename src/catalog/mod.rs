@@ -287,6 +287,34 @@ pub(crate) trait Backend: outbox::OutboxBackend + Send {
     fn data_version(&self) -> Result<i64>;
 }
 
+/// What readers of published articles may ask (the HTML pages): the
+/// read-only face of the catalog, so `serve` cannot change anything.
+pub trait ArticleReader: Send {
+    /// The newest `limit` entries of a feed, newest first.
+    fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>>;
+    /// One entry by article id.
+    fn entry(&self, id: &str) -> Result<Option<Entry>>;
+    /// Every feed, main first, then categories by slug.
+    fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>>;
+    /// The display name of a category slug.
+    fn category(&self, slug: &str) -> Result<Option<Category>>;
+}
+
+impl ArticleReader for Catalog {
+    fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
+        Catalog::newest(self, feed, limit)
+    }
+    fn entry(&self, id: &str) -> Result<Option<Entry>> {
+        Catalog::entry(self, id)
+    }
+    fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>> {
+        Catalog::feeds(self)
+    }
+    fn category(&self, slug: &str) -> Result<Option<Category>> {
+        Catalog::category(self, slug)
+    }
+}
+
 /// A handle on the catalog. Each handle holds its own connection; open one
 /// per thread or task that needs it.
 pub struct Catalog {

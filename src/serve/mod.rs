@@ -27,7 +27,7 @@ mod representation;
 
 pub use connections::SHUTDOWN_GRACE;
 
-use crate::catalog::Catalog;
+use crate::catalog::ArticleReader;
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::publish::Store;
@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 const CATALOG_QUEUE: usize = 8;
 
 /// A catalog query for a page, run on the pages' catalog thread.
-type CatalogJob = Box<dyn FnOnce(&Catalog) + Send>;
+type CatalogJob = Box<dyn FnOnce(&dyn ArticleReader) + Send>;
 
 /// Everything the handlers share. Cloning is cheap.
 #[derive(Clone)]
@@ -76,7 +76,7 @@ impl AppState {
         cfg: Arc<Config>,
         store: Store,
         metrics: Arc<Metrics>,
-        catalog: Catalog,
+        catalog: impl ArticleReader + 'static,
     ) -> Result<Self> {
         let (catalog_jobs, mut jobs) = mpsc::channel::<CatalogJob>(CATALOG_QUEUE);
         std::thread::Builder::new()
@@ -215,7 +215,7 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
 pub(crate) async fn with_catalog<T, F>(state: &AppState, f: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Catalog) -> Result<T> + Send + 'static,
+    F: FnOnce(&dyn ArticleReader) -> Result<T> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
     let job: CatalogJob = Box::new(move |catalog| {

@@ -15,6 +15,21 @@ pub enum Format {
     Markdown,
 }
 
+impl Format {
+    /// Which layout a file name selects, or `None` for files feedwire
+    /// ignores: `.txt` is wire copy, `.md` and `.markdown` are Markdown.
+    pub fn from_file_name(file_name: &str) -> Option<Format> {
+        let lower = file_name.to_ascii_lowercase();
+        if lower.ends_with(".txt") {
+            Some(Format::Wire)
+        } else if lower.ends_with(".md") || lower.ends_with(".markdown") {
+            Some(Format::Markdown)
+        } else {
+            None
+        }
+    }
+}
+
 /// How the bytes of a file were stored; reported by `feedwire check` so an
 /// editor can see what was detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -648,31 +648,6 @@ impl Config {
     pub fn catalog_path(&self) -> PathBuf {
         self.paths.state.join("catalog.sqlite")
     }
-
-    /// See [`crate::site::feed_url`].
-    pub fn feed_url(&self, rel_path: &str) -> String {
-        crate::site::feed_url(self, rel_path)
-    }
-
-    /// See [`crate::site::article_link`].
-    pub fn article_link(&self, id: &str) -> String {
-        crate::site::article_link(self, id)
-    }
-
-    /// See [`crate::site::entry_id`].
-    pub fn entry_id(&self, id: &str) -> String {
-        crate::site::entry_id(self, id)
-    }
-
-    /// See [`crate::site::hub_url`].
-    pub fn hub_url(&self) -> Option<String> {
-        crate::site::hub_url(self)
-    }
-
-    /// See [`crate::site::advertised_hubs`].
-    pub fn advertised_hubs(&self) -> Vec<String> {
-        crate::site::advertised_hubs(self)
-    }
 }
 
 /// `env:NAME` reads NAME from the environment; anything else is literal.
@@ -682,11 +657,6 @@ fn resolve_env(value: &str) -> Result<String> {
             .map_err(|_| anyhow::anyhow!("the environment variable {name} is not set")),
         None => Ok(value.to_string()),
     }
-}
-
-/// See [`crate::site::encode_segment`].
-pub fn encode_path_segment(s: &str) -> String {
-    crate::site::encode_segment(s)
 }
 
 #[cfg(test)]

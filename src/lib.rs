@@ -5,14 +5,14 @@
 //!
 //! `watch` → `ingest` → `catalog` → `render` → `publish` → `syndicate`
 //!
-//! [`pipeline`] drives a batch of files through the stages; [`daemon`] runs it
-//! forever. See `docs/ARCHITECTURE.md` for the tour.
+//! [`pipeline`] drives a batch of files through the stages; [`app`] wires the
+//! stages into the daemon. See `docs/ARCHITECTURE.md` for the tour.
 
+pub mod app;
 pub mod article;
 pub mod catalog;
 pub mod check;
 pub mod config;
-pub mod daemon;
 pub mod html;
 pub mod ingest;
 pub mod metrics;

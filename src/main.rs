@@ -118,7 +118,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
             init_logging(&cfg.log);
-            feedwire::daemon::run(cfg)?;
+            feedwire::app::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
     }

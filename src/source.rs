@@ -2,9 +2,22 @@
 //! how they are listed and read. Shared by `build`, start-up reconciliation
 //! and the watcher so all three agree on what an article file is.
 
-use crate::catalog::FileStamp;
+use crate::article::Format;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
+
+/// What the file system said about a file when it was read. If size,
+/// modification time and inode are unchanged the file is not read again; if
+/// they differ but the content hash is the same it is not parsed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// A file replaced by another of the same size and mtime (a restore, a
+    /// sync tool) is a different inode, and is read again.
+    pub inode: u64,
+    pub hash: String,
+}
 
 /// A candidate article file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,7 +64,7 @@ pub fn is_article_path(root: &Path, path: &Path) -> bool {
             return false;
         }
         if parts.peek().is_none() {
-            return crate::ingest::format_for(&name).is_some();
+            return Format::from_file_name(&name).is_some();
         }
     }
     false
@@ -108,7 +121,7 @@ pub fn list(root: &Path) -> Result<Vec<SourceFile>> {
             if is_dir {
                 stack.push(path);
             } else if is_file
-                && crate::ingest::format_for(&name).is_some()
+                && Format::from_file_name(&name).is_some()
                 && let Some(rel) = relative_key(root, &path)
             {
                 out.push(SourceFile { rel, abs: path });

@@ -59,18 +59,7 @@ impl FeedKey {
     }
 }
 
-/// What the file system said about a file the last time it was read. If size
-/// and modification time are unchanged the file is not read again; if they
-/// differ but the content hash is the same it is not parsed again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileStamp {
-    pub size: u64,
-    pub mtime_ns: i64,
-    /// A file replaced by another of the same size and mtime (a restore, a
-    /// sync tool) is a different inode, and is read again.
-    pub inode: u64,
-    pub hash: String,
-}
+pub use crate::source::FileStamp;
 
 /// A file the catalog knows, accepted or rejected.
 #[derive(Debug, Clone)]

@@ -57,18 +57,6 @@ pub enum IngestError {
     UnsupportedType(String),
 }
 
-/// Which parser a file name selects, or `None` for files feedwire ignores.
-pub fn format_for(file_name: &str) -> Option<crate::article::Format> {
-    let lower = file_name.to_ascii_lowercase();
-    if lower.ends_with(".txt") {
-        Some(crate::article::Format::Wire)
-    } else if lower.ends_with(".md") || lower.ends_with(".markdown") {
-        Some(crate::article::Format::Markdown)
-    } else {
-        None
-    }
-}
-
 /// Parse one file's bytes. `file_name` is the base name (e.g.
 /// `000_ee2825b76e43200a.txt`); it selects the format and gives the default id.
 ///
@@ -78,8 +66,8 @@ pub fn format_for(file_name: &str) -> Option<crate::article::Format> {
 /// result are NFC, trimmed, single-line plain text; `content_html` is
 /// sanitised and never contains `]]>`.
 pub fn parse(file_name: &str, bytes: &[u8], opts: &IngestOptions) -> Result<Article, IngestError> {
-    let format =
-        format_for(file_name).ok_or_else(|| IngestError::UnsupportedType(file_name.to_string()))?;
+    let format = crate::article::Format::from_file_name(file_name)
+        .ok_or_else(|| IngestError::UnsupportedType(file_name.to_string()))?;
     if bytes.len() as u64 > opts.max_bytes {
         return Err(IngestError::TooLarge {
             size: bytes.len() as u64,

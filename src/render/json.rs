@@ -63,8 +63,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         authors: vec![Author {
             name: &cfg.site.author,
         }],
-        hubs: cfg
-            .advertised_hubs()
+        hubs: crate::site::advertised_hubs(cfg)
             .into_iter()
             .map(|url| Hub {
                 kind: "WebSub",

@@ -40,9 +40,9 @@ pub async fn feeds_path(
 fn document(state: &AppState, doc: &Served, method: &Method, req: &HeaderMap) -> Response {
     let mut headers = HeaderMap::new();
     put(&mut headers, CACHE_CONTROL, &state.cfg.server.cache_control);
-    let self_url = state.cfg.feed_url(&doc.path);
+    let self_url = crate::site::feed_url(&state.cfg, &doc.path);
     put(&mut headers, LINK, &format!("<{self_url}>; rel=\"self\""));
-    for hub in state.cfg.advertised_hubs() {
+    for hub in crate::site::advertised_hubs(&state.cfg) {
         if let Ok(v) = HeaderValue::from_str(&format!("<{hub}>; rel=\"hub\"")) {
             headers.append(LINK, v);
         }

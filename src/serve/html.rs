@@ -6,7 +6,7 @@
 
 use super::RouteLabel;
 use crate::article::Entry;
-use crate::config::{Config, encode_path_segment};
+use crate::config::Config;
 use crate::html::escape_html;
 use crate::render::{DocKind, FeedInfo};
 use axum::http::header::{CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
@@ -97,7 +97,7 @@ pub fn alternates(cfg: &Config, info: &FeedInfo) -> String {
         let _ = writeln!(
             out,
             "<link rel=\"alternate\" type=\"{mime}\" href=\"{href}\" title=\"{title} ({name})\">",
-            href = esc(&cfg.feed_url(&info.path(kind))),
+            href = esc(&crate::site::feed_url(cfg, &info.path(kind))),
             title = esc(&info.title),
         );
     }
@@ -115,7 +115,7 @@ pub fn subscribe_links(cfg: &Config, info: &FeedInfo) -> String {
         let _ = write!(
             out,
             "<a href=\"{}\" type=\"{}\">{name}</a>",
-            esc(&cfg.feed_url(&info.path(kind))),
+            esc(&crate::site::feed_url(cfg, &info.path(kind))),
             kind.content_type()
                 .split(';')
                 .next()
@@ -128,12 +128,12 @@ pub fn subscribe_links(cfg: &Config, info: &FeedInfo) -> String {
 
 /// Site-relative link to an article page.
 pub fn article_href(id: &str) -> String {
-    format!("/articles/{}", encode_path_segment(id))
+    crate::site::article_path(id)
 }
 
 /// Site-relative link to a category's readable feed view.
 pub fn category_href(slug: &str) -> String {
-    format!("/feeds/{}/", encode_path_segment(slug))
+    crate::site::category_path(slug)
 }
 
 /// A date in the configured zone, as Vietnamese readers write it:

@@ -173,7 +173,7 @@ pub async fn article(
     let _ = writeln!(
         head,
         "<link rel=\"canonical\" href=\"{}\">",
-        esc(&cfg.article_link(&entry.id))
+        esc(&crate::site::article_link(cfg, &entry.id))
     );
     let page = Page {
         title: &entry.title,

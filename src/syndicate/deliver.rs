@@ -22,10 +22,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 /// Gated rows go anyway after this long without an announcement.
 const GATE_PATIENCE_MS: i64 = 10_000;
 const TICK: Duration = Duration::from_millis(500);
+/// At shutdown, sends in flight get this long to finish and be recorded.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// What is being sent right now. Every table here is bounded by the number
 /// of sends in flight.
@@ -54,11 +57,7 @@ struct Done {
     outcome: Outcome,
 }
 
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    mut catalog: Catalog,
-    mut shutdown: broadcast::Receiver<()>,
-) {
+pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: CancellationToken) {
     let mut changed = shared.store.subscribe();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut busy = InFlight::default();
@@ -73,7 +72,7 @@ pub(crate) async fn run(
         let mut lagged = false;
         let mut ticked = false;
         tokio::select! {
-            _ = shutdown.recv() => break,
+            _ = stop.cancelled() => break,
             _ = shared.wake.notified() => {}
             r = changed.recv() => match r {
                 Ok(p) => paths.push(p),
@@ -126,7 +125,7 @@ pub(crate) async fn run(
                     dead as f64,
                 );
             }
-            catalog.expand_fanouts(&shared.cfg.feed_url(""), now, &busy.rows)?;
+            catalog.expand_fanouts(&crate::site::feed_url(&shared.cfg, ""), now, &busy.rows)?;
             let free = shared
                 .cfg
                 .delivery
@@ -142,7 +141,7 @@ pub(crate) async fn run(
             let mut skip = DueFilter {
                 targets: blocked.iter().map(String::as_str).collect(),
                 clients: Vec::new(),
-                topic_prefix: shared.cfg.feed_url(""),
+                topic_prefix: crate::site::feed_url(&shared.cfg, ""),
             };
             for p in &shared.cfg.partners {
                 if busy.partners.get(&p.name).copied().unwrap_or(0) >= p.concurrency {
@@ -190,7 +189,7 @@ pub(crate) async fn run(
                             if busy.callbacks.contains(&row.target) {
                                 continue;
                             }
-                            let url = shared.cfg.feed_url(&row.topic);
+                            let url = crate::site::feed_url(&shared.cfg, &row.topic);
                             let Some(sub) =
                                 catalog.active_subscription(&url, &row.target, now / 1000)?
                             else {
@@ -243,6 +242,22 @@ pub(crate) async fn run(
             tracing::warn!(error = %format!("{e:#}"), "outbox step failed; retrying shortly");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+    // Shutting down: no new rows; sends already on their way get a moment
+    // to finish, and what they achieved is recorded, so a delivered row is
+    // not sent again after the restart.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+    while !busy.rows.is_empty() {
+        match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+            Ok(Some(d)) => finish(d, &mut busy, &mut outcomes, &mut health),
+            _ => break,
+        }
+    }
+    let recorded = tokio::task::block_in_place(|| {
+        outbox::apply(&mut catalog, &shared.cfg, &outcomes, &busy.rows)
+    });
+    if let Err(e) = recorded {
+        tracing::warn!(error = %format!("{e:#}"), "could not record the last deliveries; they will be sent again");
     }
     tracing::debug!(
         in_flight = busy.rows.len(),
@@ -347,10 +362,8 @@ async fn send_websub(shared: &Shared, row: Row, secret: Option<String>) -> Outco
     if let Err(reason) = allow::check(&shared.cfg.websub, &url, timeout).await {
         return failed(row, reason);
     }
-    let topic_url = shared.cfg.feed_url(&row.topic);
-    let mut links: Vec<String> = shared
-        .cfg
-        .advertised_hubs()
+    let topic_url = crate::site::feed_url(&shared.cfg, &row.topic);
+    let mut links: Vec<String> = crate::site::advertised_hubs(&shared.cfg)
         .iter()
         .map(|h| format!("<{h}>; rel=\"hub\""))
         .collect();
@@ -383,7 +396,7 @@ async fn send_websub(shared: &Shared, row: Row, secret: Option<String>) -> Outco
 /// Publish ping to an external hub (WS-P03): form-encoded `hub.mode=publish`
 /// with the topic in each configured parameter.
 async fn send_hub_ping(shared: &Shared, row: Row) -> Outcome {
-    let topic_url = shared.cfg.feed_url(&row.topic);
+    let topic_url = crate::site::feed_url(&shared.cfg, &row.topic);
     let body = {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("hub.mode", "publish");

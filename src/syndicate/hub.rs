@@ -30,6 +30,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A reservation older than this belongs to a verification that can no
 /// longer be running (the queue drains far faster); it no longer counts.
@@ -50,10 +52,18 @@ pub(crate) struct HubState {
     pub verifying: Arc<Semaphore>,
     pub rate: Arc<RateLimiter>,
     pub pending: Arc<Pending>,
+    /// Verifications run here, so shutdown knows of them.
+    pub tasks: TaskTracker,
+    pub stop: CancellationToken,
 }
 
 impl HubState {
-    pub(crate) fn new(shared: Arc<Shared>, db: Catalog) -> HubState {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        db: Catalog,
+        tasks: TaskTracker,
+        stop: CancellationToken,
+    ) -> HubState {
         let w = &shared.cfg.websub;
         HubState {
             verifying: Arc::new(Semaphore::new(shared.cfg.delivery.websub_concurrency)),
@@ -68,6 +78,8 @@ impl HubState {
             ),
             db: Arc::new(Mutex::new(db)),
             shared,
+            tasks,
+            stop,
         }
     }
 
@@ -237,7 +249,13 @@ async fn post_hub(
             );
         }
     };
-    tokio::spawn(work(st, req, client, admitted, slot));
+    let stop = st.stop.clone();
+    st.tasks.clone().spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = work(st, req, client, admitted, slot) => {}
+        }
+    });
     (
         StatusCode::ACCEPTED,
         "accepted; verifying intent with the callback\n",
@@ -276,7 +294,7 @@ fn parse(shared: &Shared, body: &[u8]) -> Result<Request, String> {
         None => return Err("hub.mode is required".into()),
     };
     let topic = topic.ok_or("hub.topic is required")?;
-    let prefix = shared.cfg.feed_url("");
+    let prefix = crate::site::feed_url(&shared.cfg, "");
     let own = topic
         .strip_prefix(&prefix)
         .filter(|path| {

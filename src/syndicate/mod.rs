@@ -24,15 +24,16 @@ mod outbox;
 mod partner;
 mod reply;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Batch, Catalog};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::publish::Store;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What the worker and the hub share.
 pub(crate) struct Shared {
@@ -74,27 +75,35 @@ fn client_builder(cfg: &Config) -> reqwest::ClientBuilder {
         .user_agent(concat!("feedwire/", env!("CARGO_PKG_VERSION")))
 }
 
-/// Register the commit hook (deliveries are queued in each batch's
-/// transaction) and spawn the delivery worker. Must be called inside the tokio
-/// runtime; the worker stops on `shutdown`.
-pub fn start(
+/// The commit hook the pipeline runs inside each batch's transaction:
+/// every delivery the batch causes is queued there, so it commits (or not)
+/// with the change itself; `wake` nudges the worker.
+pub fn commit_hook(
     cfg: &Config,
-    pipeline: &mut Pipeline,
-    store: &Store,
-    metrics: &Arc<Metrics>,
-    shutdown: &tokio::sync::broadcast::Sender<()>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    let wake = Arc::new(Notify::new());
-    let hook_cfg = cfg.clone();
-    let hook_wake = wake.clone();
-    pipeline.add_commit_hook(Box::new(move |batch| {
-        let deliveries =
-            outbox::deliveries(&hook_cfg, batch.affected_since_drain(), batch.changes())?;
+    wake: Arc<Notify>,
+) -> impl FnMut(&mut Batch<'_>) -> Result<()> + Send + 'static {
+    let cfg = cfg.clone();
+    move |batch| {
+        let deliveries = outbox::deliveries(&cfg, batch.affected_since_drain(), batch.changes())?;
         if batch.enqueue(&deliveries)? > 0 {
-            hook_wake.notify_one();
+            wake.notify_one();
         }
         Ok(())
-    }));
+    }
+}
+
+/// Start the delivery worker on `tracker`, with a catalog handle of its own.
+/// It wakes on `wake`, on the store's announcements and on a short tick; when
+/// `stop` is cancelled it takes no new rows, lets the sends in flight finish
+/// (a few seconds at most) and records them.
+pub fn spawn_worker(
+    cfg: &Config,
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    wake: Arc<Notify>,
+    tracker: &TaskTracker,
+    stop: CancellationToken,
+) -> Result<()> {
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         store: store.clone(),
@@ -104,28 +113,28 @@ pub fn start(
         wake,
     });
     let catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
-    let worker = tokio::spawn(deliver::run(shared, catalog, shutdown.subscribe()));
-    Ok(vec![worker])
+    tracker.spawn(deliver::run(shared, catalog, stop));
+    Ok(())
 }
 
 /// The built-in hub's routes (`POST /hub`); empty when `websub.builtin_hub`
 /// is off. The server must provide `ConnectInfo<SocketAddr>` (per-client
-/// limits).
+/// limits). Verifications run on `tracker` and are abandoned when `stop` is
+/// cancelled (their places are released at the next start; the subscriber
+/// asks again).
 pub fn hub_router(
     cfg: &Config,
-    pipeline: &Pipeline,
+    store: &Store,
     metrics: &Arc<Metrics>,
+    tracker: &TaskTracker,
+    stop: CancellationToken,
 ) -> Result<axum::Router> {
-    if cfg.hub_url().is_none() {
+    if crate::site::hub_url(cfg).is_none() {
         return Ok(axum::Router::new());
     }
-    let store = pipeline
-        .store()
-        .context("the built-in hub needs the published store")?
-        .clone();
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
-        store,
+        store: store.clone(),
         client: client(cfg)?,
         callback_client: callback_client(cfg)?,
         metrics: metrics.clone(),
@@ -134,7 +143,12 @@ pub fn hub_router(
     let db = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
     db.clear_reservations()
         .context("cannot clear unfinished hub verifications")?;
-    Ok(hub::router(hub::HubState::new(shared, db)))
+    Ok(hub::router(hub::HubState::new(
+        shared,
+        db,
+        tracker.clone(),
+        stop,
+    )))
 }
 
 /// Lines for `feedwire status`: backlog per partner and for WebSub, dead

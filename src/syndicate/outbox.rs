@@ -86,7 +86,7 @@ pub(crate) fn deliveries(
         target: target.to_string(),
         topic: topic.to_string(),
     };
-    if cfg.hub_url().is_some() {
+    if crate::site::hub_url(cfg).is_some() {
         for path in &paths {
             out.push(feed(Kind::Fanout, "", path));
         }

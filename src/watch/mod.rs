@@ -347,8 +347,8 @@ impl Watch {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let dir_like =
-                    crate::ingest::format_for(&name).is_none() && !source::is_ignored_name(&name);
+                let dir_like = crate::article::Format::from_file_name(&name).is_none()
+                    && !source::is_ignored_name(&name);
                 // A folder moved in, out or removed: its files produce no events of
                 // their own, so look at the whole tree (cheap: unchanged files are
                 // only stat'ed).

@@ -10,6 +10,8 @@
 //! articles folder removes nothing, and a batch that would remove more than
 //! `watch.max_removals` articles holds those removals for an operator.
 
+pub mod driver;
+
 use crate::catalog::{Batch, Catalog, ChangeCounts, FeedKey, FileStamp, KnownFile, StoreError};
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions};

@@ -1,36 +1,17 @@
-//! The daemon (`feedwire run`): reconcile, then watch the articles folder and
-//! keep every feed current, serve HTTP, and push changes out.
-//!
-//! One thread owns the [`Pipeline`] (and so the catalog connection) and does
-//! all writing of articles and feeds; file events (from the [`watch`]
-//! stage), the periodic rescan and shutdown reach it as messages on one
-//! channel. That makes ordering obvious: a batch is read, committed and
-//! published before the next one starts. The async runtime hosts the signal
-//! handlers, the HTTP server and syndication, which read from the published
-//! store and write only the outbox and subscriptions (each batch takes
-//! SQLite's write lock up front, so those writers wait rather than break it).
-//!
-//! A batch that fails (a full disk, a locked catalog) does not stop the
-//! daemon: it is logged, counted in `/metrics`, and retried with a growing
-//! wait as a full reconciliation and republish. If the pipeline thread ends
-//! anyway, the daemon shuts down with an error so a supervisor restarts it,
-//! rather than serving feeds that no longer move.
-//!
-//! Shutdown is bounded: a signal interrupts the batch in hand (its
-//! transaction rolls back; its files are redone at the next start) and every
-//! task gets one shared deadline, well inside systemd's `TimeoutStopSec`.
-//!
-//! [`watch`]: crate::watch
+//! The driver: the pipeline thread's loop. It takes work from the
+//! [`watch`](crate::watch) stage (settled files, or "look at the whole
+//! folder"), runs it through the [`Pipeline`], publishes what changed, and
+//! keeps the daemon's gauges. A batch that fails is logged, counted and
+//! retried with a growing wait as a full reconciliation and republish; the
+//! daemon never stops for it. Operators' commands (`apply-removals`) are
+//! noticed here within a second.
 
-use crate::config::Config;
+use super::{Interrupted, Outcome, Pipeline};
 use crate::metrics::Metrics;
-use crate::pipeline::{Interrupted, Outcome, Pipeline};
-use crate::publish::Store;
 use crate::watch::{Msg, Reason, Watch, Work};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -40,174 +21,20 @@ use std::time::{Duration, Instant};
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-/// Everything still running at shutdown gets this long in all, well inside
-/// the shipped unit's `TimeoutStopSec=20`.
-const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
-
 /// How often the pipeline thread looks for operators' commands in the
 /// catalog (`feedwire apply-removals`): one cheap `PRAGMA data_version`.
 const COMMAND_POLL: Duration = Duration::from_secs(1);
 
-/// Run the daemon until SIGINT or SIGTERM.
-pub fn run(cfg: Config) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("feedwire-io")
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run_async(cfg));
-    // Tasks that outlived the shutdown bound are dropped, not waited for.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    result
-}
-
-async fn run_async(mut cfg: Config) -> Result<()> {
-    let metrics = Arc::new(Metrics::default());
-    let store = Store::new();
-    // A missing folder is a misspelt or unmounted `paths.articles`, never an
-    // empty newsroom: starting would publish empty feeds and tell every
-    // partner to delete every article.
-    if !cfg.paths.articles.is_dir() {
-        anyhow::bail!(
-            "paths.articles: the articles folder {} does not exist; create it, or correct paths.articles in {}",
-            cfg.paths.articles.display(),
-            cfg.source.display()
-        );
-    }
-    // The watcher reports paths under the root it was given, made absolute
-    // but not resolved (`/srv/site/../wire/x.txt`); a canonical root keeps
-    // event paths and catalog keys in one spelling.
-    cfg.paths.articles = cfg.paths.articles.canonicalize().with_context(|| {
-        format!(
-            "paths.articles: cannot resolve the articles folder {}",
-            cfg.paths.articles.display()
-        )
-    })?;
-    let root = cfg.paths.articles.clone();
-
-    // Bind before anything slow so a busy port fails fast and loudly.
-    let listener = if cfg.server.enabled {
-        let addr = cfg.server.listen_addr()?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} (server.listen): is another feedwire or web server running there?")
-        })?;
-        tracing::info!("serving http://{}/", listener.local_addr()?);
-        Some(listener)
-    } else {
-        None
-    };
-
-    // Watch before reconciling: a file that lands during start-up reconciliation
-    // then produces an event and is not missed.
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let watch = Watch::start(
-        &root,
-        Duration::from_millis(cfg.watch.debounce_ms),
-        (cfg.watch.rescan_secs > 0).then(|| Duration::from_secs(cfg.watch.rescan_secs)),
-        tx.clone(),
-    )?;
-    tracing::info!(folder = %root.display(), debounce_ms = cfg.watch.debounce_ms, "watching for articles");
-
-    let mut pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
-    let interrupt = pipeline.interrupt_handle();
-    let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-
-    // Syndication registers its commit hook (outbox rows commit with the
-    // change that caused them) and starts its delivery workers.
-    tasks.extend(crate::syndicate::start(
-        &cfg,
-        &mut pipeline,
-        &store,
-        &metrics,
-        &shutdown_tx,
-    )?);
-
-    if let Some(listener) = listener {
-        // A second catalog connection for page rendering; WAL lets it read
-        // while the pipeline thread writes.
-        let catalog = crate::catalog::Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
-        let state = crate::serve::AppState::new(
-            Arc::new(cfg.clone()),
-            store.clone(),
-            metrics.clone(),
-            catalog,
-        )?;
-        let router = crate::serve::router(state)
-            .merge(crate::syndicate::hub_router(&cfg, &pipeline, &metrics)?);
-        let limits = crate::serve::Limits::from_config(&cfg.server);
-        let mut stop = shutdown_tx.subscribe();
-        tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.recv().await;
-            };
-            if let Err(e) = crate::serve::serve(listener, router, limits, shutdown).await {
-                tracing::error!(error = %format!("{e:#}"), "the HTTP server stopped");
-            }
-        }));
-    }
-
-    let proc_metrics = metrics.clone();
-    // Dropped when the pipeline thread ends, however it ends: a daemon whose
-    // pipeline has stopped must not go on serving stale feeds as if healthy.
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
-    let processor = std::thread::Builder::new()
-        .name("feedwire-pipeline".into())
-        .spawn(move || {
-            let _ended = ended_tx;
-            process_loop(pipeline, watch, rx, &proc_metrics, &root)
-        })
-        .context("cannot start the pipeline thread")?;
-
-    tokio::select! {
-        _ = wait_for_signal() => {
-            tracing::info!("shutting down: stopping the batch in hand");
-        }
-        _ = ended_rx => {
-            tracing::error!("the pipeline stopped; shutting down so a supervisor can restart feedwire");
-        }
-    }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_BOUND;
-    interrupt.store(true, Ordering::Relaxed);
-    let _ = tx.send(Msg::Shutdown);
-    let _ = shutdown_tx.send(());
-    let joined = tokio::time::timeout_at(
-        deadline,
-        tokio::task::spawn_blocking(move || processor.join()),
-    )
-    .await;
-    for task in tasks {
-        let _ = tokio::time::timeout_at(deadline, task).await;
-    }
-    match joined {
-        Err(_) => {
-            tracing::warn!(
-                bound_s = SHUTDOWN_BOUND.as_secs(),
-                "the pipeline did not stop in time; its batch is redone at the next start"
-            );
-        }
-        Ok(Err(e)) => return Err(e).context("the pipeline thread could not be joined"),
-        Ok(Ok(Err(_))) => anyhow::bail!("the pipeline thread panicked"),
-        Ok(Ok(Ok(result))) => result?,
-    }
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = term.recv() => {},
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+/// Run until [`Msg::Shutdown`] (or the channel closes): reconcile and
+/// publish everything once, then follow the watch stage's work.
+pub fn run(
+    pipeline: Pipeline,
+    watch: Watch,
+    rx: mpsc::Receiver<Msg>,
+    metrics: &Metrics,
+    root: &Path,
+) -> Result<()> {
+    process_loop(pipeline, watch, rx, metrics, root)
 }
 
 fn process_loop(

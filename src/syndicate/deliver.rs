@@ -16,7 +16,7 @@
 use super::Shared;
 use super::health::Health;
 use super::outbox::{self, Kind, Outcome, Row};
-use super::{allow, partner, reply};
+use super::{allow, partner, reply, xmlrpc};
 use crate::catalog::{Catalog, DueFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -425,11 +425,10 @@ async fn send_hub_ping(shared: &Shared, row: Row) -> Outcome {
 /// Legacy `weblogUpdates.ping` (PING-01, PING-03): site name and URL.
 async fn send_xmlrpc_ping(shared: &Shared, row: Row) -> Outcome {
     let name: String = shared.cfg.site.title.chars().take(1024).collect();
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<methodCall><methodName>weblogUpdates.ping</methodName><params><param><value><string>{}</string></value></param><param><value><string>{}</string></value></param></params></methodCall>\n",
-        crate::html::escape_html(&name),
-        crate::html::escape_html(&shared.cfg.site.base_url)
-    );
+    let body = match xmlrpc::ping_request(&name, &shared.cfg.site.base_url) {
+        Ok(b) => b,
+        Err(e) => return failed(row, format!("cannot write the ping: {e:#}")),
+    };
     let req = shared
         .client
         .post(&row.target)
@@ -443,17 +442,20 @@ async fn send_xmlrpc_ping(shared: &Shared, row: Row) -> Outcome {
                     Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
                     Err(e) => return failed(row, format!("reading the reply: {}", describe(e))),
                 };
-            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-            if compact.contains("<fault>")
-                || compact.contains("<name>flerror</name><value><boolean>1</boolean>")
-            {
-                let start: String = reply::printable(text.as_bytes())
-                    .chars()
-                    .take(reply::SNIPPET_BYTES)
-                    .collect();
-                failed(row, format!("ping server answered flerror/fault: {start}"))
-            } else {
-                Outcome::Delivered(row.id)
+            match xmlrpc::reply_is_fault(text.as_bytes()) {
+                Ok(false) => Outcome::Delivered(row.id),
+                fault => {
+                    let start: String = reply::printable(text.as_bytes())
+                        .chars()
+                        .take(reply::SNIPPET_BYTES)
+                        .collect();
+                    let what = if fault.is_ok() {
+                        "answered flerror/fault"
+                    } else {
+                        "answered something that is not XML-RPC"
+                    };
+                    failed(row, format!("ping server {what}: {start}"))
+                }
             }
         }
         Ok(resp) => {

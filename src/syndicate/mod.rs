@@ -14,6 +14,7 @@
 //! - [`admit`]: per-client rate limit and the bounded verification queue.
 //! - [`reply`]: reading receivers' answers with a cap.
 //! - [`health`]: failures per target in `/metrics` and the log; pacing.
+//! - [`xmlrpc`]: the legacy ping, written and read with quick-xml.
 
 mod admit;
 mod allow;
@@ -23,6 +24,7 @@ mod hub;
 mod outbox;
 mod partner;
 mod reply;
+mod xmlrpc;
 
 use crate::catalog::{Batch, Catalog};
 use crate::config::Config;

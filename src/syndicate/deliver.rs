@@ -21,7 +21,7 @@ use crate::catalog::{Catalog, DueFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Gated rows go anyway after this long without an announcement.
@@ -30,22 +30,59 @@ const TICK: Duration = Duration::from_millis(500);
 /// At shutdown, sends in flight get this long to finish and be recorded.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
-/// What is being sent right now. Every table here is bounded by the number
-/// of sends in flight.
-#[derive(Default)]
+/// What is being sent right now. Concurrency is semaphores: a send task
+/// holds its permits and gives them back when it ends, however it ends.
+/// Every table here is bounded by the number of sends in flight.
 struct InFlight {
     rows: HashSet<i64>,
     /// WebSub, hub and ping sends (`delivery.websub_concurrency`).
-    websub: usize,
+    websub: Arc<Semaphore>,
     /// Sends per partner (`concurrency` of each).
-    partners: HashMap<String, usize>,
+    partners: HashMap<String, Arc<Semaphore>>,
     /// WebSub callbacks with a delivery on its way: one at a time each, so a
     /// slow callback holds one slot, and its later rows wait (merged).
     callbacks: HashSet<String>,
     /// Deliveries on their way per subscriber client (the address that
     /// subscribed), at most `websub.max_deliveries_in_flight_per_client`:
-    /// one requester's slow callbacks cannot take every slot.
-    clients: HashMap<String, usize>,
+    /// one requester's slow callbacks cannot take every slot. An entry goes
+    /// when its client has nothing on the way.
+    clients: HashMap<String, Arc<Semaphore>>,
+    per_client: usize,
+}
+
+impl InFlight {
+    fn new(cfg: &crate::config::Config) -> InFlight {
+        InFlight {
+            rows: HashSet::new(),
+            websub: Arc::new(Semaphore::new(cfg.delivery.websub_concurrency)),
+            partners: cfg
+                .partners
+                .iter()
+                .map(|p| (p.name.clone(), Arc::new(Semaphore::new(p.concurrency))))
+                .collect(),
+            callbacks: HashSet::new(),
+            clients: HashMap::new(),
+            per_client: cfg.websub.max_deliveries_in_flight_per_client,
+        }
+    }
+
+    /// Sends that could start now.
+    fn free(&self) -> usize {
+        self.websub.available_permits()
+            + self
+                .partners
+                .values()
+                .map(|s| s.available_permits())
+                .sum::<usize>()
+    }
+
+    fn client(&mut self, client: &str) -> Arc<Semaphore> {
+        let per_client = self.per_client;
+        self.clients
+            .entry(client.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(per_client)))
+            .clone()
+    }
 }
 
 /// A finished send, reported back to the dispatcher.
@@ -60,12 +97,10 @@ struct Done {
 pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: CancellationToken) {
     let mut changed = shared.store.subscribe();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut busy = InFlight::default();
+    let mut busy = InFlight::new(&shared.cfg);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outcomes: Vec<Outcome> = Vec::new();
-    let partner_slots: usize = shared.cfg.partners.iter().map(|p| p.concurrency).sum();
-    let per_client = shared.cfg.websub.max_deliveries_in_flight_per_client;
     let mut health = Health::new(shared.cfg.clone(), shared.metrics.clone());
     loop {
         let mut paths: Vec<String> = Vec::new();
@@ -126,12 +161,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                 );
             }
             catalog.expand_fanouts(&crate::site::feed_url(&shared.cfg, ""), now, &busy.rows)?;
-            let free = shared
-                .cfg
-                .delivery
-                .websub_concurrency
-                .saturating_sub(busy.websub)
-                + partner_slots;
+            let free = busy.free();
             if free == 0 {
                 return Ok(());
             }
@@ -143,9 +173,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                 clients: Vec::new(),
                 topic_prefix: crate::site::feed_url(&shared.cfg, ""),
             };
-            for p in &shared.cfg.partners {
-                if busy.partners.get(&p.name).copied().unwrap_or(0) >= p.concurrency {
-                    skip.targets.push(&p.name);
+            for (name, slots) in &busy.partners {
+                if slots.available_permits() == 0 {
+                    skip.targets.push(name);
                 }
             }
             skip.targets
@@ -153,7 +183,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
             skip.clients.extend(
                 busy.clients
                     .iter()
-                    .filter(|(_, n)| **n >= per_client)
+                    .filter(|(_, slots)| slots.available_permits() == 0)
                     .map(|(c, _)| c.as_str()),
             );
             let rows = catalog.due_deliveries(now, busy.rows.len() + free + 64, &skip)?;
@@ -163,27 +193,28 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                     continue;
                 }
                 let mut client = None;
+                // The permits this send holds until it ends.
+                let mut permits: Vec<OwnedSemaphorePermit> = Vec::new();
                 let secret = match row.kind {
                     Kind::Partner => {
-                        let Some(p) = shared.cfg.partners.iter().find(|p| p.name == row.target)
-                        else {
+                        let Some(slots) = busy.partners.get(&row.target) else {
                             outcomes.push(Outcome::Dead {
                                 id: row.id,
                                 error: "partner no longer configured".into(),
                             });
                             continue;
                         };
-                        let n = busy.partners.entry(row.target.clone()).or_default();
-                        if *n >= p.concurrency {
+                        let Ok(permit) = slots.clone().try_acquire_owned() else {
                             continue;
-                        }
-                        *n += 1;
+                        };
+                        permits.push(permit);
                         None
                     }
                     _ => {
-                        if busy.websub >= shared.cfg.delivery.websub_concurrency {
+                        let Ok(permit) = busy.websub.clone().try_acquire_owned() else {
                             continue;
-                        }
+                        };
+                        permits.push(permit);
                         let mut secret = None;
                         if row.kind == Kind::WebSub {
                             if busy.callbacks.contains(&row.target) {
@@ -199,17 +230,16 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                             // Subscriptions older than the client column have
                             // none and are not limited per client.
                             if !sub.client.is_empty() {
-                                let n = busy.clients.entry(sub.client.clone()).or_default();
-                                if *n >= per_client {
+                                let Ok(permit) = busy.client(&sub.client).try_acquire_owned()
+                                else {
                                     continue;
-                                }
-                                *n += 1;
+                                };
+                                permits.push(permit);
                                 client = Some(sub.client);
                             }
                             busy.callbacks.insert(row.target.clone());
                             secret = sub.secret;
                         }
-                        busy.websub += 1;
                         secret
                     }
                 };
@@ -221,6 +251,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                     let kind = row.kind;
                     let target = row.target.clone();
                     let outcome = send(&shared, row, secret).await;
+                    drop(permits);
                     let _ = done.send(Done {
                         kind,
                         target,
@@ -279,23 +310,18 @@ fn finish(done: Done, busy: &mut InFlight, outcomes: &mut Vec<Outcome>, health: 
         Outcome::Failed { row, .. } => row.id,
     };
     busy.rows.remove(&id);
-    if kind == Kind::Partner {
-        if let Some(n) = busy.partners.get_mut(&target) {
-            *n = n.saturating_sub(1);
-        }
-    } else {
-        busy.websub = busy.websub.saturating_sub(1);
-    }
     if kind == Kind::WebSub {
         busy.callbacks.remove(&target);
     }
+    // The send gave its permits back as it ended; a client with nothing on
+    // the way is forgotten.
     if let Some(c) = client
-        && let Some(n) = busy.clients.get_mut(&c)
+        && busy
+            .clients
+            .get(&c)
+            .is_some_and(|slots| slots.available_permits() == busy.per_client)
     {
-        *n -= 1;
-        if *n == 0 {
-            busy.clients.remove(&c);
-        }
+        busy.clients.remove(&c);
     }
     outcomes.push(outcome);
 }

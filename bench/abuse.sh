@@ -24,6 +24,9 @@
 # Everything stays on loopback. The run takes about (seconds + 12) per attack,
 # plus up to two minutes for the subscription flood's legitimate subscriber.
 # KEEP_WORK=1 keeps /tmp/feedwire-abuse.* (daemon logs per attack).
+# DAEMON_NOFILE=N runs the daemon under `ulimit -n N` (default: this shell's
+# limit); the attacker can open no more connections than its own hard limit
+# allows, so a lower daemon limit is how to see descriptor exhaustion.
 set -euo pipefail
 
 BIN=""
@@ -37,7 +40,7 @@ while (($#)); do
         --seconds) SECS=$2; shift 2 ;;
         --label) LABEL=$2; shift 2 ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         -*) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
         *) ATTACKS+=("$1"); shift ;;
     esac
@@ -49,6 +52,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 FW_PORT=${FW_PORT:-18090}
 RSS_CEILING_MIB=${RSS_CEILING_MIB:-4096}
+DAEMON_NOFILE=${DAEMON_NOFILE:-$(ulimit -n)}
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log() { printf '[abuse %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -118,7 +123,8 @@ log "work folder $WORK; binary $BIN"
 start_daemon() { # ATTACK -> DAEMON_PID, once /healthz answers 200
     local name=$1 i
     rm -rf "$WORK/state" "$WORK/feeds"
-    "$BIN" run --config "$WORK/config.toml" >"$WORK/daemon-$name.log" 2>&1 &
+    (ulimit -n "$DAEMON_NOFILE" && exec "$BIN" run --config "$WORK/config.toml") \
+        >"$WORK/daemon-$name.log" 2>&1 &
     DAEMON_PID=$!
     for ((i = 0; i < 600; i++)); do
         [[ "$(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' --max-time 1 \
@@ -169,8 +175,9 @@ mkdir -p "$ROOT/bench/results"
     echo "Command: \`bench/abuse.sh --seconds $SECS${LABEL:+ --label $LABEL} ${ATTACKS[*]}${EXTRA[*]:+ -- ${EXTRA[*]}}\`."
     echo "$SECS s per attack on a fresh daemon (25 wire articles); normal reader: GET /feeds/rss.xml from 127.0.0.2,"
     echo "20/s, new connection each, 5 s timeout (a failure counts as 5 000 ms in the percentiles)."
-    echo "Daemon RLIMIT_NOFILE $(ulimit -n); RSS ceiling $RSS_CEILING_MIB MiB; $(nproc) cores,"
-    echo "$(free -g | awk '/^Mem:/ {print $2}') GiB RAM, Linux $(uname -r | cut -d- -f1)."
+    echo "Daemon RLIMIT_NOFILE $DAEMON_NOFILE; RSS ceiling $RSS_CEILING_MIB MiB; $(nproc) cores,"
+    echo "$(free -g | awk '/^Mem:/ {print $2}') GiB RAM, Linux $(uname -r | cut -d- -f1); load average"
+    echo "$LOAD_BEFORE at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine is shared)."
     echo
     "$ABUSE" --header
     printf '%s\n' "${ROWS[@]}"

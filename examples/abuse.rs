@@ -506,8 +506,10 @@ async fn slow_headers(opts: &Opts, tally: Arc<Tally>) {
     slots.join_all().await;
 }
 
-/// Opens idle connections until the target, the descriptor limit or the
-/// first refusal, and holds them.
+/// Opens idle connections until the target, the descriptor limit or a
+/// refusal, and holds them. A refusal is a connect the daemon's host refuses,
+/// or a whole window of connects in a row timing out (its accept queue is
+/// full); a single slow connect on a busy machine does not end the flood.
 async fn idle_flood(opts: &Opts, tally: Arc<Tally>, nofile: u64) {
     let target = opts.conns();
     let cap = target.min(nofile.saturating_sub(FD_RESERVE) as usize);
@@ -516,19 +518,27 @@ async fn idle_flood(opts: &Opts, tally: Arc<Tally>, nofile: u64) {
             "capped at {cap} by the harness's RLIMIT_NOFILE {nofile}"
         ));
     }
+    const IN_FLIGHT: usize = 64;
     let refused = Arc::new(AtomicBool::new(false));
-    let opening = Arc::new(tokio::sync::Semaphore::new(64));
+    let failures_in_a_row = Arc::new(AtomicUsize::new(0));
+    let opening = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut held = JoinSet::new();
     for _ in 0..cap {
         if refused.load(Relaxed) {
             break;
         }
         let permit = opening.clone().acquire_owned().await.expect("open");
-        let (tally, refused, addr) = (tally.clone(), refused.clone(), opts.addr);
+        let (tally, refused, in_a_row, addr) = (
+            tally.clone(),
+            refused.clone(),
+            failures_in_a_row.clone(),
+            opts.addr,
+        );
         held.spawn(async move {
             match connect(addr).await {
                 Ok(mut s) => {
                     tally.opened.fetch_add(1, Relaxed);
+                    in_a_row.store(0, Relaxed);
                     drop(permit);
                     let ending = await_ending(&mut s).await;
                     tally.ended_by_daemon.fetch_add(1, Relaxed);
@@ -536,9 +546,14 @@ async fn idle_flood(opts: &Opts, tally: Arc<Tally>, nofile: u64) {
                 }
                 Err(e) => {
                     tally.connect_failed.fetch_add(1, Relaxed);
-                    if !refused.swap(true, Relaxed) {
-                        *tally.stop_reason.lock().unwrap() =
-                            Some(format!("stopped opening at the first refusal: {e}"));
+                    let n = in_a_row.fetch_add(1, Relaxed) + 1;
+                    let refusal = e.kind() == std::io::ErrorKind::ConnectionRefused;
+                    if (refusal || n >= IN_FLIGHT) && !refused.swap(true, Relaxed) {
+                        *tally.stop_reason.lock().unwrap() = Some(if refusal {
+                            format!("stopped: connect refused ({e})")
+                        } else {
+                            format!("stopped: {n} connects in a row failed ({e})")
+                        });
                     }
                 }
             }

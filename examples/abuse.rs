@@ -335,8 +335,8 @@ struct MemoryWatch {
     peak_rss_kib: u64,
     /// Highest VmHWM seen while the daemon was alive.
     hwm_kib: u64,
-    /// VmRSS when the ceiling was passed, and how long after the watch began.
-    killed: Option<(u64, Duration)>,
+    /// VmRSS when the ceiling was passed, and when.
+    killed: Option<(u64, Instant)>,
 }
 
 /// Samples the daemon every 100 ms on its own thread until `stop`.
@@ -346,7 +346,6 @@ fn watch_memory(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<MemoryWatch> {
     std::thread::spawn(move || {
-        let began = Instant::now();
         let mut w = MemoryWatch::default();
         while !stop.load(Relaxed) {
             match read_status(pid) {
@@ -360,7 +359,7 @@ fn watch_memory(
                         );
                         // SAFETY: sending a signal to the pid we were given.
                         unsafe { libc::kill(pid, libc::SIGKILL) };
-                        w.killed = Some((st.rss_kib, began.elapsed()));
+                        w.killed = Some((st.rss_kib, Instant::now()));
                     }
                 }
                 _ => {}
@@ -374,6 +373,7 @@ fn watch_memory(
 // ------------------------------------------------------------------ the normal reader
 
 struct Sample {
+    sent_at: Instant,
     ms: f64,
     failure: Option<&'static str>,
 }
@@ -413,6 +413,7 @@ fn read_feed_meanwhile(opts: &Opts, stop: Arc<AtomicBool>) -> std::thread::JoinH
                         .err();
                     let ms = t0.elapsed().as_secs_f64() * 1e3;
                     Sample {
+                        sent_at: t0,
                         ms: if failure.is_some() {
                             ms.max(timeout.as_secs_f64() * 1e3)
                         } else {
@@ -1220,10 +1221,10 @@ async fn main() {
     let alive = after.is_some_and(|s| s.alive);
     let killed = memory.as_ref().and_then(|m| m.killed);
     let survived = match (alive, answers, killed) {
-        (_, _, Some((kib, after))) => format!(
+        (_, _, Some((kib, at))) => format!(
             "**no**: killed by the harness at VmRSS {}, {:.1} s into the attack",
             mib(kib),
-            after.as_secs_f64()
+            at.saturating_duration_since(t_attack).as_secs_f64()
         ),
         (true, true, None) => "yes".into(),
         (true, false, None) => "**no**: running but /healthz does not answer 200".into(),
@@ -1247,6 +1248,20 @@ async fn main() {
             .collect::<Vec<_>>()
             .join(", ");
         happened.push_str(&format!("; normal requests failed: {kinds}"));
+    }
+    if let Some((_, at)) = killed {
+        // What the reader got while the daemon was still alive.
+        let before: Vec<&Sample> = samples.iter().filter(|s| s.sent_at < at).collect();
+        let mut ms: Vec<f64> = before.iter().map(|s| s.ms).collect();
+        ms.sort_by(f64::total_cmp);
+        happened.push_str(&format!(
+            "; normal requests sent before the kill: p50 / p99 / max {:.1} / {:.1} / {:.1} ms, {} of {} failed",
+            percentile(&ms, 0.50),
+            percentile(&ms, 0.99),
+            ms.last().copied().unwrap_or(f64::NAN),
+            before.iter().filter(|s| s.failure.is_some()).count(),
+            before.len()
+        ));
     }
     if opts.attack == Attack::SubscriptionFlood {
         happened.push_str(&format!("; attack lasted {attack_secs:.0} s"));

@@ -111,12 +111,35 @@ impl Default for Feeds {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
+    /// Larger article files are rejected before they are decoded.
     pub max_bytes: u64,
+    /// The largest body HTML one article may produce; larger ones are
+    /// rejected so that one article cannot crowd the others out of a feed.
+    pub max_html_bytes: usize,
+    /// How deep quotes, lists, inline markup, HTML elements and front-matter
+    /// values may nest; deeper articles are rejected (parsing costs grow
+    /// with depth for every element).
+    pub max_nesting: usize,
 }
 
 impl Default for Ingest {
     fn default() -> Self {
-        Ingest { max_bytes: 4 << 20 }
+        let limits = crate::ingest::Limits::default();
+        Ingest {
+            max_bytes: 4 << 20,
+            max_html_bytes: limits.max_html_bytes,
+            max_nesting: limits.max_nesting,
+        }
+    }
+}
+
+impl Ingest {
+    /// The bounds ingest applies to every article.
+    pub fn limits(&self) -> crate::ingest::Limits {
+        crate::ingest::Limits {
+            max_html_bytes: self.max_html_bytes,
+            max_nesting: self.max_nesting,
+        }
     }
 }
 
@@ -396,6 +419,23 @@ impl Config {
         if self.ingest.max_bytes == 0 {
             bail!("ingest.max_bytes must be at least 1");
         }
+        // An entry is carried up to three times its HTML in a feed (Atom
+        // escapes it), so a quarter of the feed still leaves room for others.
+        if self.ingest.max_html_bytes < 1024
+            || self.ingest.max_html_bytes > self.feeds.max_bytes / 4
+        {
+            bail!(
+                "ingest.max_html_bytes must be between 1024 and a quarter of feeds.max_bytes ({}); it is {}",
+                self.feeds.max_bytes / 4,
+                self.ingest.max_html_bytes
+            );
+        }
+        if !(8..=1000).contains(&self.ingest.max_nesting) {
+            bail!(
+                "ingest.max_nesting must be between 8 and 1000 (it is {})",
+                self.ingest.max_nesting
+            );
+        }
         if self.server.enabled {
             self.server.listen_addr()?;
         }
@@ -570,6 +610,9 @@ mod tests {
         assert_eq!(cfg.paths.articles, PathBuf::from("/srv/feedwire/articles"));
         assert_eq!(cfg.feeds.max_items, 50);
         assert_eq!(cfg.feeds.max_bytes, 1 << 20);
+        assert_eq!(cfg.ingest.limits(), crate::ingest::Limits::default());
+        assert_eq!(cfg.ingest.max_html_bytes, 256 << 10);
+        assert_eq!(cfg.ingest.max_nesting, 64);
         assert_eq!(cfg.time_zone().unwrap(), chrono_tz::Asia::Ho_Chi_Minh);
     }
 
@@ -582,6 +625,13 @@ mod tests {
             ("[site]\nbase_url = \"ftp://x\"", "site.base_url"),
             ("[site]\ntime_zone = \"Mars/Base\"", "site.time_zone"),
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[ingest]\nmax_html_bytes = 100", "ingest.max_html_bytes"),
+            (
+                "[feeds]\nmax_bytes = 65536\n[ingest]\nmax_html_bytes = 32768",
+                "ingest.max_html_bytes",
+            ),
+            ("[ingest]\nmax_nesting = 2", "ingest.max_nesting"),
+            ("[ingest]\nmax_nesting = 100000", "ingest.max_nesting"),
             (
                 "[[partners]]\nname=\"a\"\nurl=\"http://127.0.0.1:1/\"\nsecret=\"env:FEEDWIRE_TEST_UNSET_VAR\"",
                 "FEEDWIRE_TEST_UNSET_VAR",

@@ -103,6 +103,7 @@ impl Pipeline {
             time_zone: self.cfg.time_zone()?,
             max_bytes: self.cfg.ingest.max_bytes,
             now: Utc::now(),
+            limits: self.cfg.ingest.limits(),
         })
     }
 

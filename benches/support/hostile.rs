@@ -290,6 +290,24 @@ pub const SHAPES: &[Shape] = &[
         },
     },
     Shape {
+        name: "md_toml_dotted_keys",
+        file_name: "y.md",
+        make: |n| format!("+++\ntitle = \"T\"\n{}x = 1\n+++\nBody\n", fill("a.", n)).into_bytes(),
+    },
+    Shape {
+        name: "md_toml_inline_tables",
+        file_name: "y.md",
+        make: |n| {
+            let k = n / 6;
+            format!(
+                "+++\ntitle = \"T\"\nx = {}1{}\n+++\nBody\n",
+                "{a = ".repeat(k),
+                "}".repeat(k)
+            )
+            .into_bytes()
+        },
+    },
+    Shape {
         name: "md_yaml_aliases",
         file_name: "y.md",
         make: |n| {

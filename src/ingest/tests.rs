@@ -1,5 +1,6 @@
 //! End-to-end tests of [`parse`]: bytes and a file name in, article or error out.
 
+use super::text;
 use super::*;
 use crate::article::{Encoding, Format};
 use chrono::{DateTime, TimeZone, Utc};
@@ -12,6 +13,7 @@ fn opts() -> IngestOptions {
         time_zone: chrono_tz::Asia::Ho_Chi_Minh,
         max_bytes: 4 << 20,
         now: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        limits: Default::default(),
     }
 }
 
@@ -455,4 +457,219 @@ fn wire_fields_and_html() {
         a.content_html,
         "<p>TTXVN - Đoạn một.</p><figure><figcaption>Ảnh minh họa. (Ảnh: TTXVN)</figcaption></figure><p>Đoạn hai./.</p>"
     );
+}
+
+fn with_limits(max_html_bytes: usize, max_nesting: usize) -> IngestOptions {
+    IngestOptions {
+        limits: Limits {
+            max_html_bytes,
+            max_nesting,
+        },
+        ..opts()
+    }
+}
+
+/// How deep the elements of sanitised HTML nest (ammonia's output is
+/// well-formed, so counting start and end tags is enough).
+fn html_depth(html: &str) -> usize {
+    const VOID: [&str; 4] = ["br", "hr", "img", "wbr"];
+    let (mut depth, mut max) = (0usize, 0usize);
+    for tag in html.split('<').skip(1) {
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if tag.starts_with('/') {
+            depth -= 1;
+        } else if !VOID.contains(&name.as_str()) && !name.is_empty() {
+            depth += 1;
+            max = max.max(depth);
+        }
+    }
+    max
+}
+
+#[test]
+fn nesting_is_bounded() {
+    // (case, file name, body nested `n` deep): at the limit the article is
+    // accepted and its HTML nests no deeper; one level more is refused.
+    type Nest = fn(usize) -> String;
+    let cases: [(&str, &str, Nest, &str); 7] = [
+        (
+            "quotes",
+            "a.md",
+            |n| format!("# T\n\n{}x\n", "> ".repeat(n)),
+            "quotes",
+        ),
+        (
+            "lists",
+            "a.md",
+            |n| format!("# T\n\n{}x\n", "- ".repeat(n / 2)),
+            "quotes",
+        ),
+        (
+            "emphasis",
+            "a.md",
+            |n| format!("# T\n\n{}b{}\n", "_a ".repeat(n - 1), "_".repeat(n - 1)),
+            "quotes",
+        ),
+        (
+            "nested images",
+            "a.md",
+            |n| format!("# T\n\n{}a{}\n", "![".repeat(n - 1), "](u)".repeat(n - 1)),
+            "quotes",
+        ),
+        (
+            "raw divs",
+            "a.md",
+            |n| format!("# T\n\n{}x\n", "<div>".repeat(n)),
+            "HTML elements",
+        ),
+        (
+            "raw spans in a paragraph",
+            "a.md",
+            |n| format!("# T\n\nx {}y\n", "<span>".repeat(n - 1)),
+            "HTML elements",
+        ),
+        (
+            "reopened formatting",
+            "a.md",
+            |n| {
+                format!(
+                    "# T\n\n<div>{}<p>x</p>\n",
+                    (0..n).map(|i| format!("<b title={i}>")).collect::<String>()
+                )
+            },
+            "HTML elements",
+        ),
+    ];
+    let limit = 16;
+    let opts = with_limits(256 << 10, limit);
+    for (case, name, nest, what) in cases {
+        // Markdown puts its own block (a paragraph) around inline content,
+        // so find the deepest input that is accepted, then check around it.
+        let deepest_ok = (1..=limit + 2)
+            .take_while(|&n| parse(name, nest(n).as_bytes(), &opts).is_ok())
+            .last()
+            .unwrap_or_else(|| panic!("{case}: even one level is refused"));
+        assert!(
+            deepest_ok + 3 >= limit,
+            "{case}: only {deepest_ok} levels accepted"
+        );
+        let a = parse(name, nest(deepest_ok).as_bytes(), &opts).unwrap();
+        assert!(
+            html_depth(&a.content_html) <= limit,
+            "{case}: output nests {} deep: {}",
+            html_depth(&a.content_html),
+            a.content_html
+        );
+        match parse(name, nest(deepest_ok + 1).as_bytes(), &opts) {
+            Err(IngestError::TooDeep {
+                what: got,
+                limit: l,
+            }) => {
+                assert_eq!(l, limit, "{case}");
+                assert!(
+                    got.contains(what.split(' ').next().unwrap()),
+                    "{case}: {got}"
+                );
+            }
+            other => panic!("{case}: one level deeper gave {other:?}"),
+        }
+        // Thousands of levels cost no more than the limit's worth.
+        let e = parse(name, nest(4000).as_bytes(), &opts).unwrap_err();
+        assert!(matches!(e, IngestError::TooDeep { .. }), "{case}: {e:?}");
+        assert!(e.to_string().contains("ingest.max_nesting"), "{e}");
+    }
+}
+
+#[test]
+fn html_cap_rejects_naming_the_key() {
+    let opts = with_limits(4096, 64);
+    let too_large = IngestError::HtmlTooLarge { limit: 4096 };
+    // (case, file name, bytes)
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "long markdown",
+            "a.md",
+            format!("# T\n\n{}", "word ".repeat(1000)).into_bytes(),
+        ),
+        // 1 KB of Markdown that renders to far more HTML.
+        (
+            "expanding table",
+            "a.md",
+            format!(
+                "# T\n\n{}|\n{}|\n{}",
+                "|a".repeat(100),
+                "|-".repeat(100),
+                "x\n".repeat(50)
+            )
+            .into_bytes(),
+        ),
+        (
+            "links gain rel=",
+            "a.md",
+            format!("# T\n\n{}", "<a href=\"/x\">y</a>".repeat(150)).into_bytes(),
+        ),
+        (
+            "wire escaping",
+            "a.txt",
+            format!("Tin\n\nTitle\n\nTTXVN - {}/.\n", "\"".repeat(1000)).into_bytes(),
+        ),
+        (
+            "wire many paragraphs",
+            "a.txt",
+            format!("Tin\n\nTitle\n\n{}", "Đoạn văn.\n\n".repeat(400)).into_bytes(),
+        ),
+    ];
+    for (case, name, bytes) in cases {
+        match parse(name, &bytes, &opts) {
+            Err(e) => {
+                assert_eq!(e, too_large, "{case}");
+                assert!(
+                    e.to_string().contains("ingest.max_html_bytes"),
+                    "{case}: {e}"
+                );
+            }
+            Ok(a) => panic!("{case}: accepted {} bytes of HTML", a.content_html.len()),
+        }
+    }
+    // Just under the cap is fine.
+    let a = parse(
+        "a.md",
+        format!("# T\n\n{}", "word ".repeat(700)).as_bytes(),
+        &opts,
+    )
+    .expect("3.5 KB of HTML is under 4 KB");
+    assert!(a.content_html.len() <= 4096);
+}
+
+#[test]
+fn characters_xml_forbids_do_not_come_back_through_escapes() {
+    // (case, file name, text): entities and YAML/TOML escapes can spell
+    // characters that decoding already removed from the raw text.
+    let cases = [
+        (
+            "heading entity",
+            "a.md",
+            "# A&#1;B\n\nx&#2;y <span title=\"p&#3;q\">z</span>\n",
+        ),
+        (
+            "yaml escape",
+            "a.md",
+            "---\ntitle: \"A\\u0001B\"\nauthor: \"C\\x02D\"\n---\nx&#xFFFE;y\n",
+        ),
+        (
+            "toml escape",
+            "a.md",
+            "+++\ntitle = \"A\\u0001B\"\nauthor = \"C\\u0002D\"\n+++\nx&#x85;y\n",
+        ),
+    ];
+    for (case, name, text) in cases {
+        let a = ok(name, text.as_bytes());
+        assert_eq!(a.title, "AB", "{case}");
+        let all = format!("{} {:?} {}", a.title, a.authors, a.content_html);
+        assert!(!all.chars().any(text::is_forbidden), "{case}: {all:?}");
+    }
 }

@@ -1,5 +1,7 @@
 //! Small text helpers shared by the wire and Markdown parsers.
 
+use std::borrow::Cow;
+
 /// True for characters XML 1.0 forbids (C0 controls other than tab, LF and
 /// CR; U+FFFE; U+FFFF) and for the C1 controls U+0080–U+009F, which are
 /// allowed by XML but never meaningful in an article and break many readers.
@@ -7,9 +9,29 @@ pub fn is_forbidden(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
 }
 
+/// `s` without the characters [`is_forbidden`] rejects. Decoding already
+/// removed them from the file's text, but character references (`&#1;` in
+/// Markdown or HTML) and YAML/TOML escapes (`"\u0001"`) bring them back, and
+/// one of them in a title or body makes every feed carrying the article
+/// unpublishable.
+pub fn strip_forbidden(s: &str) -> Cow<'_, str> {
+    // Every forbidden character is a C0 control or DEL, or starts with byte
+    // C2 (C1 controls) or EF (U+FFFE, U+FFFF): a byte scan settles most text.
+    let maybe = s
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xef);
+    if maybe && s.chars().any(is_forbidden) {
+        Cow::Owned(s.chars().filter(|&c| !is_forbidden(c)).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// A single-line plain-text field: trimmed, every run of whitespace (including
-/// line breaks) collapsed to one space.
+/// line breaks) collapsed to one space, characters XML forbids removed.
 pub fn one_line(s: &str) -> String {
+    let cleaned = strip_forbidden(s);
+    let s = &*cleaned;
     // Fast path: already single spaces between words (the usual case).
     let tidy = !s.starts_with(' ')
         && !s.ends_with(' ')
@@ -115,6 +137,17 @@ mod tests {
             ("a\u{a0}b", "a b"),
         ];
         for (input, want) in cases {
+            assert_eq!(one_line(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn one_line_drops_forbidden_characters() {
+        for (input, want) in [
+            ("A\u{1}B", "AB"),
+            ("\u{fffe} x \u{85}", "x"),
+            ("Hà Nội", "Hà Nội"),
+        ] {
             assert_eq!(one_line(input), want, "input {input:?}");
         }
     }

@@ -6,7 +6,7 @@
 
 use super::html;
 use super::text::one_line;
-use super::{Decoded, IngestError};
+use super::{Decoded, IngestError, Limits};
 use crate::article::{Article, Format};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -55,7 +55,9 @@ fn blocks(text: &str) -> Vec<String> {
     out
 }
 
-pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
+/// The body HTML is at most
+/// `limits.max_html_bytes` (escaping can make it six times the text).
+pub fn parse(stem: &str, decoded: Decoded, limits: &Limits) -> Result<Article, IngestError> {
     let mut blocks = blocks(&decoded.text);
     let see_more = blocks.len() > 2 && blocks.last().is_some_and(|b| b == SEE_MORE);
     if see_more {
@@ -101,20 +103,23 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
 
     let mut paragraphs = Vec::new();
     let mut captions = Vec::new();
-    let mut content = String::new();
+    let mut content = Html {
+        out: String::new(),
+        limit: limits.max_html_bytes,
+    };
     for block in body {
         if is_caption(block) {
-            content.push_str(&html::caption(block));
+            content.push(&html::caption(block))?;
             captions.push(block.clone());
         } else {
-            content.push_str(&html::paragraph(block));
+            content.push(&html::paragraph(block))?;
             paragraphs.push(block.clone());
         }
     }
     let mut byline = None;
     for block in tail {
         if is_caption(&block) {
-            content.push_str(&html::caption(&block));
+            content.push(&html::caption(&block))?;
             captions.push(block);
         } else if byline.is_none() {
             byline = Some(block);
@@ -150,13 +155,29 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
         paragraphs,
         captions,
         see_more,
-        content_html: content,
+        content_html: content.out,
         image: None,
         published: None,
         updated: None,
         front_matter: None,
         language: "vi".to_string(),
     })
+}
+
+/// Body HTML that stops growing at `limit` bytes.
+struct Html {
+    out: String,
+    limit: usize,
+}
+
+impl Html {
+    fn push(&mut self, s: &str) -> Result<(), IngestError> {
+        if self.out.len() + s.len() > self.limit {
+            return Err(IngestError::HtmlTooLarge { limit: self.limit });
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +192,7 @@ mod tests {
                 text: text.to_string(),
                 encoding: Encoding::Utf8,
             },
+            &Limits::default(),
         )
     }
 

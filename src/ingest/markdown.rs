@@ -1,6 +1,6 @@
 //! Markdown articles with optional YAML (`---`) or TOML (`+++`) front matter.
 
-use super::text::{guess_language, one_line};
+use super::text::{guess_language, is_visible, one_line};
 use super::{Decoded, IngestError, IngestOptions, Limits, html, yaml};
 use crate::article::{Article, Format};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -31,11 +31,12 @@ pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Artic
     };
     let (heading, content_html) = render(body, !fm.contains_key("title"), &opts.limits)?;
 
-    let title = match text(&fm, "title")? {
-        Some(t) => Some(t),
-        None => heading,
-    }
-    .ok_or_else(|| IngestError::Missing("title".to_string()))?;
+    // A title that is there but shows as nothing is worse than none: say so.
+    let title = match line(&fm, "title")?.or(heading) {
+        Some(t) if is_visible(&t) => t,
+        Some(t) if !t.is_empty() => return Err(IngestError::Invisible("title".to_string())),
+        _ => return Err(IngestError::Missing("title".to_string())),
+    };
 
     let id = text(&fm, "id")?.unwrap_or_else(|| stem.to_string());
     // `date` is the documented key; `published` is accepted as a synonym.
@@ -186,8 +187,13 @@ fn from_toml(v: toml::Value) -> Value {
     }
 }
 
-/// A single-line text field; empty counts as absent.
+/// A single-line text field; empty or invisible counts as absent.
 fn text(fm: &FrontMatter, key: &str) -> Result<Option<String>, IngestError> {
+    Ok(line(fm, key)?.filter(|s| is_visible(s)))
+}
+
+/// A single-line text field as written (only an empty one is absent).
+fn line(fm: &FrontMatter, key: &str) -> Result<Option<String>, IngestError> {
     match fm.get(key) {
         None | Some(Value::Other) => Ok(None),
         Some(Value::Text(s)) => Ok(Some(one_line(s)).filter(|s| !s.is_empty())),
@@ -214,7 +220,7 @@ fn list(fm: &FrontMatter, key: &str) -> Result<Vec<String>, IngestError> {
     };
     let mut out: Vec<String> = Vec::new();
     for item in items.iter().map(|s| one_line(s)) {
-        if !item.is_empty() && !out.contains(&item) {
+        if is_visible(&item) && !out.contains(&item) {
             out.push(item);
         }
     }

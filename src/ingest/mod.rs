@@ -95,6 +95,10 @@ pub enum IngestError {
     #[error("missing {0}")]
     Missing(String),
     #[error(
+        "the {0} is made only of invisible characters (zero-width spaces, word joiners, byte order marks, no-break spaces and the like); write it in visible text"
+    )]
+    Invisible(String),
+    #[error(
         "the article nests {what} more than {limit} levels deep (ingest.max_nesting); flatten it"
     )]
     TooDeep { what: String, limit: usize },
@@ -126,10 +130,11 @@ pub fn format_for(file_name: &str) -> Option<crate::article::Format> {
 /// `000_ee2825b76e43200a.txt`); it selects the format and gives the default id.
 ///
 /// Order of checks: file type, size, decoding ([`decode`]: empty, binary,
-/// encoding), then the format's own rules (wire: missing title / layout;
-/// Markdown: front matter, dates, missing title), then the body's nesting and
-/// HTML size ([`Limits`]). All text fields of the result are trimmed,
-/// single-line plain text with no character XML forbids; `content_html` is
+/// encoding), then the format's own rules (wire: missing or invisible title
+/// and category / layout; Markdown: front matter, dates, missing or
+/// invisible title), then the body's nesting and HTML size ([`Limits`]). All
+/// text fields of the result are trimmed, single-line plain text with at
+/// least one visible character and none that XML forbids; `content_html` is
 /// sanitised, at most `max_html_bytes` long, free of XML-forbidden
 /// characters and never contains `]]>`.
 pub fn parse(file_name: &str, bytes: &[u8], opts: &IngestOptions) -> Result<Article, IngestError> {

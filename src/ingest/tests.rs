@@ -646,6 +646,123 @@ fn html_cap_rejects_naming_the_key() {
 }
 
 #[test]
+fn invisible_single_line_fields() {
+    // Every sort of character that shows as nothing.
+    let invisibles = [
+        "\u{200b}\u{200b}",       // zero-width spaces
+        "\u{2060}",               // word joiner
+        "\u{a0}\u{feff}",         // a byte order mark that does not start the file
+        "\u{a0}\u{a0}",           // no-break spaces
+        "\u{200b}\u{a0}\u{2060}", // a mixture
+        "\u{200c}\u{200d}\u{200e}\u{ad}\u{3164}\u{2800}",
+    ];
+    for inv in invisibles {
+        // A line of nothing but no-break spaces is a blank line in the wire
+        // layout (they are whitespace), which shifts the blocks instead.
+        let blank = inv.trim().is_empty();
+        // (case, file name, text, expected outcome given `blank`)
+        type Want = fn(&Result<Article, IngestError>, bool) -> bool;
+        let cases: Vec<(&str, &str, String, Want)> = vec![
+            (
+                "wire title",
+                "a.txt",
+                format!("Tin\n\n{inv}\n\nTTXVN - Body./.\n"),
+                |r, blank| match r {
+                    Err(IngestError::Invisible(f)) => f == "title" && !blank,
+                    Err(IngestError::Layout(_)) => blank,
+                    _ => false,
+                },
+            ),
+            (
+                "wire category",
+                "a.txt",
+                format!("{inv}\n\nTitle\n\nTTXVN - Body./.\n"),
+                |r, blank| match r {
+                    Err(IngestError::Invisible(f)) => f == "category" && !blank,
+                    Err(IngestError::Layout(_)) => blank,
+                    _ => false,
+                },
+            ),
+            (
+                "wire byline",
+                "a.txt",
+                format!("Tin\n\nTitle\n\nTTXVN - Body./.\n\n{inv}\n"),
+                |r, _| r.as_ref().is_ok_and(|a| a.authors.is_empty()),
+            ),
+            (
+                "wire dateline",
+                "a.txt",
+                format!("Tin\n\nTitle\n\n{inv}\n\nLead.\n\nTTXVN - Body./.\n"),
+                |r, _| r.as_ref().is_ok_and(|a| a.dateline.is_none()),
+            ),
+            (
+                "markdown front-matter title",
+                "a.md",
+                format!("---\ntitle: \"{inv}\"\n---\nBody\n"),
+                |r, blank| match r {
+                    Err(IngestError::Invisible(f)) => f == "title" && !blank,
+                    Err(IngestError::Missing(f)) => f == "title" && blank,
+                    _ => false,
+                },
+            ),
+            (
+                "markdown heading title",
+                "a.md",
+                format!("# {inv}\n\nBody\n"),
+                |r, blank| match r {
+                    Err(IngestError::Invisible(f)) => f == "title" && !blank,
+                    Err(IngestError::Missing(f)) => f == "title" && blank,
+                    _ => false,
+                },
+            ),
+            (
+                "markdown toml title",
+                "a.md",
+                format!("+++\ntitle = \"{inv}\"\n+++\nBody\n"),
+                |r, blank| match r {
+                    Err(IngestError::Invisible(f)) => f == "title" && !blank,
+                    Err(IngestError::Missing(f)) => f == "title" && blank,
+                    _ => false,
+                },
+            ),
+            (
+                "markdown author, category, tag, summary, id",
+                "post.md",
+                format!(
+                    "---\ntitle: T\nauthor: \"{inv}\"\ncategories: [\"{inv}\", News]\ntags: [\"{inv}\"]\nsummary: \"{inv}\"\nid: \"{inv}\"\n---\nBody\n"
+                ),
+                |r, _| {
+                    r.as_ref().is_ok_and(|a| {
+                        a.authors.is_empty()
+                            && a.categories == ["News"]
+                            && a.tags.is_empty()
+                            && a.lead.is_none()
+                            && a.id == "post"
+                    })
+                },
+            ),
+        ];
+        for (case, name, text, want) in cases {
+            let got = parse(name, text.as_bytes(), &opts());
+            assert!(want(&got, blank), "{case} with {inv:?}: {got:?}");
+            if let Err(IngestError::Invisible(_)) = &got {
+                let message = got.unwrap_err().to_string();
+                assert!(
+                    message.contains("invisible characters"),
+                    "{case}: {message}"
+                );
+            }
+        }
+    }
+    // Invisible characters around visible text do not make it missing.
+    let a = ok(
+        "a.txt",
+        "Tin\n\n\u{200b}Tiêu đề\u{2060}\n\nTTXVN - Body./.\n".as_bytes(),
+    );
+    assert_eq!(a.title, "\u{200b}Tiêu đề\u{2060}");
+}
+
+#[test]
 fn characters_xml_forbids_do_not_come_back_through_escapes() {
     // (case, file name, text): entities and YAML/TOML escapes can spell
     // characters that decoding already removed from the raw text.

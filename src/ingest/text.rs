@@ -1,6 +1,8 @@
 //! Small text helpers shared by the wire and Markdown parsers.
 
+use regex::Regex;
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 /// True for characters XML 1.0 forbids (C0 controls other than tab, LF and
 /// CR; U+FFFE; U+FFFF) and for the C1 controls U+0080–U+009F, which are
@@ -25,6 +27,22 @@ pub fn strip_forbidden(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(s)
     }
+}
+
+/// A character a reader can see: anything but controls, format characters
+/// (zero-width space and joiners, bidi marks, soft hyphen, BOM, tags), space
+/// and line/paragraph separators (no-break spaces included), the other
+/// default-ignorable code points (variation selectors, Hangul fillers) and the
+/// blank braille pattern.
+static VISIBLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[^\p{Cc}\p{Cf}\p{Z}\p{Default_Ignorable_Code_Point}\x{2800}]")
+        .expect("valid regex")
+});
+
+/// Does `s` contain at least one character a reader can see? A title made
+/// only of zero-width spaces is present but shows as nothing.
+pub fn is_visible(s: &str) -> bool {
+    VISIBLE.is_match(s)
 }
 
 /// A single-line plain-text field: trimmed, every run of whitespace (including
@@ -149,6 +167,36 @@ mod tests {
             ("Hà Nội", "Hà Nội"),
         ] {
             assert_eq!(one_line(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn visibility() {
+        // (text, visible?)
+        let cases = [
+            ("Tin mới", true),
+            ("a", true),
+            ("\u{200b}x\u{200b}", true),
+            ("·", true),
+            ("", false),
+            (" \t", false),
+            ("\u{200b}", false),                 // zero-width space (Cf)
+            ("\u{2060}", false),                 // word joiner (Cf)
+            ("\u{feff}", false),                 // byte order mark (Cf)
+            ("\u{a0}\u{202f}\u{3000}", false),   // no-break and ideographic spaces (Zs)
+            ("\u{200c}\u{200d}", false),         // non-joiner, joiner
+            ("\u{200e}\u{200f}\u{202e}", false), // bidi marks and overrides
+            ("\u{ad}", false),                   // soft hyphen
+            ("\u{2028}\u{2029}", false),         // line and paragraph separators
+            ("\u{180e}", false),                 // Mongolian vowel separator
+            ("\u{3164}\u{ffa0}", false),         // Hangul fillers
+            ("\u{fe0f}", false),                 // variation selector
+            ("\u{e0041}", false),                // tag character
+            ("\u{2800}", false),                 // blank braille pattern
+            ("\u{85}\u{1}", false),              // controls
+        ];
+        for (text, want) in cases {
+            assert_eq!(is_visible(text), want, "{text:?}");
         }
     }
 

@@ -5,7 +5,7 @@
 //! the end mark `/.`, then an optional byline and a scraped "Xem thêm".
 
 use super::html;
-use super::text::one_line;
+use super::text::{is_visible, one_line};
 use super::{Decoded, IngestError, Limits};
 use crate::article::{Article, Format};
 use regex::Regex;
@@ -55,7 +55,8 @@ fn blocks(text: &str) -> Vec<String> {
     out
 }
 
-/// The body HTML is at most
+/// The category and title must show; a dateline, lead or author made only of
+/// invisible characters counts as absent. The body HTML is at most
 /// `limits.max_html_bytes` (escaping can make it six times the text).
 pub fn parse(stem: &str, decoded: Decoded, limits: &Limits) -> Result<Article, IngestError> {
     let mut blocks = blocks(&decoded.text);
@@ -68,6 +69,11 @@ pub fn parse(stem: &str, decoded: Decoded, limits: &Limits) -> Result<Article, I
     let title = rest
         .next()
         .ok_or_else(|| IngestError::Missing("title".to_string()))?;
+    for (field, value) in [("category", &category), ("title", &title)] {
+        if !is_visible(value) {
+            return Err(IngestError::Invisible(field.to_string()));
+        }
+    }
     let mut rest: Vec<String> = rest.collect();
 
     // The final body paragraph: the last block ending with the end mark.
@@ -100,6 +106,8 @@ pub fn parse(stem: &str, decoded: Decoded, limits: &Limits) -> Result<Article, I
         },
     };
     let body = &rest[start.min(rest.len())..];
+    let dateline = dateline.filter(|d| is_visible(d));
+    let lead = lead.filter(|l| is_visible(l));
 
     let mut paragraphs = Vec::new();
     let mut captions = Vec::new();
@@ -136,7 +144,7 @@ pub fn parse(stem: &str, decoded: Decoded, limits: &Limits) -> Result<Article, I
         .map(|b| {
             b.split(" - ")
                 .map(str::trim)
-                .filter(|a| !a.is_empty())
+                .filter(|a| is_visible(a))
                 .map(String::from)
                 .collect()
         })

@@ -106,7 +106,9 @@ pub enum IngestError {
         "the article's body would be more than {limit} bytes of HTML (ingest.max_html_bytes); shorten it or split it into several articles"
     )]
     HtmlTooLarge { limit: usize },
-    #[error("cleaning the article's HTML would take too long: {0}")]
+    #[error(
+        "cleaning the article's HTML would take more work than its size allows (ingest.max_html_bytes): {0}"
+    )]
     HtmlTooCostly(String),
     #[error("not an article: {0}")]
     Layout(String),

@@ -24,24 +24,28 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     b
 });
 
-/// Sanitise untrusted HTML (rendered Markdown, which may embed raw HTML).
+/// Sanitise untrusted HTML (rendered Markdown, which may embed raw HTML;
+/// `well_formed` says it does not).
 ///
 /// Nothing reaches ammonia unless [`probe::check`] found its structure within
 /// `limits` (ammonia's parser and serialiser are quadratic on deep or
-/// repetitive input), and the result is at most `limits.max_html_bytes`.
+/// repetitive input), or [`probe::needed`] shows it cannot cross them; the
+/// result is at most `limits.max_html_bytes`.
 ///
 /// The result is also made safe for XML-based feeds: `&nbsp;` (which the
 /// serialiser emits for U+00A0 but XML does not define) is written as the
 /// character itself, `]]>` never appears literally, and characters XML
 /// forbids (which character references such as `&#1;` produce) are dropped.
-pub fn sanitize(html: &str, limits: &Limits) -> Result<String, IngestError> {
+pub fn sanitize(html: &str, well_formed: bool, limits: &Limits) -> Result<String, IngestError> {
     let too_large = IngestError::HtmlTooLarge {
         limit: limits.max_html_bytes,
     };
     if html.len() > limits.max_html_bytes {
         return Err(too_large);
     }
-    probe::check(html, limits)?;
+    if probe::needed(html, well_formed, limits) {
+        probe::check(html, limits)?;
+    }
     let clean = SANITIZER.clean(html).to_string();
     let clean = clean.replace("&nbsp;", "\u{a0}").replace("]]>", "]]&gt;");
     let clean = match strip_forbidden(&clean) {
@@ -120,7 +124,7 @@ mod tests {
             (r#"<p title="]]>">x</p>"#, &["]]&gt;"], &["]]>"]),
         ];
         for (input, want, forbid) in cases {
-            let got = sanitize(input, &Limits::default()).unwrap();
+            let got = sanitize(input, false, &Limits::default()).unwrap();
             for w in want {
                 assert!(got.contains(w), "{input:?} → {got:?} should contain {w:?}");
             }
@@ -136,7 +140,7 @@ mod tests {
     #[test]
     fn sanitize_writes_nbsp_as_a_character() {
         assert_eq!(
-            sanitize("<p>a\u{a0}b</p>", &Limits::default()).unwrap(),
+            sanitize("<p>a\u{a0}b</p>", false, &Limits::default()).unwrap(),
             "<p>a\u{a0}b</p>"
         );
     }
@@ -145,6 +149,7 @@ mod tests {
     fn sanitize_drops_characters_xml_forbids() {
         let got = sanitize(
             "<p title=\"a&#2;b\">x&#1;y&#xFFFE;z&#x81;</p>",
+            false,
             &Limits::default(),
         )
         .unwrap();
@@ -158,13 +163,13 @@ mod tests {
             ..Limits::default()
         };
         let too_large = Err(IngestError::HtmlTooLarge { limit: 100 });
-        assert_eq!(sanitize(&"<p>x</p>".repeat(13), &limits), too_large);
+        assert_eq!(sanitize(&"<p>x</p>".repeat(13), false, &limits), too_large);
         // 96 bytes in, but ammonia adds rel="noopener noreferrer" to links.
         assert_eq!(
-            sanitize(&"<a href=\"/x\">y</a>".repeat(6), &limits),
+            sanitize(&"<a href=\"/x\">y</a>".repeat(6), false, &limits),
             too_large
         );
-        assert!(sanitize(&"<p>x</p>".repeat(12), &limits).is_ok());
+        assert!(sanitize(&"<p>x</p>".repeat(12), false, &limits).is_ok());
     }
 
     #[test]

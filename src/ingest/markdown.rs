@@ -361,11 +361,13 @@ fn render(
         }
     });
     let too_deep = Cell::new(false);
+    let raw_html = Cell::new(false);
     let mut depth = 0usize;
     let events = events.map_while(|event| {
         match event {
             Event::Start(_) => depth += 1,
             Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Html(_) | Event::InlineHtml(_) => raw_html.set(true),
             _ => {}
         }
         if depth > limits.max_nesting {
@@ -391,7 +393,7 @@ fn render(
         });
     }
     let heading = heading.map(|h| one_line(&h)).filter(|h| !h.is_empty());
-    Ok((heading, html::sanitize(&raw.out, limits)?))
+    Ok((heading, html::sanitize(&raw.out, !raw_html.get(), limits)?))
 }
 
 /// A string that refuses to grow past `limit` bytes, so that 40 KB of

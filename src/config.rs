@@ -115,7 +115,9 @@ pub struct Ingest {
     pub max_bytes: u64,
     /// The largest body HTML one article may produce; larger ones are
     /// rejected so that one article cannot crowd the others out of a feed.
-    pub max_html_bytes: usize,
+    /// Unset, it is 256 KiB or a quarter of `feeds.max_bytes`, whichever is
+    /// smaller; `validate` fills it in.
+    pub max_html_bytes: Option<usize>,
     /// How deep quotes, lists, inline markup, HTML elements and front-matter
     /// values may nest; deeper articles are rejected (parsing costs grow
     /// with depth for every element).
@@ -127,7 +129,7 @@ impl Default for Ingest {
         let limits = crate::ingest::Limits::default();
         Ingest {
             max_bytes: 4 << 20,
-            max_html_bytes: limits.max_html_bytes,
+            max_html_bytes: None,
             max_nesting: limits.max_nesting,
         }
     }
@@ -136,8 +138,9 @@ impl Default for Ingest {
 impl Ingest {
     /// The bounds ingest applies to every article.
     pub fn limits(&self) -> crate::ingest::Limits {
+        let defaults = crate::ingest::Limits::default();
         crate::ingest::Limits {
-            max_html_bytes: self.max_html_bytes,
+            max_html_bytes: self.max_html_bytes.unwrap_or(defaults.max_html_bytes),
             max_nesting: self.max_nesting,
         }
     }
@@ -421,14 +424,16 @@ impl Config {
         }
         // An entry is carried up to three times its HTML in a feed (Atom
         // escapes it), so a quarter of the feed still leaves room for others.
-        if self.ingest.max_html_bytes < 1024
-            || self.ingest.max_html_bytes > self.feeds.max_bytes / 4
-        {
-            bail!(
-                "ingest.max_html_bytes must be between 1024 and a quarter of feeds.max_bytes ({}); it is {}",
-                self.feeds.max_bytes / 4,
-                self.ingest.max_html_bytes
-            );
+        let quarter = self.feeds.max_bytes / 4;
+        match self.ingest.max_html_bytes {
+            None => {
+                let default = crate::ingest::Limits::DEFAULT_MAX_HTML_BYTES;
+                self.ingest.max_html_bytes = Some(default.min(quarter));
+            }
+            Some(n) if n < 1024 || n > quarter => bail!(
+                "ingest.max_html_bytes must be between 1024 and a quarter of feeds.max_bytes ({quarter}); it is {n}"
+            ),
+            Some(_) => {}
         }
         if !(8..=1000).contains(&self.ingest.max_nesting) {
             bail!(
@@ -611,7 +616,7 @@ mod tests {
         assert_eq!(cfg.feeds.max_items, 50);
         assert_eq!(cfg.feeds.max_bytes, 1 << 20);
         assert_eq!(cfg.ingest.limits(), crate::ingest::Limits::default());
-        assert_eq!(cfg.ingest.max_html_bytes, 256 << 10);
+        assert_eq!(cfg.ingest.max_html_bytes, Some(256 << 10));
         assert_eq!(cfg.ingest.max_nesting, 64);
         assert_eq!(cfg.time_zone().unwrap(), chrono_tz::Asia::Ho_Chi_Minh);
     }
@@ -644,6 +649,14 @@ mod tests {
                 "error for {text:?} should name {key}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn html_cap_defaults_to_a_quarter_of_a_small_feed() {
+        let small = parse("[feeds]\nmax_bytes = 8192").unwrap();
+        assert_eq!(small.ingest.limits().max_html_bytes, 2048);
+        let set = parse("[feeds]\nmax_bytes = 8192\n[ingest]\nmax_html_bytes = 1500").unwrap();
+        assert_eq!(set.ingest.limits().max_html_bytes, 1500);
     }
 
     #[test]

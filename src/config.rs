@@ -122,6 +122,9 @@ pub struct Ingest {
     /// values may nest; deeper articles are rejected (parsing costs grow
     /// with depth for every element).
     pub max_nesting: usize,
+    /// A file still parsing this long after its parse started is rejected as
+    /// too complex, so one hostile file delays the others by at most this.
+    pub parse_budget_ms: u64,
 }
 
 impl Default for Ingest {
@@ -131,6 +134,7 @@ impl Default for Ingest {
             max_bytes: 4 << 20,
             max_html_bytes: None,
             max_nesting: limits.max_nesting,
+            parse_budget_ms: 2000,
         }
     }
 }
@@ -154,6 +158,10 @@ pub struct Watch {
     /// A full reconciliation scan this often, as a safety net for events the
     /// OS never delivered (network mounts, overflows). 0 disables it.
     pub rescan_secs: u64,
+    /// A batch that would remove more articles than this at once (a folder
+    /// emptied by a sync tool, a mount gone) is held until an operator runs
+    /// `feedwire apply-removals` or the files come back. 0 = no limit.
+    pub max_removals: usize,
 }
 
 impl Default for Watch {
@@ -161,6 +169,7 @@ impl Default for Watch {
         Watch {
             debounce_ms: 200,
             rescan_secs: 600,
+            max_removals: 50,
         }
     }
 }
@@ -170,8 +179,31 @@ impl Default for Watch {
 pub struct Server {
     pub enabled: bool,
     pub listen: String,
-    /// `Cache-Control` sent with feeds.
+    /// `Cache-Control` sent with feeds and pages.
     pub cache_control: String,
+    /// Connections served at once, whoever they come from. Kept below the
+    /// open-file limit (with room for files, the catalog and outbound
+    /// connections), so a flood cannot starve the rest of the daemon.
+    pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold at once. Behind
+    /// a reverse proxy every client is the proxy: raise it to `max_connections`.
+    pub max_connections_per_client: usize,
+    /// Time to receive a request's head, counted from when the server is
+    /// ready for it: a new connection, or the previous response sent. So it
+    /// is also how long an idle keep-alive connection is kept.
+    pub header_read_timeout_secs: u64,
+    /// Time to receive a whole request body.
+    pub body_read_timeout_secs: u64,
+    /// A client that accepts no response bytes for this long is disconnected.
+    pub send_timeout_secs: u64,
+    /// Largest request body on any route (`POST /hub` needs a few hundred bytes).
+    pub max_body_bytes: usize,
+    /// Sum of a request's header names and values.
+    pub max_header_bytes: usize,
+    /// Longest request target (path and query).
+    pub max_uri_bytes: usize,
+    /// Memory for gzip/brotli copies of rendered HTML pages.
+    pub page_cache_bytes: usize,
 }
 
 impl Default for Server {
@@ -180,6 +212,15 @@ impl Default for Server {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             cache_control: "public, max-age=60".into(),
+            max_connections: 1024,
+            max_connections_per_client: 64,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
+            send_timeout_secs: 20,
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 4 * 1024,
+            page_cache_bytes: 8 << 20,
         }
     }
 }
@@ -193,6 +234,36 @@ impl Server {
             )
         })
     }
+
+    fn validate_limits(&self) -> Result<()> {
+        let at_least = |key: &str, value: u64, min: u64| -> Result<()> {
+            if value < min {
+                bail!("server.{key} must be at least {min} (it is {value})");
+            }
+            Ok(())
+        };
+        at_least("max_connections", self.max_connections as u64, 1)?;
+        at_least(
+            "max_connections_per_client",
+            self.max_connections_per_client as u64,
+            1,
+        )?;
+        if self.max_connections_per_client > self.max_connections {
+            bail!(
+                "server.max_connections_per_client ({}) must not exceed server.max_connections ({})",
+                self.max_connections_per_client,
+                self.max_connections
+            );
+        }
+        at_least("header_read_timeout_secs", self.header_read_timeout_secs, 1)?;
+        at_least("body_read_timeout_secs", self.body_read_timeout_secs, 1)?;
+        at_least("send_timeout_secs", self.send_timeout_secs, 1)?;
+        // Below these, ordinary browsers and feed readers would be refused.
+        at_least("max_body_bytes", self.max_body_bytes as u64, 1024)?;
+        at_least("max_header_bytes", self.max_header_bytes as u64, 4096)?;
+        at_least("max_uri_bytes", self.max_uri_bytes as u64, 256)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,12 +271,22 @@ impl Server {
 pub struct Log {
     /// A `tracing` filter (`info`, `feedwire=debug`); `RUST_LOG` wins if set.
     pub level: String,
+    /// `text` (human-readable) or `json` (one object per line, for log shippers).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for Log {
     fn default() -> Self {
         Log {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
@@ -225,6 +306,32 @@ pub struct WebSub {
     pub lease_default_secs: u64,
     pub max_subscriptions_per_topic: usize,
     pub max_subscriptions: usize,
+    /// Subscriptions one client address (an IPv4 address, an IPv6 /64) may
+    /// hold, so one requester cannot fill a topic over time.
+    pub max_subscriptions_per_client: usize,
+    /// Longest `hub.callback` accepted (it is stored with the subscription).
+    pub max_callback_bytes: usize,
+    /// `POST /hub` requests one client address may make per minute (a token
+    /// bucket refilled at this rate); over it the answer is 429 with
+    /// `Retry-After`.
+    pub client_requests_per_minute: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub client_burst: u32,
+    /// Client addresses the rate limiter remembers; beyond it, the least
+    /// recently seen is forgotten.
+    pub max_tracked_clients: usize,
+    /// Verifications (and denials) accepted but not finished, hub-wide; when
+    /// full, `POST /hub` answers 503 with `Retry-After`.
+    pub max_pending_verifications: usize,
+    /// Pending verifications one client address may have; over it, 429.
+    pub max_pending_verifications_per_client: usize,
+    /// WebSub deliveries on their way at once to the subscriptions one
+    /// client address made, so its slow callbacks cannot take every
+    /// delivery slot (`delivery.websub_concurrency`).
+    pub max_deliveries_in_flight_per_client: usize,
+    /// Whole verification or denial request to a callback: connect, answer
+    /// and the challenge echo, also the callback host's name resolution.
+    pub verify_timeout_ms: u64,
     /// Give up on a delivery this long after it was first queued.
     pub give_up_secs: u64,
     /// Parameter names the publish ping carries the feed URL in.
@@ -244,6 +351,15 @@ impl Default for WebSub {
             lease_default_secs: 10 * 86400,
             max_subscriptions_per_topic: 10_000,
             max_subscriptions: 100_000,
+            max_subscriptions_per_client: 1_000,
+            max_callback_bytes: 2048,
+            client_requests_per_minute: 60,
+            client_burst: 20,
+            max_tracked_clients: 10_000,
+            max_pending_verifications: 1_000,
+            max_pending_verifications_per_client: 8,
+            max_deliveries_in_flight_per_client: 8,
+            verify_timeout_ms: 5_000,
             give_up_secs: 2 * 86400,
             ping_params: vec!["hub.url".into(), "hub.topic".into()],
             ping_servers: Vec::new(),
@@ -284,6 +400,9 @@ pub struct Delivery {
     pub partner_give_up_secs: u64,
     /// WebSub deliveries, verifications and hub pings in flight at once.
     pub websub_concurrency: usize,
+    /// Most bytes read of any receiver's answer (the XML-RPC ping reply is
+    /// the only one read past its first 200 bytes); the rest is never read.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Delivery {
@@ -294,6 +413,7 @@ impl Default for Delivery {
             timeout_ms: 10_000,
             partner_give_up_secs: 2 * 86400,
             websub_concurrency: 64,
+            max_reply_bytes: 64 * 1024,
         }
     }
 }
@@ -441,9 +561,13 @@ impl Config {
                 self.ingest.max_nesting
             );
         }
+        if self.ingest.parse_budget_ms == 0 {
+            bail!("ingest.parse_budget_ms must be at least 1");
+        }
         if self.server.enabled {
             self.server.listen_addr()?;
         }
+        self.server.validate_limits()?;
         if self.websub.lease_min_secs > self.websub.lease_max_secs {
             bail!("websub.lease_min_secs must not exceed websub.lease_max_secs");
         }
@@ -467,6 +591,50 @@ impl Config {
         }
         if self.delivery.timeout_ms == 0 || self.delivery.websub_concurrency == 0 {
             bail!("delivery.timeout_ms and delivery.websub_concurrency must be at least 1");
+        }
+        if self.delivery.max_reply_bytes < 1024 {
+            bail!(
+                "delivery.max_reply_bytes must be at least 1024 (it is {})",
+                self.delivery.max_reply_bytes
+            );
+        }
+        let w = &self.websub;
+        for (key, value) in [
+            (
+                "max_subscriptions_per_client",
+                w.max_subscriptions_per_client as u64,
+            ),
+            (
+                "client_requests_per_minute",
+                u64::from(w.client_requests_per_minute),
+            ),
+            ("client_burst", u64::from(w.client_burst)),
+            ("max_tracked_clients", w.max_tracked_clients as u64),
+            (
+                "max_pending_verifications",
+                w.max_pending_verifications as u64,
+            ),
+            (
+                "max_pending_verifications_per_client",
+                w.max_pending_verifications_per_client as u64,
+            ),
+            (
+                "max_deliveries_in_flight_per_client",
+                w.max_deliveries_in_flight_per_client as u64,
+            ),
+            ("verify_timeout_ms", w.verify_timeout_ms),
+        ] {
+            if value == 0 {
+                bail!(
+                    "websub.{key} must be at least 1 (it bounds what one client can make the hub do)"
+                );
+            }
+        }
+        if w.max_callback_bytes < 64 {
+            bail!(
+                "websub.max_callback_bytes must be at least 64 (it is {})",
+                w.max_callback_bytes
+            );
         }
         let mut names = std::collections::HashSet::new();
         for p in &mut self.partners {
@@ -524,49 +692,29 @@ impl Config {
         self.paths.state.join("catalog.sqlite")
     }
 
-    /// The public URL of a published document (path relative to the feeds folder).
+    /// See [`crate::site::feed_url`].
     pub fn feed_url(&self, rel_path: &str) -> String {
-        format!("{}/feeds/{}", self.site.base_url, rel_path)
+        crate::site::feed_url(self, rel_path)
     }
 
-    /// Where an entry links to.
+    /// See [`crate::site::article_link`].
     pub fn article_link(&self, id: &str) -> String {
-        let id_enc = encode_path_segment(id);
-        if self.site.article_url.is_empty() {
-            format!("{}/articles/{}", self.site.base_url, id_enc)
-        } else {
-            self.site
-                .article_url
-                .replace("{base_url}", &self.site.base_url)
-                .replace("{id}", &id_enc)
-        }
+        crate::site::article_link(self, id)
     }
 
-    /// The permanent id of an entry: the article's own id when it is already
-    /// an absolute URI (`urn:uuid:…`), else a `tag:` URI.
+    /// See [`crate::site::entry_id`].
     pub fn entry_id(&self, id: &str) -> String {
-        if is_absolute_uri(id) {
-            id.to_string()
-        } else {
-            format!(
-                "tag:{}:articles/{}",
-                self.site.tag_authority,
-                encode_path_segment(id)
-            )
-        }
+        crate::site::entry_id(self, id)
     }
 
-    /// The built-in hub's URL, when it is on.
+    /// See [`crate::site::hub_url`].
     pub fn hub_url(&self) -> Option<String> {
-        (self.websub.builtin_hub && self.server.enabled)
-            .then(|| format!("{}/hub", self.site.base_url))
+        crate::site::hub_url(self)
     }
 
-    /// Every hub a feed should advertise.
+    /// See [`crate::site::advertised_hubs`].
     pub fn advertised_hubs(&self) -> Vec<String> {
-        let mut hubs: Vec<String> = self.hub_url().into_iter().collect();
-        hubs.extend(self.websub.hubs.iter().cloned());
-        hubs
+        crate::site::advertised_hubs(self)
     }
 }
 
@@ -579,26 +727,9 @@ fn resolve_env(value: &str) -> Result<String> {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters and `:`,
-/// so ids with spaces or Vietnamese letters still give valid URLs.
+/// See [`crate::site::encode_segment`].
 pub fn encode_path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn is_absolute_uri(s: &str) -> bool {
-    (s.starts_with("urn:")
-        || s.starts_with("tag:")
-        || s.starts_with("http://")
-        || s.starts_with("https://"))
-        && url::Url::parse(s).is_ok()
+    crate::site::encode_segment(s)
 }
 
 #[cfg(test)]
@@ -637,6 +768,38 @@ mod tests {
             ),
             ("[ingest]\nmax_nesting = 2", "ingest.max_nesting"),
             ("[ingest]\nmax_nesting = 100000", "ingest.max_nesting"),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            (
+                "[server]\nmax_connections = 10\nmax_connections_per_client = 11",
+                "server.max_connections_per_client",
+            ),
+            (
+                "[server]\nheader_read_timeout_secs = 0",
+                "server.header_read_timeout_secs",
+            ),
+            (
+                "[server]\nsend_timeout_secs = 0",
+                "server.send_timeout_secs",
+            ),
+            ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
+            ("[server]\nmax_header_bytes = 10", "server.max_header_bytes"),
+            ("[websub]\nclient_burst = 0", "websub.client_burst"),
+            (
+                "[websub]\nmax_pending_verifications = 0",
+                "websub.max_pending_verifications",
+            ),
+            (
+                "[websub]\nverify_timeout_ms = 0",
+                "websub.verify_timeout_ms",
+            ),
+            (
+                "[websub]\nmax_callback_bytes = 10",
+                "websub.max_callback_bytes",
+            ),
+            (
+                "[delivery]\nmax_reply_bytes = 10",
+                "delivery.max_reply_bytes",
+            ),
             (
                 "[[partners]]\nname=\"a\"\nurl=\"http://127.0.0.1:1/\"\nsecret=\"env:FEEDWIRE_TEST_UNSET_VAR\"",
                 "FEEDWIRE_TEST_UNSET_VAR",
@@ -657,26 +820,5 @@ mod tests {
         assert_eq!(small.ingest.limits().max_html_bytes, 2048);
         let set = parse("[feeds]\nmax_bytes = 8192\n[ingest]\nmax_html_bytes = 1500").unwrap();
         assert_eq!(set.ingest.limits().max_html_bytes, 1500);
-    }
-
-    #[test]
-    fn entry_ids_are_tag_uris_unless_already_absolute() {
-        let cfg = parse("[site]\ntag_authority = \"ttxvn.example,2026\"").unwrap();
-        assert_eq!(
-            cfg.entry_id("000_ab"),
-            "tag:ttxvn.example,2026:articles/000_ab"
-        );
-        assert_eq!(
-            cfg.entry_id("urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"),
-            "urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
-        );
-        assert_eq!(
-            cfg.entry_id("tin mới"),
-            "tag:ttxvn.example,2026:articles/tin%20m%E1%BB%9Bi"
-        );
-        assert_eq!(
-            cfg.article_link("a b"),
-            "http://127.0.0.1:8080/articles/a%20b"
-        );
     }
 }

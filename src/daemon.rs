@@ -2,55 +2,51 @@
 //! keep every feed current, serve HTTP, and push changes out.
 //!
 //! One thread owns the [`Pipeline`] (and so the catalog connection) and does
-//! all writing of articles and feeds; file events, the periodic rescan and
-//! shutdown reach it as messages on one channel. That makes ordering obvious:
-//! a batch is read, committed and published before the next one starts. The
-//! async runtime hosts the signal handlers, the HTTP server and syndication,
-//! which read from the published store and write only the outbox and
-//! subscriptions (each batch takes SQLite's write lock up front, so those
-//! writers wait rather than break it).
+//! all writing of articles and feeds; file events (from the [`watch`]
+//! stage), the periodic rescan and shutdown reach it as messages on one
+//! channel. That makes ordering obvious: a batch is read, committed and
+//! published before the next one starts. The async runtime hosts the signal
+//! handlers, the HTTP server and syndication, which read from the published
+//! store and write only the outbox and subscriptions (each batch takes
+//! SQLite's write lock up front, so those writers wait rather than break it).
 //!
 //! A batch that fails (a full disk, a locked catalog) does not stop the
 //! daemon: it is logged, counted in `/metrics`, and retried with a growing
 //! wait as a full reconciliation and republish. If the pipeline thread ends
 //! anyway, the daemon shuts down with an error so a supervisor restarts it,
 //! rather than serving feeds that no longer move.
+//!
+//! Shutdown is bounded: a signal interrupts the batch in hand (its
+//! transaction rolls back; its files are redone at the next start) and every
+//! task gets one shared deadline, well inside systemd's `TimeoutStopSec`.
+//!
+//! [`watch`]: crate::watch
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{Outcome, Pipeline};
+use crate::pipeline::{Interrupted, Outcome, Pipeline};
 use crate::publish::Store;
-use crate::source;
+use crate::watch::{Msg, Reason, Watch, Work};
 use anyhow::{Context, Result};
-use notify::Watcher;
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// A file with an open writer (no close seen yet) is read anyway once it has
-/// been quiet this long: some writers (network file systems, some sync tools)
-/// never report a close.
-const OPEN_WRITER_PATIENCE: Duration = Duration::from_secs(3);
-
-/// At most this many files per batch, so a bulk import publishes progressively
-/// instead of in one long silence.
-const MAX_BATCH: usize = 5000;
 
 /// After a failed batch, the first retry waits this long, doubling up to
 /// `MAX_RETRY` while failures continue (a full disk, a locked catalog).
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
-/// What the processing thread is told.
-pub enum Msg {
-    Fs(notify::Result<notify::Event>),
-    /// Stop after the batch in hand.
-    Shutdown,
-}
+/// Everything still running at shutdown gets this long in all, well inside
+/// the shipped unit's `TimeoutStopSec=20`.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// How often the pipeline thread looks for operators' commands in the
+/// catalog (`feedwire apply-removals`): one cheap `PRAGMA data_version`.
+const COMMAND_POLL: Duration = Duration::from_secs(1);
 
 /// Run the daemon until SIGINT or SIGTERM.
 pub fn run(cfg: Config) -> Result<()> {
@@ -60,24 +56,31 @@ pub fn run(cfg: Config) -> Result<()> {
         .thread_name("feedwire-io")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(cfg))
+    let result = runtime.block_on(run_async(cfg));
+    // Tasks that outlived the shutdown bound are dropped, not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 async fn run_async(mut cfg: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let store = Store::new();
-    std::fs::create_dir_all(&cfg.paths.articles).with_context(|| {
-        format!(
-            "cannot create the articles folder {}",
-            cfg.paths.articles.display()
-        )
-    })?;
+    // A missing folder is a misspelt or unmounted `paths.articles`, never an
+    // empty newsroom: starting would publish empty feeds and tell every
+    // partner to delete every article.
+    if !cfg.paths.articles.is_dir() {
+        anyhow::bail!(
+            "paths.articles: the articles folder {} does not exist; create it, or correct paths.articles in {}",
+            cfg.paths.articles.display(),
+            cfg.source.display()
+        );
+    }
     // The watcher reports paths under the root it was given, made absolute
     // but not resolved (`/srv/site/../wire/x.txt`); a canonical root keeps
     // event paths and catalog keys in one spelling.
     cfg.paths.articles = cfg.paths.articles.canonicalize().with_context(|| {
         format!(
-            "cannot resolve the articles folder {}",
+            "paths.articles: cannot resolve the articles folder {}",
             cfg.paths.articles.display()
         )
     })?;
@@ -98,17 +101,16 @@ async fn run_async(mut cfg: Config) -> Result<()> {
     // Watch before reconciling: a file that lands during start-up reconciliation
     // then produces an event and is not missed.
     let (tx, rx) = mpsc::channel::<Msg>();
-    let fs_tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = fs_tx.send(Msg::Fs(event));
-    })
-    .context("cannot start the file watcher")?;
-    watcher
-        .watch(&root, notify::RecursiveMode::Recursive)
-        .with_context(|| format!("cannot watch {}", root.display()))?;
+    let watch = Watch::start(
+        &root,
+        Duration::from_millis(cfg.watch.debounce_ms),
+        (cfg.watch.rescan_secs > 0).then(|| Duration::from_secs(cfg.watch.rescan_secs)),
+        tx.clone(),
+    )?;
     tracing::info!(folder = %root.display(), debounce_ms = cfg.watch.debounce_ms, "watching for articles");
 
     let mut pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
+    let interrupt = pipeline.interrupt_handle();
     let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
 
@@ -126,20 +128,21 @@ async fn run_async(mut cfg: Config) -> Result<()> {
         // A second catalog connection for page rendering; WAL lets it read
         // while the pipeline thread writes.
         let catalog = crate::catalog::Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
-        let state = crate::serve::AppState {
-            cfg: Arc::new(cfg.clone()),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            catalog: Arc::new(std::sync::Mutex::new(catalog)),
-        };
-        let router =
-            crate::serve::router(state).merge(crate::syndicate::hub_router(&cfg, &pipeline)?);
+        let state = crate::serve::AppState::new(
+            Arc::new(cfg.clone()),
+            store.clone(),
+            metrics.clone(),
+            catalog,
+        )?;
+        let router = crate::serve::router(state)
+            .merge(crate::syndicate::hub_router(&cfg, &pipeline, &metrics)?);
+        let limits = crate::serve::Limits::from_config(&cfg.server);
         let mut stop = shutdown_tx.subscribe();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.recv().await;
             };
-            if let Err(e) = crate::serve::serve(listener, router, shutdown).await {
+            if let Err(e) = crate::serve::serve(listener, router, limits, shutdown).await {
                 tracing::error!(error = %format!("{e:#}"), "the HTTP server stopped");
             }
         }));
@@ -153,30 +156,40 @@ async fn run_async(mut cfg: Config) -> Result<()> {
         .name("feedwire-pipeline".into())
         .spawn(move || {
             let _ended = ended_tx;
-            process_loop(pipeline, rx, &proc_metrics, &root)
+            process_loop(pipeline, watch, rx, &proc_metrics, &root)
         })
         .context("cannot start the pipeline thread")?;
 
     tokio::select! {
         _ = wait_for_signal() => {
-            tracing::info!("shutting down: finishing the batch in hand");
+            tracing::info!("shutting down: stopping the batch in hand");
         }
         _ = ended_rx => {
             tracing::error!("the pipeline stopped; shutting down so a supervisor can restart feedwire");
         }
     }
-    drop(watcher);
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_BOUND;
+    interrupt.store(true, Ordering::Relaxed);
     let _ = tx.send(Msg::Shutdown);
-    let result = tokio::task::spawn_blocking(move || processor.join())
-        .await
-        .context("the pipeline thread could not be joined")?;
     let _ = shutdown_tx.send(());
+    let joined = tokio::time::timeout_at(
+        deadline,
+        tokio::task::spawn_blocking(move || processor.join()),
+    )
+    .await;
     for task in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        let _ = tokio::time::timeout_at(deadline, task).await;
     }
-    match result {
-        Ok(r) => r?,
-        Err(_) => anyhow::bail!("the pipeline thread panicked"),
+    match joined {
+        Err(_) => {
+            tracing::warn!(
+                bound_s = SHUTDOWN_BOUND.as_secs(),
+                "the pipeline did not stop in time; its batch is redone at the next start"
+            );
+        }
+        Ok(Err(e)) => return Err(e).context("the pipeline thread could not be joined"),
+        Ok(Ok(Err(_))) => anyhow::bail!("the pipeline thread panicked"),
+        Ok(Ok(Ok(result))) => result?,
     }
     tracing::info!("stopped");
     Ok(())
@@ -197,43 +210,19 @@ async fn wait_for_signal() {
     }
 }
 
-/// A file with events not yet acted on.
-struct Pending {
-    first_event: Instant,
-    last_event: Instant,
-    /// A write was seen and no close since: someone may still be writing.
-    writing: bool,
-}
-
-impl Pending {
-    fn due(&self, debounce: Duration) -> Instant {
-        let wait = if self.writing {
-            debounce.max(OPEN_WRITER_PATIENCE)
-        } else {
-            debounce
-        };
-        self.last_event + wait
-    }
-}
-
 fn process_loop(
     mut pipeline: Pipeline,
+    mut watch: Watch,
     rx: mpsc::Receiver<Msg>,
     metrics: &Metrics,
     root: &Path,
 ) -> Result<()> {
-    let debounce = Duration::from_millis(pipeline.cfg.watch.debounce_ms);
-    let rescan_every = (pipeline.cfg.watch.rescan_secs > 0)
-        .then(|| Duration::from_secs(pipeline.cfg.watch.rescan_secs));
-    // Notify may report paths through the canonical root; accept both spellings.
-    let roots: Vec<PathBuf> = [Some(root.to_path_buf()), root.canonicalize().ok()]
-        .into_iter()
-        .flatten()
-        .collect();
-
     let started = Instant::now();
-    let outcome = pipeline.reconcile()?;
-    log_rejections(&outcome, root);
+    let outcome = match pipeline.reconcile() {
+        Err(e) if e.is::<Interrupted>() => return Ok(()),
+        r => r?,
+    };
+    report_outcome(&outcome, root, &mut watch);
     // Publish everything at start-up: a crash between a catalog commit and the
     // publish that should have followed it is repaired here (unchanged
     // documents are not rewritten).
@@ -257,25 +246,19 @@ fn process_loop(
         "ready"
     );
 
-    let mut pending: HashMap<String, Pending> = HashMap::new();
-    let mut rescan = false;
-    let mut next_rescan = rescan_every.map(|d| Instant::now() + d);
     // After a failed batch: when to retry, and the wait that led there.
     let mut retry: Option<(Instant, Duration)> = None;
+    let mut data_version = pipeline.catalog().data_version()?;
+    let mut next_command_poll = Instant::now() + COMMAND_POLL;
     loop {
         let now = Instant::now();
-        let mut deadline = pending.values().map(|p| p.due(debounce)).min();
-        if let Some(r) = next_rescan {
-            deadline = Some(deadline.map_or(r, |d| d.min(r)));
-        }
         // While a retry waits, events only accumulate: the retry looks at the
         // whole folder anyway.
-        if let Some((at, _)) = retry {
-            deadline = Some(at);
+        let timeout = match retry {
+            Some((at, _)) => at.saturating_duration_since(now),
+            None => watch.timeout(now),
         }
-        let timeout = deadline.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(now)
-        });
+        .min(next_command_poll.saturating_duration_since(now));
         let first = match rx.recv_timeout(timeout) {
             Ok(msg) => Some(msg),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -289,42 +272,68 @@ fn process_loop(
         {
             match msg {
                 Msg::Shutdown => stop = true,
-                Msg::Fs(Err(e)) => {
-                    tracing::warn!(error = %e, "file watcher error; rescanning the folder");
-                    rescan = true;
-                }
-                Msg::Fs(Ok(event)) => note_event(&event, &roots, &mut pending, &mut rescan),
+                Msg::Fs(event, at) => watch.note(event, at),
             }
         }
         if stop {
             break;
         }
         let now = Instant::now();
+        if now >= next_command_poll {
+            next_command_poll = now + COMMAND_POLL;
+            if operator_acted(&pipeline, &mut data_version) {
+                watch.request_rescan();
+            }
+        }
         let recovering = match retry {
             Some((at, _)) if now < at => continue,
             Some(_) => true,
             None => false,
         };
-        let periodic = next_rescan.is_some_and(|r| now >= r) && pending.is_empty();
-        let result = if rescan || periodic || recovering {
-            if recovering {
-                tracing::info!("retrying: reconciling the articles folder and republishing");
-            } else if periodic {
-                tracing::debug!("periodic reconciliation");
-            } else {
-                tracing::info!(
-                    "rescanning the articles folder (watcher overflow or folder change)"
-                );
-            }
-            pending.clear();
-            rescan = false;
-            next_rescan = rescan_every.map(|d| Instant::now() + d);
-            full_pass(&mut pipeline, metrics, root, recovering)
+        let result = if recovering {
+            tracing::info!("retrying: reconciling the articles folder and republishing");
+            full_pass(&mut pipeline, metrics, root, &mut watch, true)
         } else {
-            process_due(&mut pipeline, metrics, root, &mut pending, debounce, now)
+            match watch.take(now) {
+                None => Ok(()),
+                Some(Work::Reconcile(reason)) => {
+                    match reason {
+                        Reason::Periodic => tracing::debug!("periodic reconciliation"),
+                        Reason::Rescan => tracing::info!(
+                            "rescanning the articles folder (watcher overflow, folder change or an operator's command)"
+                        ),
+                        Reason::FolderBack => {}
+                    }
+                    full_pass(&mut pipeline, metrics, root, &mut watch, false)
+                }
+                Some(Work::Files {
+                    keys,
+                    provisional,
+                    first_event,
+                }) => {
+                    let started = Instant::now();
+                    pipeline.apply(&keys, &provisional).and_then(|outcome| {
+                        for key in &outcome.unsettled {
+                            if let Some(at) = first_event.get(key) {
+                                watch.requeue(key, *at);
+                            }
+                        }
+                        finish_batch(
+                            &mut pipeline,
+                            metrics,
+                            root,
+                            &mut watch,
+                            outcome,
+                            &first_event,
+                            started,
+                        )
+                    })
+                }
+            }
         };
         retry = match result {
             Ok(()) => None,
+            Err(e) if e.is::<Interrupted>() => break,
             Err(e) => {
                 // A failed batch left the catalog as it was (its transaction
                 // rolled back) or committed without publishing; a full pass
@@ -340,9 +349,27 @@ fn process_loop(
                 Some((Instant::now() + wait, wait))
             }
         };
+        // Our own commits move the data version too; only others' count.
+        data_version = pipeline.catalog().data_version().unwrap_or(data_version);
     }
     tracing::info!("pipeline stopped; catalog closed");
     Ok(())
+}
+
+/// Has another process (an operator's `feedwire apply-removals`) changed the
+/// catalog in a way the pipeline must act on?
+fn operator_acted(pipeline: &Pipeline, data_version: &mut i64) -> bool {
+    let Ok(v) = pipeline.catalog().data_version() else {
+        return false;
+    };
+    if v == *data_version {
+        return false;
+    }
+    *data_version = v;
+    pipeline
+        .catalog()
+        .held_removals()
+        .is_ok_and(|held| held.iter().any(|h| h.approved))
 }
 
 /// Reconcile the whole folder, publish what changed, and after a failure
@@ -351,11 +378,20 @@ fn full_pass(
     pipeline: &mut Pipeline,
     metrics: &Metrics,
     root: &Path,
+    watch: &mut Watch,
     publish_all: bool,
 ) -> Result<()> {
     let started = Instant::now();
     let outcome = pipeline.reconcile()?;
-    finish_batch(pipeline, metrics, root, outcome, &HashMap::new(), started)?;
+    finish_batch(
+        pipeline,
+        metrics,
+        root,
+        watch,
+        outcome,
+        &HashMap::new(),
+        started,
+    )?;
     if publish_all {
         pipeline.publish(None)?;
         tracing::info!("recovered: catalog and feeds are current");
@@ -363,118 +399,16 @@ fn full_pass(
     Ok(())
 }
 
-/// Process the files whose events have settled.
-fn process_due(
-    pipeline: &mut Pipeline,
-    metrics: &Metrics,
-    root: &Path,
-    pending: &mut HashMap<String, Pending>,
-    debounce: Duration,
-    now: Instant,
-) -> Result<()> {
-    let mut ready: Vec<String> = pending
-        .iter()
-        .filter(|(_, p)| p.due(debounce) <= now)
-        .map(|(k, _)| k.clone())
-        .collect();
-    if ready.is_empty() {
-        return Ok(());
-    }
-    ready.sort();
-    ready.truncate(MAX_BATCH);
-    let mut taken = HashMap::new();
-    for key in &ready {
-        if let Some(p) = pending.remove(key) {
-            taken.insert(key.clone(), p);
-        }
-    }
-    let provisional: HashSet<String> = taken
-        .iter()
-        .filter(|(_, p)| p.writing)
-        .map(|(k, _)| k.clone())
-        .collect();
-    let keys: BTreeSet<String> = ready.into_iter().collect();
-    let started = Instant::now();
-    let outcome = pipeline.apply(&keys, &provisional)?;
-    // Files still changing go back to wait for their next quiet moment.
-    for key in &outcome.unsettled {
-        if let Some(mut p) = taken.remove(key) {
-            p.last_event = Instant::now();
-            pending.insert(key.clone(), p);
-        }
-    }
-    finish_batch(pipeline, metrics, root, outcome, &taken, started)
-}
-
-/// Turn one notify event into pending work.
-fn note_event(
-    event: &notify::Event,
-    roots: &[PathBuf],
-    pending: &mut HashMap<String, Pending>,
-    rescan: &mut bool,
-) {
-    if event.need_rescan() {
-        *rescan = true;
-        return;
-    }
-    let now = Instant::now();
-    for path in &event.paths {
-        let Some((root, key)) = roots
-            .iter()
-            .find_map(|r| source::relative_key(r, path).map(|k| (r, k)))
-        else {
-            continue;
-        };
-        if source::is_article_path(root, path) {
-            let p = pending.entry(key).or_insert(Pending {
-                first_event: now,
-                last_event: now,
-                writing: false,
-            });
-            p.last_event = now;
-            match event.kind {
-                EventKind::Create(CreateKind::File) | EventKind::Modify(ModifyKind::Data(_)) => {
-                    p.writing = true
-                }
-                EventKind::Access(AccessKind::Close(AccessMode::Write))
-                | EventKind::Modify(ModifyKind::Name(_))
-                | EventKind::Remove(_) => p.writing = false,
-                _ => {}
-            }
-        } else if matches!(event.kind, EventKind::Access(_)) {
-            // Reads of anything are not changes.
-        } else {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let dir_like =
-                crate::ingest::format_for(&name).is_none() && !source::is_ignored_name(&name);
-            // A folder moved in, out or removed: its files produce no events of
-            // their own, so look at the whole tree (cheap: unchanged files are
-            // only stat'ed).
-            if dir_like
-                && (path.is_dir()
-                    || matches!(
-                        event.kind,
-                        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
-                    ))
-            {
-                *rescan = true;
-            }
-        }
-    }
-}
-
 fn finish_batch(
     pipeline: &mut Pipeline,
     metrics: &Metrics,
     root: &Path,
+    watch: &mut Watch,
     outcome: Outcome,
-    events: &HashMap<String, Pending>,
+    first_event: &HashMap<String, Instant>,
     started: Instant,
 ) -> Result<()> {
-    log_rejections(&outcome, root);
+    report_outcome(&outcome, root, watch);
     if outcome.affected.is_empty() {
         if !outcome.accepted.is_empty() {
             tracing::debug!(files = outcome.accepted.len(), "no feed content changed");
@@ -491,7 +425,9 @@ fn finish_batch(
     let feeds = report.written.join(" ");
     let done = Instant::now();
     for key in outcome.accepted.iter().chain(&outcome.removed) {
-        let since = events.get(key).map_or(started, |p| p.first_event);
+        // From the first event the file caused, so a stall anywhere (a long
+        // batch before this one included) shows in the figure.
+        let since = first_event.get(key).copied().unwrap_or(started);
         let latency = done.duration_since(since);
         metrics.observe_latency(latency.as_secs_f64());
         let verb = if outcome.removed.contains(key) {
@@ -512,9 +448,33 @@ fn finish_batch(
     Ok(())
 }
 
-fn log_rejections(outcome: &Outcome, root: &Path) {
+/// Log what a batch means for an operator: rejections (once per change of
+/// the file), removals held back, a missing folder.
+fn report_outcome(outcome: &Outcome, root: &Path, watch: &mut Watch) {
+    if outcome.folder_missing {
+        watch.folder_missing();
+        return;
+    }
     for (key, reason) in &outcome.rejected {
         tracing::warn!(file = %root.join(key).display(), "rejected: {reason}");
+    }
+    if outcome.hold_started {
+        tracing::error!(
+            held = outcome.held.len(),
+            first = %outcome.held.first().map(String::as_str).unwrap_or(""),
+            "more articles would be removed at once than watch.max_removals allows: the removals are held and feeds, pages and partners are unchanged; restore the files to cancel, or run `feedwire apply-removals` if the deletion was intended (`feedwire status` lists them)"
+        );
+    } else if !outcome.held.is_empty() {
+        tracing::warn!(
+            held = outcome.held.len(),
+            "more removals joined the ones already held (feedwire status)"
+        );
+    }
+    if !outcome.released.is_empty() {
+        tracing::info!(
+            files = outcome.released.len(),
+            "held removals cancelled: the files are back"
+        );
     }
 }
 

@@ -20,9 +20,11 @@ pub mod pipeline;
 pub mod publish;
 pub mod render;
 pub mod serve;
+pub mod site;
 pub mod source;
 pub mod status;
 pub mod syndicate;
+pub mod watch;
 
 /// Make rustls use the `ring` provider for every HTTPS client in the
 /// process. feedwire builds reqwest without a bundled provider so that no C

@@ -45,6 +45,12 @@ enum Command {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Approve removals held back by `watch.max_removals` (a running daemon
+    /// applies them within a second; otherwise the next `run` or `build`).
+    ApplyRemovals {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
     /// Move a partner's dead-letter deliveries back to pending (a running
     /// daemon sends them within a second).
     Redeliver {
@@ -70,8 +76,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Build { config } => {
             let cfg = Config::load(&config)?;
-            init_logging(&cfg.log.level);
+            init_logging(&cfg.log);
             build(cfg)
+        }
+        Command::ApplyRemovals { config } => {
+            let cfg = Config::load(&config)?;
+            let catalog =
+                feedwire::catalog::Catalog::open_existing(&cfg.catalog_path(), cfg.time_zone()?)?;
+            let held = catalog.held_removals()?;
+            let n = catalog.approve_held_removals()?;
+            if held.is_empty() {
+                println!("no removals are held");
+            } else {
+                println!(
+                    "{n} held removal(s) approved; a running feedwire applies them within a second (otherwise the next `feedwire run` or `build` does). Files that are back stay published."
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check {
             json,
@@ -96,20 +117,34 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { config } => {
             let cfg = Config::load(&config)?;
-            init_logging(&cfg.log.level);
+            init_logging(&cfg.log);
             feedwire::daemon::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn init_logging(level: &str) {
+/// Logs go to stderr: coloured only when that is a terminal (and `NO_COLOR`
+/// is unset), so files and journald get plain text; `log.format = "json"`
+/// gives one JSON object per line for log shippers.
+fn init_logging(log: &feedwire::config::Log) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        feedwire::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        feedwire::config::LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).try_init()
+        }
+    };
 }
 
 fn build(cfg: Config) -> Result<ExitCode> {
@@ -117,6 +152,20 @@ fn build(cfg: Config) -> Result<ExitCode> {
     let articles_dir = cfg.paths.articles.clone();
     let mut pipeline = feedwire::pipeline::Pipeline::open(cfg, None)?;
     let (outcome, report) = pipeline.build().with_context(|| "the build failed")?;
+    if outcome.folder_missing {
+        anyhow::bail!(
+            "paths.articles: the articles folder {} does not exist; create it, or correct paths.articles in {}",
+            articles_dir.display(),
+            pipeline.cfg.source.display()
+        );
+    }
+    let held = pipeline.catalog().held_removals()?;
+    if !held.is_empty() {
+        eprintln!(
+            "warning: {} removal(s) held (more than watch.max_removals at once); the articles stay published. Restore the files, or run `feedwire apply-removals` and build again (`feedwire status` lists them)",
+            held.len()
+        );
+    }
     let rejections = pipeline.catalog().rejections()?;
     for r in &rejections {
         eprintln!(

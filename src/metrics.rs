@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Upper bounds (seconds) of the event-to-publish latency histogram.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
+/// A labelled counter: its name and its rendered label set.
+type CounterKey = (&'static str, String);
+
 #[derive(Default)]
 pub struct Metrics {
     pub articles: AtomicU64,
@@ -28,6 +31,9 @@ pub struct Metrics {
     http: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Extra gauges other stages report (delivery backlog…).
     gauges: Mutex<BTreeMap<String, (String, f64)>>,
+    /// Labelled counters other stages report (delivery failures per
+    /// target…), keyed by name and rendered label set.
+    counters: Mutex<BTreeMap<CounterKey, (&'static str, u64)>>,
 }
 
 impl Metrics {
@@ -57,6 +63,33 @@ impl Metrics {
             .lock()
             .expect("metrics lock")
             .insert(name.to_string(), (help.to_string(), value));
+    }
+
+    /// Add `n` to the counter `name` with these labels. Every label value
+    /// must come from a bounded set (a kind, a configured name or URL): a
+    /// value a stranger chose would grow `/metrics` without limit.
+    pub fn add(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: &[(&'static str, &str)],
+        n: u64,
+    ) {
+        self.counters
+            .lock()
+            .expect("metrics lock")
+            .entry((name, render_labels(labels)))
+            .or_insert((help, 0))
+            .1 += n;
+    }
+
+    /// The current value of a labelled counter (0 when never added to).
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
+        self.counters
+            .lock()
+            .expect("metrics lock")
+            .get(&(name, render_labels(labels)))
+            .map_or(0, |c| c.1)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -144,6 +177,78 @@ impl Metrics {
         for (name, (help, v)) in self.gauges.lock().expect("metrics lock").iter() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let mut last = "";
+        for ((name, labels), (help, v)) in self.counters.lock().expect("metrics lock").iter() {
+            if *name != last {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                last = name;
+            }
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
         out
+    }
+}
+
+/// `k="v",…` with each value escaped.
+fn render_labels(labels: &[(&'static str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in labels.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{sep}{k}=\"{}\"", escape_label(v));
+    }
+    out
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelled_counters_render_once_per_name_with_escaped_labels() {
+        let m = Metrics::default();
+        let help = "Failed attempts.";
+        m.add(
+            "feedwire_x_total",
+            help,
+            &[("kind", "hub"), ("target", "http://h/\"q\"")],
+            2,
+        );
+        m.add(
+            "feedwire_x_total",
+            help,
+            &[("kind", "partner"), ("target", "a")],
+            1,
+        );
+        m.add(
+            "feedwire_x_total",
+            help,
+            &[("kind", "partner"), ("target", "a")],
+            1,
+        );
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE feedwire_x_total counter").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("feedwire_x_total{kind=\"hub\",target=\"http://h/\\\"q\\\"\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("feedwire_x_total{kind=\"partner\",target=\"a\"} 2"),
+            "{text}"
+        );
+        assert_eq!(
+            m.counter("feedwire_x_total", &[("kind", "partner"), ("target", "a")]),
+            2
+        );
     }
 }

@@ -2,28 +2,53 @@
 //!
 //! `build`, the daemon's start-up reconciliation and its per-event batches all
 //! come through here, so a file is treated the same however it arrived. Reading
-//! and parsing run in parallel; storing is one catalog transaction per batch;
-//! rendering touches only the feeds a batch affected.
+//! and parsing run in parallel, each file within a time budget; storing is one
+//! catalog transaction per batch; rendering touches only the feeds a batch
+//! affected.
+//!
+//! Two guards keep a folder accident from emptying the feeds: a missing
+//! articles folder removes nothing, and a batch that would remove more than
+//! `watch.max_removals` articles holds those removals for an operator.
 
 use crate::catalog::{Batch, Catalog, ChangeCounts, FeedKey, FileStamp, KnownFile, StoreError};
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions};
-use crate::publish::{self, Publisher, Store};
+use crate::publish::{self, Publisher, Store, Version};
 use crate::render::{self, FeedInfo};
 use crate::source::{self, SourceFile};
-use anyhow::Result;
-use chrono::Utc;
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// Files are read and parsed this many at a time, so memory holds one chunk of
 /// article bodies, never the archive.
 const CHUNK: usize = 512;
 
+/// Removals count against `watch.max_removals` over this window, not only
+/// per batch: a sync tool deleting files over several seconds arrives as
+/// several batches, and must trip the guard as one deletion would.
+const REMOVAL_WINDOW: Duration = Duration::from_secs(60);
+
 /// Re-parse everything when the parser changes (a new feedwire version).
 fn parser_version() -> String {
     format!("{}+{}", env!("CARGO_PKG_VERSION"), ingest::REVISION)
+}
+
+/// How a batch's files came to be looked at. It decides a new file's
+/// first-seen time: a live event means "now"; a file found by a
+/// reconciliation (start-up, a rescan, `build`) was there before feedwire
+/// looked, so its modification time is the better guess, and an archive
+/// copied with its times keeps its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Event,
+    Reconciliation,
 }
 
 /// What one batch did.
@@ -39,24 +64,40 @@ pub struct Outcome {
     pub affected: BTreeSet<FeedKey>,
     /// Articles added, updated and removed.
     pub counts: ChangeCounts,
+    /// Removals newly held by this batch (over `watch.max_removals`).
+    pub held: Vec<String>,
+    /// Nothing was held before this batch: the guard has just tripped.
+    pub hold_started: bool,
+    /// Held removals whose files came back.
+    pub released: Vec<String>,
+    /// The articles folder itself is missing: nothing was looked at or removed.
+    pub folder_missing: bool,
 }
 
 /// Hook run inside a batch's transaction, before commit; syndication uses it
 /// to enqueue deliveries atomically with the change that caused them.
-pub type CommitHook = Box<dyn FnMut(&crate::catalog::Batch<'_>) -> Result<()> + Send>;
+pub type CommitHook = Box<dyn FnMut(&mut crate::catalog::Batch<'_>) -> Result<()> + Send>;
 
 pub struct Pipeline {
     pub cfg: Config,
     catalog: Catalog,
     publisher: Publisher,
     hooks: Vec<CommitHook>,
+    /// Parsing runs here, not in rayon's global pool, so a file that blows its
+    /// time budget keeps one of these threads busy, not the renderers'.
+    readers: rayon::ThreadPool,
+    /// Set by [`Pipeline::interrupt_handle`]'s owner to abandon a batch.
+    interrupted: Arc<AtomicBool>,
+    /// Articles removed (not approved by an operator) in the last
+    /// [`REMOVAL_WINDOW`], by batch.
+    recent_removals: std::collections::VecDeque<(Instant, usize)>,
 }
 
 /// What reading one file gave. Short-lived (one chunk of files), so the
 /// large `Parsed` variant is not worth a box.
 #[allow(clippy::large_enum_variant)]
 enum Read {
-    /// Size and mtime match the catalog: not read.
+    /// Stamp matches the catalog: not read.
     Unchanged,
     /// Bytes identical to what the catalog has: only the stamp moved.
     SameContent(FileStamp),
@@ -66,9 +107,16 @@ enum Read {
     ),
     /// Changed while being read: try again later.
     Unsettled,
+    /// Gone, or it leads outside the articles folder (a link): not an article.
     Gone,
     Unreadable(FileStamp, String),
 }
+
+/// A batch stopped because the daemon is shutting down; its transaction was
+/// rolled back and its files are looked at again at the next start.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by shutdown; unfinished files are redone at the next start")]
+pub struct Interrupted;
 
 impl Pipeline {
     pub fn open(cfg: Config, store: Option<Store>) -> Result<Pipeline> {
@@ -77,12 +125,39 @@ impl Pipeline {
             catalog.forget_file_stamps()?;
             catalog.set_meta("parser", &parser_version())?;
         }
-        let publisher = Publisher::new(cfg.paths.feeds.clone(), store)?;
+        // What a file says depends on these settings too: when they change,
+        // rejected and accepted files alike are read again once.
+        let settings = ingest_settings(&cfg);
+        if catalog.meta("ingest_settings")? != Some(settings.clone()) {
+            catalog.forget_file_stamps()?;
+            catalog.set_meta("ingest_settings", &settings)?;
+        }
+        let known = catalog
+            .published_feeds()?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.path,
+                    Version {
+                        hash: r.hash,
+                        first_published: r.published_at,
+                    },
+                )
+            })
+            .collect();
+        let publisher = Publisher::new(cfg.paths.feeds.clone(), store, known)?;
+        let readers = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("feedwire-read-{i}"))
+            .build()
+            .context("cannot start the reader threads")?;
         Ok(Pipeline {
             cfg,
             catalog,
             publisher,
             hooks: Vec::new(),
+            readers,
+            interrupted: Arc::default(),
+            recent_removals: Default::default(),
         })
     }
 
@@ -98,6 +173,13 @@ impl Pipeline {
         self.publisher.store()
     }
 
+    /// Setting this flag makes the batch in progress stop at the next file
+    /// and roll back ([`Interrupted`]): shutdown never waits out a long
+    /// import.
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        self.interrupted.clone()
+    }
+
     fn ingest_options(&self) -> Result<IngestOptions> {
         Ok(IngestOptions {
             time_zone: self.cfg.time_zone()?,
@@ -107,20 +189,35 @@ impl Pipeline {
         })
     }
 
+    fn root(&self) -> &Path {
+        &self.cfg.paths.articles
+    }
+
     /// Bring the catalog in line with the folder: new, changed and removed
     /// files since the catalog last looked. Unchanged files are recognised by
-    /// size and mtime and never read.
+    /// their stamp and never read. A missing folder changes nothing.
     pub fn reconcile(&mut self) -> Result<Outcome> {
-        let files = source::list(&self.cfg.paths.articles)?;
+        if !self.root().is_dir() {
+            return Ok(Outcome {
+                folder_missing: true,
+                ..Outcome::default()
+            });
+        }
+        let files = source::list(self.root())?;
         let known = self.catalog.known_files()?;
-        let present: std::collections::HashSet<&str> =
-            files.iter().map(|f| f.rel.as_str()).collect();
+        let present: HashSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
         let removed: Vec<String> = known
             .keys()
             .filter(|k| !present.contains(k.as_str()))
             .cloned()
             .collect();
-        self.process(files, removed, &known, &HashSet::new())
+        self.process(
+            files,
+            removed,
+            &known,
+            &HashSet::new(),
+            Origin::Reconciliation,
+        )
     }
 
     /// Process the given paths (relative keys): present files are read, absent
@@ -131,7 +228,15 @@ impl Pipeline {
         keys: &BTreeSet<String>,
         provisional: &HashSet<String>,
     ) -> Result<Outcome> {
-        let root = self.cfg.paths.articles.clone();
+        let root = self.root().to_path_buf();
+        if !root.is_dir() {
+            // The folder went away (renamed, deleted, unmounted): its files'
+            // events must not turn into removals.
+            return Ok(Outcome {
+                folder_missing: true,
+                ..Outcome::default()
+            });
+        }
         let known = self
             .catalog
             .known_files_among(keys.iter().map(String::as_str))?;
@@ -139,10 +244,8 @@ impl Pipeline {
         let mut removed = Vec::new();
         for key in keys {
             let abs = root.join(key);
-            let listed = source::is_article_path(&root, &abs)
-                && abs.is_file()
-                && (!abs.is_symlink() || source::resolves_inside(&root, &abs));
-            if listed {
+            // Links are judged at read time, on the canonical path.
+            if source::is_article_path(&root, &abs) && abs.is_file() {
                 files.push(SourceFile {
                     rel: key.clone(),
                     abs,
@@ -151,7 +254,7 @@ impl Pipeline {
                 removed.push(key.clone());
             }
         }
-        self.process(files, removed, &known, provisional)
+        self.process(files, removed, &known, provisional, Origin::Event)
     }
 
     fn process(
@@ -160,16 +263,78 @@ impl Pipeline {
         removed: Vec<String>,
         known: &HashMap<String, KnownFile>,
         provisional: &HashSet<String>,
+        origin: Origin,
     ) -> Result<Outcome> {
         let opts = self.ingest_options()?;
+        let canonical_root = self.root().canonicalize().with_context(|| {
+            format!(
+                "the articles folder {} is not readable",
+                self.root().display()
+            )
+        })?;
+        let budget = Duration::from_millis(self.cfg.ingest.parse_budget_ms);
+        let max_removals = self.cfg.watch.max_removals;
         let mut outcome = Outcome::default();
         let mut batch = self.catalog.batch()?;
         let mut retry: Vec<String> = Vec::new();
-        for key in &removed {
+        let now = Utc::now();
+
+        // Removal guard. A held file that is back ends its hold; approved
+        // holds are removed like any other; the rest are held when too many
+        // would go at once, or while earlier ones are still held (a slow
+        // deletion must not slip through once the guard has tripped).
+        let held = batch.held_removal_paths()?;
+        for f in &files {
+            if held.contains_key(&f.rel) && batch.release_hold(&f.rel)? {
+                outcome.released.push(f.rel.clone());
+            }
+        }
+        let mut to_remove = Vec::new();
+        let mut candidates = Vec::new();
+        for key in removed {
+            match held.get(&key) {
+                Some(true) => to_remove.push(key),
+                _ => candidates.push(key),
+            }
+        }
+        let with_article: Vec<&String> = candidates
+            .iter()
+            .filter(|k| known.get(*k).is_some_and(|f| f.id.is_some()))
+            .collect();
+        let still_holding = held
+            .iter()
+            .any(|(path, approved)| !approved && !outcome.released.contains(path));
+        let clock = Instant::now();
+        while self
+            .recent_removals
+            .front()
+            .is_some_and(|(at, _)| clock.duration_since(*at) > REMOVAL_WINDOW)
+        {
+            self.recent_removals.pop_front();
+        }
+        let recent: usize = self.recent_removals.iter().map(|(_, n)| n).sum();
+        let hold = !with_article.is_empty()
+            && (still_holding || (max_removals > 0 && recent + with_article.len() > max_removals));
+        if !hold && !with_article.is_empty() {
+            self.recent_removals.push_back((clock, with_article.len()));
+        }
+        outcome.hold_started = hold && !still_holding;
+        for key in candidates {
+            match known.get(&key).and_then(|f| f.id.as_deref()) {
+                Some(id) if hold => {
+                    if batch.hold_removal(&key, id, now)? {
+                        outcome.held.push(key);
+                    }
+                }
+                _ => to_remove.push(key),
+            }
+        }
+        for key in &to_remove {
             retry.extend(batch.remove_file(key)?);
             outcome.removed.push(key.clone());
         }
-        let seen_at = Utc::now();
+
+        let batch_now = now;
         let handle = |batch: &mut crate::catalog::Batch<'_>,
                       outcome: &mut Outcome,
                       retry: &mut Vec<String>,
@@ -184,13 +349,13 @@ impl Pipeline {
                 }
                 Read::Unsettled => outcome.unsettled.push(file.rel.clone()),
                 Read::Gone => {
-                    if known.contains_key(&file.rel) {
+                    if known.get(&file.rel).is_some() {
                         retry.extend(batch.remove_file(&file.rel)?);
                         outcome.removed.push(file.rel.clone());
                     }
                 }
                 Read::Unreadable(stamp, reason) => {
-                    batch.reject(&file.rel, &stamp, &reason, seen_at)?;
+                    batch.reject(&file.rel, &stamp, &reason, None, batch_now)?;
                     outcome.rejected.push((file.rel.clone(), reason));
                 }
                 Read::Parsed(_, Err(e)) if provisional.contains(&file.rel) => {
@@ -199,17 +364,21 @@ impl Pipeline {
                 }
                 Read::Parsed(stamp, Err(e)) => {
                     let reason = e.to_string();
-                    batch.reject(&file.rel, &stamp, &reason, seen_at)?;
+                    batch.reject(&file.rel, &stamp, &reason, None, batch_now)?;
                     outcome.rejected.push((file.rel.clone(), reason));
                 }
                 Read::Parsed(stamp, Ok(article)) => {
+                    let seen_at = match origin {
+                        Origin::Event => batch_now,
+                        Origin::Reconciliation => modified_at(&stamp).min(batch_now),
+                    };
                     match batch.upsert(&file.rel, &stamp, &article, seen_at) {
                         Ok(()) => outcome.accepted.push(file.rel.clone()),
                         Err(StoreError::DuplicateId { id, owner }) => {
                             let reason = format!(
                                 "duplicate id `{id}`: already used by {owner}; give this file another id"
                             );
-                            batch.reject(&file.rel, &stamp, &reason, seen_at)?;
+                            batch.reject(&file.rel, &stamp, &reason, Some(&id), batch_now)?;
                             outcome.rejected.push((file.rel.clone(), reason));
                         }
                         Err(StoreError::Db(e)) => return Err(e),
@@ -218,43 +387,50 @@ impl Pipeline {
             }
             Ok(())
         };
-        // Reading and parsing the next chunk (in the rayon pool) overlaps
+        // Reading and parsing the next chunk (on the reader threads) overlaps
         // storing the current one (on this thread, which owns the
         // transaction): a build is then bound by the slower of the two
         // rather than their sum.
-        let read_chunk = |chunk: &[SourceFile]| -> Vec<Read> {
-            chunk
-                .par_iter()
-                .map(|f| read_one(f, known.get(&f.rel), &opts))
-                .collect()
+        let reader = ChunkReader {
+            pool: &self.readers,
+            known,
+            opts: &opts,
+            canonical_root: &canonical_root,
+            budget,
         };
         let mut chunks = files.chunks(CHUNK);
-        let mut current = chunks.next().map(|c| (c, read_chunk(c)));
-        while let Some((chunk, reads)) = current.take() {
-            let next = chunks.next();
-            let stored = std::thread::scope(|scope| {
-                let ahead = next.map(|c| scope.spawn(move || (c, read_chunk(c))));
-                for (file, read) in chunk.iter().zip(reads) {
-                    handle(&mut batch, &mut outcome, &mut retry, file, read)?;
+        let mut current = chunks.next().map(|c| (c, reader.submit(c)));
+        while let Some((chunk, submitted)) = current.take() {
+            current = chunks.next().map(|c| (c, reader.submit(c)));
+            let reads = submitted.collect(&self.interrupted)?;
+            for (file, read) in chunk.iter().zip(reads) {
+                if self.interrupted.load(Ordering::Relaxed) {
+                    return Err(Interrupted.into());
                 }
-                run_hooks(&mut self.hooks, &mut batch)?;
-                current = ahead.map(|h| h.join().expect("a reader thread panicked"));
-                anyhow::Ok(())
-            });
-            stored?;
+                handle(&mut batch, &mut outcome, &mut retry, file, read)?;
+            }
+            run_hooks(&mut self.hooks, &mut batch)?;
         }
         // Files that lost a duplicate-id contest may win now that the owner left.
         let retry_files: Vec<SourceFile> = std::mem::take(&mut retry)
             .into_iter()
-            .filter(|k| !removed.contains(k))
+            .filter(|k| !to_remove.contains(k))
             .map(|rel| SourceFile {
                 abs: self.cfg.paths.articles.join(&rel),
                 rel,
             })
             .collect();
-        for file in &retry_files {
-            let read = read_one(file, None, &opts);
-            handle(&mut batch, &mut outcome, &mut retry, file, read)?;
+        if !retry_files.is_empty() {
+            let no_known = HashMap::new();
+            let reads = ChunkReader {
+                known: &no_known,
+                ..reader
+            }
+            .submit(&retry_files)
+            .collect(&self.interrupted)?;
+            for (file, read) in retry_files.iter().zip(reads) {
+                handle(&mut batch, &mut outcome, &mut retry, file, read)?;
+            }
         }
         run_hooks(&mut self.hooks, &mut batch)?;
         let (affected, counts) = batch.commit()?;
@@ -307,14 +483,9 @@ impl Pipeline {
             .collect();
         docs.push(render::render_opml(&self.cfg, &index)?);
         let report = self.publisher.publish(docs)?;
-        let now = Utc::now();
-        for path in &report.written {
-            let hash = self
-                .publisher
-                .content_hash(path)
-                .map(|h| h.to_hex()[..32].to_string())
-                .unwrap_or_default();
-            self.catalog.record_published(path, &hash, now)?;
+        for (path, version) in &report.new_versions {
+            self.catalog
+                .record_published(path, &version.hash, version.first_published)?;
         }
         Ok(report)
     }
@@ -332,6 +503,20 @@ impl Pipeline {
     }
 }
 
+/// The settings that change what ingest makes of a file.
+fn ingest_settings(cfg: &Config) -> String {
+    let limits = cfg.ingest.limits();
+    format!(
+        "max_bytes={};time_zone={};max_html_bytes={};max_nesting={}",
+        cfg.ingest.max_bytes, cfg.site.time_zone, limits.max_html_bytes, limits.max_nesting
+    )
+}
+
+/// A file's modification time as a first-seen candidate.
+fn modified_at(stamp: &FileStamp) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(stamp.mtime_ns)
+}
+
 /// Let the commit hooks see the changes since their last run, then drop
 /// those records: the hooks run per chunk so a large import never holds
 /// every entry in memory.
@@ -345,44 +530,198 @@ fn run_hooks(hooks: &mut [CommitHook], batch: &mut Batch<'_>) -> Result<()> {
     Ok(())
 }
 
-fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) -> Read {
-    let (size, mtime) = match source::stat(&file.abs) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
-        Err(e) => {
-            return Read::Unreadable(
-                FileStamp {
-                    size: 0,
-                    mtime_ns: 0,
-                    hash: String::new(),
-                },
-                format!("cannot read the file: {e}"),
-            );
+/// Reads and parses files on the reader threads, each within the per-file
+/// time budget.
+#[derive(Clone, Copy)]
+struct ChunkReader<'a> {
+    pool: &'a rayon::ThreadPool,
+    known: &'a HashMap<String, KnownFile>,
+    opts: &'a IngestOptions,
+    canonical_root: &'a Path,
+    budget: Duration,
+}
+
+/// A chunk whose files are being read.
+struct Submitted {
+    /// One slot per file; filled at once for files settled without reading
+    /// (stamp unchanged), the others as their reads finish.
+    reads: Vec<Option<Read>>,
+    waiting: usize,
+    paths: Vec<PathBuf>,
+    rx: mpsc::Receiver<(usize, ReadEvent)>,
+    budget: Duration,
+}
+
+enum ReadEvent {
+    Started(Instant),
+    Done(Read),
+}
+
+impl ChunkReader<'_> {
+    /// Start reading a chunk. Unchanged files are recognised here by their
+    /// stamp (a `stat` each, in parallel); the others are queued on the
+    /// reader threads.
+    fn submit(&self, chunk: &[SourceFile]) -> Submitted {
+        let checks: Vec<Option<Read>> = chunk
+            .par_iter()
+            .map(|f| unchanged(f, self.known.get(&f.rel)))
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        let mut waiting = 0;
+        for (i, (file, check)) in chunk.iter().zip(&checks).enumerate() {
+            if check.is_some() {
+                continue;
+            }
+            waiting += 1;
+            let tx = tx.clone();
+            let file = file.clone();
+            let known = self.known.get(&file.rel).cloned();
+            let opts = self.opts.clone();
+            let root = self.canonical_root.to_path_buf();
+            self.pool.spawn(move || {
+                let _ = tx.send((i, ReadEvent::Started(Instant::now())));
+                // A parser bug must reject one file, not take the daemon down.
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    read_one(&file, known.as_ref(), &opts, &root)
+                }))
+                .unwrap_or_else(|_| {
+                    Read::Unreadable(
+                        stamp_without_hash(&file.abs),
+                        "feedwire failed while parsing this file (a bug: please report it with the file)"
+                            .into(),
+                    )
+                });
+                let _ = tx.send((i, ReadEvent::Done(read)));
+            });
         }
-    };
-    // Rejected files are always read again: they are few, and a fixed parser
-    // or a freed duplicate id may accept them now.
-    if let Some(k) = known.filter(|k| k.id.is_some())
-        && k.stamp.size == size
-        && k.stamp.mtime_ns == mtime
-    {
-        return Read::Unchanged;
+        Submitted {
+            reads: checks,
+            waiting,
+            paths: chunk.iter().map(|f| f.abs.clone()).collect(),
+            rx,
+            budget: self.budget,
+        }
     }
-    let (stamp, bytes) = match source::read(&file.abs, opts.max_bytes) {
+}
+
+impl Submitted {
+    /// Wait for the chunk's files. A file still parsing `budget` after its
+    /// parse started is rejected as too complex, so one hostile file delays
+    /// the others by at most the budget; its parse finishes on its thread and
+    /// the result is dropped.
+    fn collect(self, interrupted: &AtomicBool) -> Result<Vec<Read>> {
+        let Submitted {
+            mut reads,
+            mut waiting,
+            paths,
+            rx,
+            budget,
+        } = self;
+        let mut started: HashMap<usize, Instant> = HashMap::new();
+        while waiting > 0 {
+            if interrupted.load(Ordering::Relaxed) {
+                return Err(Interrupted.into());
+            }
+            let now = Instant::now();
+            let next_expiry = started.values().map(|t| *t + budget).min();
+            // Wake at least every 100 ms to notice an interruption.
+            let wait = next_expiry
+                .map_or(Duration::from_millis(100), |t| {
+                    t.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(100));
+            match rx.recv_timeout(wait) {
+                Ok((i, ReadEvent::Started(at))) => {
+                    started.insert(i, at);
+                }
+                Ok((i, ReadEvent::Done(read))) => {
+                    if reads[i].is_none() {
+                        started.remove(&i);
+                        reads[i] = Some(read);
+                        waiting -= 1;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    let expired: Vec<usize> = started
+                        .iter()
+                        .filter(|(_, at)| now.duration_since(**at) >= budget)
+                        .map(|(i, _)| *i)
+                        .collect();
+                    for i in expired {
+                        started.remove(&i);
+                        reads[i] = Some(Read::Unreadable(
+                            stamp_without_hash(&paths[i]),
+                            format!(
+                                "parsing took longer than {} ms (ingest.parse_budget_ms): the file is too large or too deeply nested; simplify it",
+                                budget.as_millis()
+                            ),
+                        ));
+                        waiting -= 1;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the reader threads stopped")
+                }
+            }
+        }
+        Ok(reads
+            .into_iter()
+            .map(|r| r.expect("every file has a read"))
+            .collect())
+    }
+}
+
+/// The stamp of a file that could not be read through: enough to read it
+/// again when it changes.
+fn stamp_without_hash(path: &Path) -> FileStamp {
+    let s = source::stat(path).unwrap_or(source::Stat {
+        size: 0,
+        mtime_ns: 0,
+        inode: 0,
+    });
+    FileStamp {
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        inode: s.inode,
+        hash: String::new(),
+    }
+}
+
+/// `Some` when a file need not be read: its stamp matches the catalog's.
+/// Rejected files too: they are read again only when they change (or when
+/// the parser or its settings do), never because feedwire looked at them.
+fn unchanged(file: &SourceFile, known: Option<&KnownFile>) -> Option<Read> {
+    let known = known?;
+    let stat = source::stat(&file.abs).ok()?;
+    stat.matches(&known.stamp).then_some(Read::Unchanged)
+}
+
+fn read_one(
+    file: &SourceFile,
+    known: Option<&KnownFile>,
+    opts: &IngestOptions,
+    canonical_root: &Path,
+) -> Read {
+    // Checked on the canonical path at read time: a link (to a file or a
+    // folder) leading outside the articles folder is not an article.
+    let Some(real) = source::resolve_inside(canonical_root, &file.abs) else {
+        if file.abs.exists() {
+            tracing::debug!(file = %file.abs.display(), "leads outside the articles folder; not read");
+        }
+        return Read::Gone;
+    };
+    let (stamp, bytes) = match source::read(&real, opts.max_bytes) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
         Err(e) => {
             return Read::Unreadable(
-                FileStamp {
-                    size,
-                    mtime_ns: mtime,
-                    hash: String::new(),
-                },
+                stamp_without_hash(&real),
                 format!("cannot read the file: {e}"),
             );
         }
     };
-    if !source::is_settled(&file.abs, &stamp)
+    if !source::is_settled(&real, &stamp)
         || stamp.size != bytes.len() as u64 && stamp.size <= opts.max_bytes
     {
         return Read::Unsettled;
@@ -403,4 +742,82 @@ fn read_one(file: &SourceFile, known: Option<&KnownFile>, opts: &IngestOptions) 
         ingest::parse(name, &bytes, opts)
     };
     Read::Parsed(stamp, result.map(Box::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk of one file whose read runs `work` on a reader thread.
+    fn one(
+        pool: &rayon::ThreadPool,
+        budget: Duration,
+        work: impl FnOnce() -> Read + Send + 'static,
+    ) -> Submitted {
+        let (tx, rx) = mpsc::channel();
+        pool.spawn(move || {
+            let _ = tx.send((0, ReadEvent::Started(Instant::now())));
+            let read = work();
+            let _ = tx.send((0, ReadEvent::Done(read)));
+        });
+        Submitted {
+            reads: vec![None],
+            waiting: 1,
+            paths: vec![PathBuf::from("/nonexistent/slow.md")],
+            rx,
+            budget,
+        }
+    }
+
+    fn pool() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+    }
+
+    /// One slow file is cut off at the budget with a reason an editor can
+    /// act on; the batch does not wait for it.
+    #[test]
+    fn a_parse_over_budget_is_rejected_without_waiting_for_it() {
+        let pool = pool();
+        let slow = one(&pool, Duration::from_millis(100), || {
+            std::thread::sleep(Duration::from_secs(3));
+            Read::Unchanged
+        });
+        let reads = slow.collect(&AtomicBool::new(false)).unwrap();
+        match &reads[0] {
+            Read::Unreadable(_, reason) => {
+                assert!(reason.contains("ingest.parse_budget_ms"), "{reason}")
+            }
+            _ => panic!("a file over budget must be rejected"),
+        }
+    }
+
+    /// Shutdown interrupts a batch waiting on a long parse.
+    #[test]
+    fn an_interrupt_stops_waiting_for_reads() {
+        let pool = pool();
+        let slow = one(&pool, Duration::from_secs(60), || {
+            std::thread::sleep(Duration::from_secs(3));
+            Read::Unchanged
+        });
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            setter.store(true, Ordering::Relaxed);
+        });
+        let err = slow.collect(&flag).err().expect("interrupted");
+        assert!(err.is::<Interrupted>(), "{err:#}");
+    }
+
+    /// A read that finishes within the budget is kept.
+    #[test]
+    fn a_read_within_budget_is_kept() {
+        let pool = pool();
+        let quick = one(&pool, Duration::from_secs(60), || Read::Unsettled);
+        let reads = quick.collect(&AtomicBool::new(false)).unwrap();
+        assert!(matches!(reads[0], Read::Unsettled));
+    }
 }

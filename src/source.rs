@@ -119,16 +119,35 @@ pub fn list(root: &Path) -> Result<Vec<SourceFile>> {
     Ok(out)
 }
 
-/// Does a symlink (or any path) resolve inside `root`?
-pub fn resolves_inside(root: &Path, path: &Path) -> bool {
-    match (root.canonicalize(), path.canonicalize()) {
-        (Ok(r), Ok(p)) => p.starts_with(r),
-        _ => false,
+/// Where a path really leads, if that is a file inside `canonical_root`.
+///
+/// Checked at read time, on the canonical path, whatever route (an event,
+/// start-up, a rescan) led to the file: a link to a file or folder outside
+/// the articles folder, made before start or while running, never gets a
+/// file read through it.
+pub fn resolve_inside(canonical_root: &Path, path: &Path) -> Option<PathBuf> {
+    let real = path.canonicalize().ok()?;
+    real.starts_with(canonical_root).then_some(real)
+}
+
+/// What [`stat`] tells without reading the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+}
+
+impl Stat {
+    /// Does a catalog stamp describe this same, unchanged file?
+    pub fn matches(&self, stamp: &FileStamp) -> bool {
+        self.size == stamp.size && self.mtime_ns == stamp.mtime_ns && self.inode == stamp.inode
     }
 }
 
-/// Size and modification time, without reading the file.
-pub fn stat(path: &Path) -> std::io::Result<(u64, i64)> {
+/// Size, modification time and inode, without reading the file.
+pub fn stat(path: &Path) -> std::io::Result<Stat> {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)?;
     let mtime_ns = meta
         .modified()
@@ -136,14 +155,22 @@ pub fn stat(path: &Path) -> std::io::Result<(u64, i64)> {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
-    Ok((meta.len(), mtime_ns))
+    Ok(Stat {
+        size: meta.len(),
+        mtime_ns,
+        inode: meta.ino(),
+    })
 }
 
 /// Read a file and stamp it. The stamp's size and mtime are taken before the
 /// read; [`is_settled`] compares them afterwards to catch files still being
 /// written.
 pub fn read(path: &Path, max_bytes: u64) -> std::io::Result<(FileStamp, Vec<u8>)> {
-    let (size, mtime_ns) = stat(path)?;
+    let Stat {
+        size,
+        mtime_ns,
+        inode,
+    } = stat(path)?;
     let bytes = if size > max_bytes {
         // Do not read a huge file into memory only to reject it; ingest sees
         // the size from a truncated read plus one byte.
@@ -161,6 +188,7 @@ pub fn read(path: &Path, max_bytes: u64) -> std::io::Result<(FileStamp, Vec<u8>)
         FileStamp {
             size,
             mtime_ns,
+            inode,
             hash,
         },
         bytes,
@@ -169,7 +197,7 @@ pub fn read(path: &Path, max_bytes: u64) -> std::io::Result<(FileStamp, Vec<u8>)
 
 /// Has the file stayed as it was when `stamp` was taken?
 pub fn is_settled(path: &Path, stamp: &FileStamp) -> bool {
-    matches!(stat(path), Ok((size, mtime)) if size == stamp.size && mtime == stamp.mtime_ns)
+    matches!(stat(path), Ok(s) if s.matches(stamp))
 }
 
 #[cfg(test)]

@@ -30,6 +30,38 @@ pub fn render(cfg: &Config) -> Result<String> {
             f.published_at.with_timezone(&cfg.time_zone()?).to_rfc3339()
         )?;
     }
+    let held = catalog.held_removals()?;
+    if !held.is_empty() {
+        let approved = held.iter().filter(|h| h.approved).count();
+        writeln!(
+            out,
+            "held      {} removal(s) held back: their files disappeared at once (more than watch.max_removals = {}), so the articles stay in the feeds and partners were told nothing{}",
+            held.len(),
+            cfg.watch.max_removals,
+            if approved > 0 {
+                format!("; {approved} approved, applied at the daemon's next look")
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(
+            out,
+            "          to proceed: restore the files (the hold ends by itself), or run `feedwire apply-removals` if the deletion was intended"
+        )?;
+        for h in held.iter().take(50) {
+            writeln!(
+                out,
+                "  {} (article {}, held since {}){}",
+                h.path,
+                h.id,
+                h.held_at.with_timezone(&cfg.time_zone()?).to_rfc3339(),
+                if h.approved { " approved" } else { "" }
+            )?;
+        }
+        if held.len() > 50 {
+            writeln!(out, "  … and {} more", held.len() - 50)?;
+        }
+    }
     let rejections = catalog.rejections()?;
     writeln!(out, "rejected  {} file(s)", rejections.len())?;
     for r in &rejections {

@@ -13,13 +13,13 @@ use feedwire::config::Config;
 use feedwire::metrics::Metrics;
 use feedwire::pipeline::Pipeline;
 use feedwire::publish::Store;
-use feedwire::serve::{AppState, router, serve};
+use feedwire::serve::{AppState, Limits, router, serve};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::HeaderMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use unicode_normalization::UnicodeNormalization;
 
@@ -61,6 +61,13 @@ impl Fixture {
     /// Catalog with three articles (two categories), everything published,
     /// server listening on 127.0.0.1:0.
     fn start() -> Fixture {
+        let limits =
+            Limits::from_config(&Config::from_toml(CONFIG, "c.toml".as_ref()).unwrap().server);
+        Fixture::start_with(limits)
+    }
+
+    /// The same, with the connection and request limits given.
+    fn start_with(limits: Limits) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let cfg_path = tmp.path().join("config.toml");
         std::fs::write(&cfg_path, CONFIG).unwrap();
@@ -71,12 +78,7 @@ impl Fixture {
         let writer = Catalog::open(&cfg.catalog_path(), tz).unwrap();
         let reader = Catalog::open(&cfg.catalog_path(), tz).unwrap();
         let metrics = Arc::new(Metrics::default());
-        let state = AppState {
-            cfg: Arc::new(cfg.clone()),
-            store,
-            metrics: metrics.clone(),
-            catalog: Arc::new(Mutex::new(reader)),
-        };
+        let state = AppState::new(Arc::new(cfg.clone()), store, metrics.clone(), reader).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -87,7 +89,7 @@ impl Fixture {
             .unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(serve(listener, router(state), async move {
+        rt.spawn(serve(listener, router(state), limits, async move {
             let _ = stopped.await;
         }));
         feedwire::install_tls_provider();
@@ -138,11 +140,18 @@ impl Fixture {
         let stamp = FileStamp {
             size: a.title.len() as u64,
             mtime_ns: 1,
+            inode: 1,
             hash: a.id.clone(),
         };
         batch
             .upsert(&format!("{}.txt", a.id), &stamp, a, Utc::now())
             .unwrap();
+        batch.commit().unwrap();
+    }
+
+    fn remove(&mut self, id: &str) {
+        let mut batch = self.writer.batch().unwrap();
+        batch.remove_file(&format!("{id}.txt")).unwrap();
         batch.commit().unwrap();
     }
 
@@ -336,15 +345,22 @@ fn serve_http01_content_types_and_documents_match_disk() {
     }
 }
 
-/// HTTP-03 and WebSub discovery: Last-Modified is an IMF-fixdate of the
-/// newest entry, and Link carries rel=self and every advertised hub.
+/// HTTP-03 and WebSub discovery: Last-Modified is an IMF-fixdate of when
+/// this version was first published (not an entry's date: see
+/// `serve_last_modified_never_goes_back_after_a_delete`), never after Date;
+/// Link carries rel=self and every advertised hub.
 #[test]
 fn serve_http03_last_modified_and_link_headers() {
     let f = Fixture::start();
     let r = f.get("/feeds/xay-dung-dang/atom.xml");
     let h = r.headers();
-    // Newest entry: 2023-08-04T09:00:00+07:00.
-    assert_eq!(header(h, "last-modified"), "Fri, 04 Aug 2023 02:00:00 GMT");
+    let lm = httpdate::parse_http_date(header(h, "last-modified")).unwrap();
+    let date = httpdate::parse_http_date(header(h, "date")).unwrap();
+    assert!(lm <= date, "Last-Modified after Date");
+    assert!(
+        date.duration_since(lm).unwrap() < Duration::from_secs(300),
+        "Last-Modified is when the fixture published, not the newest entry's 2023 date"
+    );
     let links: Vec<&str> = h
         .get_all("link")
         .iter()
@@ -419,10 +435,13 @@ fn serve_http04_if_none_match_gives_304() {
 #[test]
 fn serve_http04_if_modified_since_gives_304() {
     let f = Fixture::start();
+    // Last-Modified is the publish moment: let a second pass so that one
+    // second after it is not a date in the future (which is ignored).
+    std::thread::sleep(Duration::from_millis(1100));
     let first = f.get("/feeds/atom.xml");
     let lm = header(first.headers(), "last-modified").to_string();
     let lm_time = httpdate::parse_http_date(&lm).unwrap();
-    let later = httpdate::fmt_http_date(lm_time + Duration::from_secs(3600));
+    let later = httpdate::fmt_http_date(lm_time + Duration::from_secs(1));
     let earlier = httpdate::fmt_http_date(lm_time - Duration::from_secs(1));
     let future = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(86400));
 
@@ -546,6 +565,7 @@ fn serve_http02_publish_changes_served_feed_and_etag() {
     let mut f = Fixture::start();
     let before = f.get("/feeds/xay-dung-dang/rss.xml");
     let old_etag = header(before.headers(), "etag").to_string();
+    let old_lm = httpdate::parse_http_date(header(before.headers(), "last-modified")).unwrap();
     assert_eq!(parse_feed(&before.bytes().unwrap()).entries.len(), 2);
 
     // Publishing again with nothing new keeps the ETag (deterministic output).
@@ -568,10 +588,8 @@ fn serve_http02_publish_changes_served_feed_and_etag() {
     assert_eq!(after.status(), 200, "a stale ETag must not hide the update");
     let new_etag = header(after.headers(), "etag").to_string();
     assert_ne!(new_etag, old_etag);
-    assert_eq!(
-        header(after.headers(), "last-modified"),
-        "Sat, 05 Aug 2023 03:00:00 GMT"
-    );
+    let new_lm = httpdate::parse_http_date(header(after.headers(), "last-modified")).unwrap();
+    assert!(new_lm >= old_lm, "Last-Modified moved backwards");
     let body = after.bytes().unwrap();
     assert_eq!(&body[..], &f.disk("xay-dung-dang/rss.xml")[..]);
     let feed = parse_feed(&body);
@@ -830,14 +848,13 @@ fn serve_router_composes_with_a_hub_router() {
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = Config::from_toml(CONFIG, &tmp.path().join("config.toml")).unwrap();
-    let state = AppState {
-        cfg: Arc::new(cfg.clone()),
-        store: f.pipeline.store().unwrap().clone(),
-        metrics: Arc::new(Metrics::default()),
-        catalog: Arc::new(Mutex::new(
-            Catalog::open(&f.cfg.catalog_path(), cfg.time_zone().unwrap()).unwrap(),
-        )),
-    };
+    let state = AppState::new(
+        Arc::new(cfg.clone()),
+        f.pipeline.store().unwrap().clone(),
+        Arc::new(Metrics::default()),
+        Catalog::open(&f.cfg.catalog_path(), cfg.time_zone().unwrap()).unwrap(),
+    )
+    .unwrap();
     let app = router(state)
         .merge(axum::Router::new().route("/hub", axum::routing::post(|| async { "hub" })));
     let listener = rt
@@ -846,7 +863,7 @@ fn serve_router_composes_with_a_hub_router() {
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
-        rt.block_on(serve(listener, app, async move {
+        rt.block_on(serve(listener, app, Limits::default(), async move {
             let _ = stopped.await;
         }))
     });
@@ -858,4 +875,496 @@ fn serve_router_composes_with_a_hub_router() {
         .join()
         .unwrap()
         .expect("graceful shutdown ends serve() with Ok");
+}
+
+/// HTTP-04 (issue 9, point 13): `If-None-Match` is read as a typed header.
+/// Only `*` alone or a listed entity tag matches; a value that is neither
+/// (it once sufficed to start with `*`) is ignored and the feed is sent.
+#[test]
+fn serve_http04_unparsable_if_none_match_gives_200() {
+    let f = Fixture::start();
+    let etag = header(f.get("/feeds/rss.xml").headers(), "etag").to_string();
+    for inm in [
+        "*garbage",
+        "**",
+        "*, \"nope\"",
+        "W/",
+        "abc",
+        "\"unterminated",
+    ] {
+        let r = f.get_with("/feeds/rss.xml", &[("if-none-match", inm)]);
+        assert_eq!(r.status(), 200, "If-None-Match: {inm}");
+        assert_eq!(r.bytes().unwrap()[..], f.disk("rss.xml")[..]);
+    }
+    let r = f.get_with("/feeds/rss.xml", &[("if-none-match", "*")]);
+    assert_eq!(r.status(), 304);
+    let r = f.get_with(
+        "/feeds/rss.xml",
+        &[("if-none-match", &format!("*garbage, {etag}"))],
+    );
+    assert_eq!(r.status(), 304, "a valid tag in the list still matches");
+}
+
+const PAGES: [&str; 4] = [
+    "/",
+    "/feeds/",
+    "/feeds/xay-dung-dang/",
+    "/articles/000_ee2825b76e43200a",
+];
+
+/// Issue 9, point 17: HTML pages carry a strong ETag and Last-Modified and
+/// revalidate to 304 like feeds, with the caching headers a 200 has.
+#[test]
+fn serve_http17_pages_have_validators_and_revalidate() {
+    let f = Fixture::start();
+    for path in PAGES {
+        let r = f.get(path);
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        let body = r.bytes().unwrap();
+        let etag = header(&h, "etag").to_string();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
+            "{path}: strong ETag, got {etag}"
+        );
+        assert_eq!(header(&h, "content-type"), "text/html; charset=utf-8");
+        assert_eq!(header(&h, "cache-control"), "public, max-age=300");
+        assert_eq!(header(&h, "vary"), "Accept-Encoding");
+        assert_eq!(header(&h, "content-length"), body.len().to_string());
+        let lm = header(&h, "last-modified").to_string();
+        httpdate::parse_http_date(&lm).unwrap_or_else(|_| panic!("{path}: Last-Modified {lm}"));
+
+        // The same bytes again: the same ETag.
+        assert_eq!(header(f.get(path).headers(), "etag"), etag, "{path}");
+
+        for (name, value) in [("if-none-match", etag.as_str()), ("if-modified-since", &lm)] {
+            let r = f.get_with(path, &[(name, value)]);
+            assert_eq!(r.status(), 304, "{path} with {name}: {value}");
+            let h = r.headers().clone();
+            assert_eq!(header(&h, "etag"), etag);
+            assert_eq!(header(&h, "cache-control"), "public, max-age=300");
+            assert!(r.bytes().unwrap().is_empty());
+        }
+        let stale = f.get_with(path, &[("if-none-match", "\"stale\"")]);
+        assert_eq!(stale.status(), 200, "{path}");
+
+        let head = f.http.head(f.url(path)).send().unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers().get("etag"), h.get("etag"), "{path}");
+        assert_eq!(
+            header(head.headers(), "content-length"),
+            body.len().to_string()
+        );
+        assert!(head.bytes().unwrap().is_empty(), "{path}: HEAD has no body");
+    }
+
+    // Last-Modified is the newest date a page shows: a feed view's is its
+    // feed's, the home page's the site-wide feed's, an article's its own.
+    let lm = |path: &str| header(f.get(path).headers(), "last-modified").to_string();
+    assert_eq!(lm("/"), lm("/feeds/rss.xml"));
+    assert_eq!(lm("/feeds/"), lm("/feeds/rss.xml"));
+    assert_eq!(
+        lm("/feeds/xay-dung-dang/"),
+        lm("/feeds/xay-dung-dang/rss.xml")
+    );
+    assert_eq!(
+        lm("/articles/000_ee2825b76e43200a"),
+        "Thu, 03 Aug 2023 07:05:00 GMT"
+    );
+}
+
+/// Point 17: pages are sent gzip- or brotli-compressed when asked, each
+/// coding with its own ETag, decoding to exactly the identity bytes.
+#[test]
+fn serve_http17_pages_are_compressed_per_coding() {
+    let f = Fixture::start();
+    for path in PAGES {
+        let identity = f.get_with(path, &[("accept-encoding", "identity")]);
+        assert!(identity.headers().get("content-encoding").is_none());
+        let id_etag = header(identity.headers(), "etag").to_string();
+        let canonical = identity.bytes().unwrap().to_vec();
+        let mut etags = vec![id_etag];
+        for (ae, want) in [("gzip", "gzip"), ("br, gzip", "br")] {
+            let r = f.get_with(path, &[("accept-encoding", ae)]);
+            assert_eq!(r.status(), 200);
+            let h = r.headers().clone();
+            assert_eq!(header(&h, "content-encoding"), want, "{path}");
+            let body = r.bytes().unwrap().to_vec();
+            assert_eq!(header(&h, "content-length"), body.len().to_string());
+            assert!(body.len() < canonical.len(), "{path}: {want} is smaller");
+            let decoded = if want == "gzip" {
+                ungzip(&body)
+            } else {
+                unbrotli(&body)
+            };
+            assert_eq!(decoded, canonical, "{path}: {want} decodes to the page");
+            let etag = header(&h, "etag").to_string();
+            let again = f.get_with(path, &[("accept-encoding", ae), ("if-none-match", &etag)]);
+            assert_eq!(again.status(), 304, "{path} {want} revalidates");
+            etags.push(etag);
+        }
+        etags.sort();
+        etags.dedup();
+        assert_eq!(etags.len(), 3, "{path}: one ETag per coding");
+    }
+}
+
+/// Point 17: pages are rendered from the catalog, never from a cache that
+/// could miss a change: editing an article changes its page and ETag at
+/// once, even before any feed is republished.
+#[test]
+fn serve_http17_page_etag_follows_the_catalog() {
+    let mut f = Fixture::start();
+    let path = "/articles/000_ee2825b76e43200a";
+    let before = f.get_with(path, &[("accept-encoding", "br")]);
+    let old_etag = header(before.headers(), "etag").to_string();
+    let mut edited = article(
+        "000_ee2825b76e43200a",
+        "Tiêu đề đã sửa",
+        &[CATEGORY],
+        "2023-08-03T14:05:00+07:00",
+    );
+    edited.paragraphs = vec!["TTXVN - Nội dung mới.".into()];
+    edited.content_html = "<p>TTXVN - Nội dung mới.</p>".into();
+    f.add(&edited);
+    let after = f.get_with(
+        path,
+        &[("accept-encoding", "br"), ("if-none-match", &old_etag)],
+    );
+    assert_eq!(
+        after.status(),
+        200,
+        "a stale page ETag must not hide the edit"
+    );
+    assert_ne!(header(after.headers(), "etag"), old_etag);
+    let page = String::from_utf8(unbrotli(&after.bytes().unwrap())).unwrap();
+    assert!(page.contains("Tiêu đề đã sửa"), "the edited title is shown");
+}
+
+/// A TCP connection from a chosen loopback address (blocking, 10 s reads).
+fn connect_from(local: &str, addr: &str) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+        let s = socket.connect(addr.parse().unwrap()).await.unwrap();
+        s.into_std().unwrap()
+    });
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// One keep-alive request on an open connection; the status code.
+fn exchange(s: &mut std::net::TcpStream, path: &str) -> u16 {
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!("connection ended mid-response: {other:?} after {head:?}"),
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Does the server end this connection (EOF or reset) within `limit`?
+/// Any answer it writes first (a 429 or 503) is returned too.
+fn ended_within(s: &mut std::net::TcpStream, limit: Duration) -> Option<String> {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(_) => return Some(String::from_utf8_lossy(&got).into()),
+        }
+    }
+}
+
+/// The server on a router of our own (merged onto feedwire's, as the daemon
+/// does with `/hub`), stopped through the returned sender.
+fn serve_app(
+    f: &Fixture,
+    extra: axum::Router,
+    limits: Limits,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::sync::mpsc::Receiver<anyhow::Result<()>>,
+) {
+    let state = AppState::new(
+        Arc::new(f.cfg.clone()),
+        f.pipeline.store().unwrap().clone(),
+        Arc::new(Metrics::default()),
+        Catalog::open(&f.cfg.catalog_path(), f.cfg.time_zone().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let app = router(state).merge(extra);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = rt.block_on(serve(listener, app, limits, async move {
+            let _ = stopped.await;
+        }));
+        let _ = done_tx.send(result);
+    });
+    (addr, stop, done)
+}
+
+/// Every request carries `ConnectInfo<SocketAddr>` (the hub's per-client
+/// rate limit reads it), on merged routes too.
+#[test]
+fn serve_connect_info_reaches_every_handler() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    let f = Fixture::start();
+    let peer = axum::Router::new().route(
+        "/peer",
+        axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+            peer.ip().to_string()
+        }),
+    );
+    let (addr, stop, _done) = serve_app(&f, peer, Limits::default());
+    let mut s = connect_from("127.0.0.3", &addr);
+    write!(
+        s,
+        "GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("127.0.0.3"), "{answer}");
+    stop.send(()).unwrap();
+}
+
+/// Issue 9, point 6, the mechanism: connections are capped per client
+/// address and overall; a refused connection is answered (429 / 503) and
+/// closed at once, and a closed connection gives its slot back.
+#[test]
+fn serve_caps_connections_per_client_and_overall() {
+    let f = Fixture::start_with(Limits {
+        max_connections: 4,
+        max_connections_per_client: 2,
+        ..Limits::default()
+    });
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect_from("127.0.0.5", &f.addr);
+        assert_eq!(exchange(&mut s, "/feeds/rss.xml"), 200);
+        held.push(s);
+    }
+    let mut third = connect_from("127.0.0.5", &f.addr);
+    let answer = ended_within(&mut third, Duration::from_secs(5))
+        .expect("a third connection from one address is refused at once");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 429"),
+        "{answer}"
+    );
+
+    for _ in 0..2 {
+        let mut s = connect_from("127.0.0.6", &f.addr);
+        assert_eq!(
+            exchange(&mut s, "/feeds/rss.xml"),
+            200,
+            "another address is served"
+        );
+        held.push(s);
+    }
+    let mut fifth = connect_from("127.0.0.7", &f.addr);
+    let answer = ended_within(&mut fifth, Duration::from_secs(5))
+        .expect("over the overall cap a connection is refused at once");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+        "{answer}"
+    );
+
+    drop(held.remove(0));
+    wait_for_served(&f.addr, "127.0.0.7");
+}
+
+fn wait_for_served(addr: &str, from: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect_from(from, addr);
+        if write!(
+            s,
+            "GET /feeds/rss.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .is_ok()
+        {
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a freed connection slot was never given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Point 6, what hyper's header timer covers: it runs from the moment the
+/// server waits for a request head, for the first request and for every
+/// later one on a keep-alive connection. So an active connection lives on,
+/// an idle one is closed, and a slow second request is cut off too.
+#[test]
+fn serve_header_timeout_covers_idle_and_later_keep_alive_requests() {
+    let f = Fixture::start_with(Limits {
+        header_read_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    });
+    // Busy for 3 s, one request every 300 ms: never cut off.
+    let mut busy = connect_from("127.0.0.8", &f.addr);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(exchange(&mut busy, "/feeds/rss.xml"), 200);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Then idle: closed.
+    assert!(
+        ended_within(&mut busy, Duration::from_secs(10)).is_some(),
+        "an idle keep-alive connection stayed open"
+    );
+
+    // A fast first request, then a second one whose head trickles in.
+    let mut slow = connect_from("127.0.0.8", &f.addr);
+    assert_eq!(exchange(&mut slow, "/feeds/rss.xml"), 200);
+    slow.write_all(b"GET /feeds/rss.xml HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let dripping = std::time::Instant::now();
+    let mut cut_off = false;
+    while dripping.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(300));
+        if slow.write_all(b"X-Slow: a\r\n").is_err() {
+            cut_off = true;
+            break;
+        }
+        slow.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match slow.read(&mut buf) {
+            Ok(_) => {
+                cut_off = true;
+                break;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                cut_off = true;
+                break;
+            }
+        }
+    }
+    assert!(cut_off, "a second request's slow head was never cut off");
+}
+
+/// Graceful shutdown: a request in flight is answered, idle and slow
+/// connections do not hold the server up, and serve() returns Ok.
+#[test]
+fn serve_graceful_shutdown_finishes_in_flight_requests() {
+    let f = Fixture::start();
+    let slow_route = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            "done"
+        }),
+    );
+    let (addr, stop, done) = serve_app(&f, slow_route, Limits::default());
+    let _idle = connect_from("127.0.0.9", &addr);
+    let mut dripping = connect_from("127.0.0.9", &addr);
+    dripping
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let in_flight = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut s = connect_from("127.0.0.10", &addr);
+            write!(s, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            answer
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    stop.send(()).unwrap();
+    let answer = in_flight.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.ends_with("done"), "{answer:?}");
+    done.recv_timeout(Duration::from_secs(15))
+        .expect("serve() did not return after shutdown with slow clients connected")
+        .expect("serve() ends Ok");
+}
+
+/// Issue 9 point 2: deleting the newest article makes the feed's newest
+/// entry older, but its Last-Modified must not go back: a client sending only
+/// If-Modified-Since with the date it saw must get the changed feed.
+#[test]
+fn serve_last_modified_never_goes_back_after_a_delete() {
+    let mut f = Fixture::start();
+    let path = "/feeds/xay-dung-dang/atom.xml";
+    let before = f.get(path);
+    let lm_before = header(before.headers(), "last-modified").to_string();
+    let etag_before = header(before.headers(), "etag").to_string();
+    // The next version is published at least a second later.
+    std::thread::sleep(Duration::from_millis(1100));
+    f.remove("urn:uuid:6f1c2a7e-3b4d-4e5f-8a9b-0c1d2e3f4a5b");
+    f.publish();
+    let after = f.get_with(path, &[("if-modified-since", &lm_before)]);
+    assert_eq!(
+        after.status(),
+        200,
+        "the feed changed: If-Modified-Since {lm_before} must not get 304"
+    );
+    assert_ne!(header(after.headers(), "etag"), etag_before);
+    let parse = |s: &str| httpdate::parse_http_date(s).unwrap();
+    let lm_after = header(after.headers(), "last-modified").to_string();
+    assert!(
+        parse(&lm_after) > parse(&lm_before),
+        "Last-Modified {lm_after} is not later than {lm_before}"
+    );
+    // And a client holding the new date revalidates.
+    let again = f.get_with(path, &[("if-modified-since", &lm_after)]);
+    assert_eq!(again.status(), 304);
 }

@@ -876,7 +876,13 @@ fn dead_letters_and_redeliver() {
 fn measure_websub_fanout_to_1000_subscribers() {
     const N: usize = 1000;
     let rec = Recorder::start(echo);
-    let (site, base) = site("[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\n");
+    // Every subscriber here is one client (127.0.0.1): lift the per-client
+    // limits that would otherwise (rightly) slow it down.
+    let (site, base) = site(
+        "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nclient_burst = 2000\n\
+         max_pending_verifications_per_client = 2000\nmax_subscriptions_per_client = 2000\n\
+         max_deliveries_in_flight_per_client = 64\n",
+    );
     let _daemon = site.start();
     let topic = format!("{base}/feeds/atom.xml");
     let client = http_client();
@@ -928,4 +934,139 @@ fn measure_websub_fanout_to_1000_subscribers() {
         last.duration_since(t0).as_secs_f64(),
         N as f64 / spread.max(1e-3),
     );
+}
+
+/// Issue 9, point 18: failed deliveries are not silent. An external hub
+/// that answers 400 (the issue: retried 30 times in 14 s with no log line),
+/// a partner in maintenance and a subscriber that breaks: the first failure
+/// of each configured target is logged with the status and the start of the
+/// answer, and only once; a ping refused with a 4xx is given up at once
+/// (logged) rather than retried; `/metrics` counts failures per target,
+/// with every WebSub subscriber under one label and no URL a stranger chose
+/// (nor the token in a hub's configured URL).
+#[test]
+fn failed_deliveries_are_logged_once_per_target_and_counted_per_target() {
+    let rec = Recorder::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", "/hub") => (400, b"hub.topic is not a URL this hub accepts\n".to_vec()),
+        ("POST", "/portal") => (503, b"down for maintenance".to_vec()),
+        ("POST", _) => (500, b"subscriber broke".to_vec()),
+        _ => echo(r),
+    });
+    let hub = rec.url("/hub?token=secret-hub-token");
+    let (site, base) = site(&format!(
+        r#"[websub]
+allowed_callback_hosts = ["127.0.0.1"]
+hubs = ["{hub}"]
+
+[delivery]
+retry_base_ms = 100
+retry_max_ms = 400
+
+[[partners]]
+name = "portal"
+url = "{portal}"
+format = "json"
+secret = "k"
+"#,
+        portal = rec.url("/portal"),
+    ));
+    let daemon = site.start();
+    let topic = format!("{base}/feeds/atom.xml");
+    let callback = rec.url("/cb/private-subscriber-path");
+    assert_eq!(subscribe(&base, &topic, &callback, &[]).0, 202);
+    wait_for("subscription active", LONG, || {
+        (active_subscriptions(&site)? == 1).then_some(())
+    });
+    article(&site, "hong.txt", "Thể thao", "Bài cho các đích hỏng");
+
+    let log = wait_for("the hub's refusal logged with its answer", LONG, || {
+        let log = daemon.log();
+        (log.contains("HTTP 400: hub.topic is not a URL this hub accepts")
+            && log.contains("delivery gave up"))
+        .then_some(log)
+    });
+    assert!(log.contains(&rec.url("/hub")), "the hub is named: {log}");
+    wait_for("the partner's failure logged with its answer", LONG, || {
+        daemon
+            .log()
+            .contains("HTTP 503: down for maintenance")
+            .then_some(())
+    });
+    wait_for("the subscriber's failure logged", LONG, || {
+        daemon
+            .log()
+            .contains("HTTP 500: subscriber broke")
+            .then_some(())
+    });
+    // The partner keeps failing (retried); its failure is logged once.
+    wait_for("several partner attempts", LONG, || {
+        (rec.at("POST", "/portal").len() >= 4).then_some(())
+    });
+    let log = daemon.log();
+    let first_failure_lines = log
+        .lines()
+        .filter(|l| l.contains("HTTP 503: down for maintenance") && l.contains("WARN"))
+        .count();
+    assert_eq!(
+        first_failure_lines, 1,
+        "first failure only, at warn level:\n{log}"
+    );
+
+    // A 400 to a ping is not retried: each topic was pinged once.
+    let pinged: Vec<String> = rec
+        .at("POST", "/hub")
+        .iter()
+        .map(|r| {
+            url::form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "hub.url")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<&String> = pinged.iter().collect();
+    assert!(!pinged.is_empty());
+    assert_eq!(
+        pinged.len(),
+        distinct.len(),
+        "a topic was pinged again after a 400: {pinged:?}"
+    );
+
+    let metrics = http_client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let counter = |name: &str, kind: &str, target: &str| -> u64 {
+        let prefix = format!("{name}{{kind=\"{kind}\",target=\"{target}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let hub_label = rec.url("/hub");
+    assert!(
+        counter("feedwire_delivery_failures_total", "hub", &hub_label) >= 1,
+        "{metrics}"
+    );
+    assert!(
+        counter("feedwire_delivery_give_ups_total", "hub", &hub_label) >= 1,
+        "{metrics}"
+    );
+    assert!(
+        counter("feedwire_delivery_failures_total", "partner", "portal") >= 1,
+        "{metrics}"
+    );
+    assert!(
+        counter("feedwire_delivery_failures_total", "websub", "subscribers") >= 1,
+        "{metrics}"
+    );
+    for secret in ["private-subscriber-path", "secret-hub-token"] {
+        assert!(
+            !metrics.contains(secret),
+            "{secret} in /metrics:\n{metrics}"
+        );
+        assert!(!daemon.log().contains(secret), "{secret} in the log");
+    }
 }

@@ -1,25 +1,35 @@
-//! The catalog: feedwire's one source of truth, an embedded SQLite database.
+//! The catalog: feedwire's one source of truth, and the only module that
+//! knows how it is stored.
 //!
 //! It owns what exists (accepted articles and the files they came from), when
 //! each id was first seen (so `published` never moves across rebuilds and
 //! restarts), which feeds every article belongs to (kept as an index ordered
 //! newest first, so rendering a feed reads only its newest N rows no matter how
-//! large the archive is), and which files were rejected and why.
+//! large the archive is), which files were rejected and why, removals held
+//! for an operator, what was published when, and syndication's outbox and
+//! subscriptions (which must commit in the same transaction as the change
+//! that caused them).
 //!
-//! Changes go through a [`Batch`], one SQLite transaction: a crash either keeps
-//! the whole batch or none of it. Other modules see entries and feed keys, never
-//! tables.
+//! Other modules see typed values and methods, never tables or SQL. Storage
+//! is a [`Backend`] (SQLite in `sqlite/`); the rules of a change are written
+//! once, in [`Batch`], over a backend's row operations ([`Tx`]). Changes go
+//! through a batch, one transaction: a crash keeps the whole batch or none.
 
-mod schema;
-#[cfg(test)]
-mod tests;
+mod batch;
+mod outbox;
+mod sqlite;
 
-use crate::article::{Article, Category, Entry};
-use anyhow::{Context, Result};
-use chrono::{DateTime, FixedOffset, TimeZone, Utc};
+pub use batch::Batch;
+pub use outbox::{
+    ActiveSubscription, DueFilter, LimitHit, OutboxRow, OutboxSummary, OutboxUpdate,
+    PartnerBacklog, Reservation, Subscription, SubscriptionLimits,
+};
+
+use crate::article::{Category, Entry};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// A feed the catalog can list entries for.
@@ -32,13 +42,15 @@ pub enum FeedKey {
 }
 
 impl FeedKey {
-    fn column(&self) -> &str {
+    /// The key as stored: `""` for the main feed, else the slug.
+    pub(crate) fn stored(&self) -> &str {
         match self {
             FeedKey::Main => "",
             FeedKey::Category(slug) => slug,
         }
     }
-    fn from_column(s: String) -> FeedKey {
+
+    pub(crate) fn from_stored(s: String) -> FeedKey {
         if s.is_empty() {
             FeedKey::Main
         } else {
@@ -54,6 +66,9 @@ impl FeedKey {
 pub struct FileStamp {
     pub size: u64,
     pub mtime_ns: i64,
+    /// A file replaced by another of the same size and mtime (a restore, a
+    /// sync tool) is a different inode, and is read again.
+    pub inode: u64,
     pub hash: String,
 }
 
@@ -87,6 +102,14 @@ impl Change {
     }
 }
 
+/// How many articles a batch added, updated and removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangeCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+}
+
 /// A rejected file and the reason, for `status`.
 #[derive(Debug, Clone)]
 pub struct Rejection {
@@ -95,7 +118,19 @@ pub struct Rejection {
     pub at: DateTime<Utc>,
 }
 
-/// Per-feed publish record, for `status`.
+/// A file whose disappearance is waiting for an operator (see
+/// `watch.max_removals`).
+#[derive(Debug, Clone)]
+pub struct HeldRemoval {
+    pub path: String,
+    pub id: String,
+    pub held_at: DateTime<Utc>,
+    /// `feedwire apply-removals` was run: removed at the next reconciliation.
+    pub approved: bool,
+}
+
+/// The version of a published document the catalog recorded: its content
+/// hash and when it was first published.
 #[derive(Debug, Clone)]
 pub struct FeedRecord {
     pub path: String,
@@ -103,9 +138,76 @@ pub struct FeedRecord {
     pub published_at: DateTime<Utc>,
 }
 
-pub struct Catalog {
-    conn: Connection,
-    tz: Tz,
+/// An id's lasting record: when it was first seen and what it last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub id: String,
+    pub first_seen_us: i64,
+    /// Hash of what the article says (not of the file's bytes).
+    pub content_hash: String,
+    /// When what it says last changed.
+    pub changed_at_us: i64,
+}
+
+/// What kind of delivery an outbox row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryKind {
+    /// "Feed <topic> changed" for the built-in hub; expanded into one
+    /// `WebSub` row per active subscriber once the new version is served.
+    Fanout,
+    /// The current document of a topic to one subscriber's callback.
+    WebSub,
+    /// A publish ping to an external hub.
+    Hub,
+    /// A legacy XML-RPC `weblogUpdates.ping`.
+    Ping,
+    /// A rendered single-entry document for a partner.
+    Partner,
+}
+
+impl DeliveryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::Fanout => "fanout",
+            DeliveryKind::WebSub => "websub",
+            DeliveryKind::Hub => "hub",
+            DeliveryKind::Ping => "ping",
+            DeliveryKind::Partner => "partner",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<DeliveryKind> {
+        [
+            DeliveryKind::Fanout,
+            DeliveryKind::WebSub,
+            DeliveryKind::Hub,
+            DeliveryKind::Ping,
+            DeliveryKind::Partner,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A delivery for the outbox, queued in a batch's transaction.
+#[derive(Debug, Clone)]
+pub enum NewDelivery {
+    /// About a feed document (fan-out, hub ping, legacy ping): it waits
+    /// (gated) until the new version of `topic` is served, so nobody fetches
+    /// the previous one; a copy of a row still waiting is not queued twice.
+    Feed {
+        kind: DeliveryKind,
+        target: String,
+        topic: String,
+    },
+    /// A partner's rendered document, in order per article.
+    Partner {
+        partner: String,
+        article: String,
+        body: Vec<u8>,
+        content_type: String,
+        idempotency_key: String,
+    },
 }
 
 /// Why an article could not be stored.
@@ -117,32 +219,120 @@ pub enum StoreError {
     Db(#[from] anyhow::Error),
 }
 
-/// A transaction that holds the write lock from its start (`BEGIN
-/// IMMEDIATE`). Every writer of the catalog file uses one: the pipeline's
-/// batches and syndication's outbox updates come from different connections,
-/// and a deferred transaction that reads first and writes later fails at once
-/// with `SQLITE_BUSY` if another connection committed in between (the busy
-/// timeout does not cover that upgrade). Taken up front, the lock is waited for.
-pub(crate) fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
-    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+/// Row operations inside one write transaction: what a backend must provide
+/// for [`Batch`] to apply its rules. Dropping a `Tx` without [`Tx::commit`]
+/// rolls it back.
+pub(crate) trait Tx {
+    /// The file that provides an article id.
+    fn article_path(&mut self, id: &str) -> Result<Option<String>>;
+    /// The article id a file provides.
+    fn article_at(&mut self, path: &str) -> Result<Option<String>>;
+    fn identity(&mut self, id: &str) -> Result<Option<Identity>>;
+    fn put_identity(&mut self, identity: &Identity) -> Result<()>;
+    /// The stored entry (JSON) of an article.
+    fn article_entry(&mut self, id: &str) -> Result<Option<String>>;
+    fn put_article(&mut self, id: &str, path: &str, published_us: i64, entry: &str) -> Result<()>;
+    /// Remove an article and its memberships (its identity stays).
+    fn delete_article(&mut self, id: &str) -> Result<()>;
+    fn memberships(&mut self, id: &str) -> Result<Vec<FeedKey>>;
+    /// Replace an article's memberships.
+    fn set_memberships(&mut self, id: &str, published_us: i64, feeds: &[FeedKey]) -> Result<()>;
+    /// Record a category's display name the first time its slug is seen.
+    fn ensure_category(&mut self, category: &Category) -> Result<()>;
+    fn put_file(&mut self, path: &str, stamp: &FileStamp, id: Option<&str>) -> Result<()>;
+    fn touch_file(&mut self, path: &str, stamp: &FileStamp) -> Result<()>;
+    /// Forget a file: its stamp, rejection and held removal.
+    fn delete_file(&mut self, path: &str) -> Result<()>;
+    fn put_rejection(
+        &mut self,
+        path: &str,
+        reason: &str,
+        duplicate_of: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    fn clear_rejection(&mut self, path: &str) -> Result<()>;
+    /// Files rejected because `id` was taken.
+    fn waiting_on(&mut self, id: &str) -> Result<Vec<String>>;
+    /// Held removals: path → approved.
+    fn held_removals(&mut self) -> Result<HashMap<String, bool>>;
+    fn hold_removal(&mut self, path: &str, id: &str, at: DateTime<Utc>) -> Result<bool>;
+    fn release_hold(&mut self, path: &str) -> Result<bool>;
+    fn enqueue(&mut self, deliveries: &[NewDelivery]) -> Result<usize>;
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A storage backend: everything the catalog does outside a batch, and the
+/// start of one. Each handle is one connection (or session) of its own.
+pub(crate) trait Backend: outbox::OutboxBackend + Send {
+    fn begin(&mut self) -> Result<Box<dyn Tx + '_>>;
+    fn known_files(&self) -> Result<HashMap<String, KnownFile>>;
+    fn known_files_among(
+        &self,
+        keys: &mut dyn Iterator<Item = &str>,
+    ) -> Result<HashMap<String, KnownFile>>;
+    fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<String>>;
+    fn entry(&self, id: &str) -> Result<Option<String>>;
+    fn categories(&self) -> Result<Vec<Category>>;
+    fn category(&self, slug: &str) -> Result<Option<Category>>;
+    fn article_count(&self) -> Result<u64>;
+    fn rejection_count(&self) -> Result<u64>;
+    fn rejections(&self) -> Result<Vec<Rejection>>;
+    fn held_removals(&self) -> Result<Vec<HeldRemoval>>;
+    fn approve_held_removals(&self) -> Result<usize>;
+    fn record_published(&self, path: &str, hash: &str, at: DateTime<Utc>) -> Result<()>;
+    fn published_feeds(&self) -> Result<Vec<FeedRecord>>;
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    fn forget_file_stamps(&self) -> Result<()>;
+    fn data_version(&self) -> Result<i64>;
+}
+
+/// What readers of published articles may ask (the HTML pages): the
+/// read-only face of the catalog, so `serve` cannot change anything.
+pub trait ArticleReader: Send {
+    /// The newest `limit` entries of a feed, newest first.
+    fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>>;
+    /// One entry by article id.
+    fn entry(&self, id: &str) -> Result<Option<Entry>>;
+    /// Every feed, main first, then categories by slug.
+    fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>>;
+    /// The display name of a category slug.
+    fn category(&self, slug: &str) -> Result<Option<Category>>;
+}
+
+impl ArticleReader for Catalog {
+    fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
+        Catalog::newest(self, feed, limit)
+    }
+    fn entry(&self, id: &str) -> Result<Option<Entry>> {
+        Catalog::entry(self, id)
+    }
+    fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>> {
+        Catalog::feeds(self)
+    }
+    fn category(&self, slug: &str) -> Result<Option<Category>> {
+        Catalog::category(self, slug)
+    }
+}
+
+/// A handle on the catalog. Each handle holds its own connection; open one
+/// per thread or task that needs it.
+pub struct Catalog {
+    backend: Box<dyn Backend>,
+    tz: Tz,
 }
 
 impl Catalog {
-    /// Open (creating if needed) the catalog at `path`.
+    /// Open (creating and migrating if needed) the catalog at `path`.
     pub fn open(path: &Path, tz: Tz) -> Result<Catalog> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the state folder {}", dir.display()))?;
-        }
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the catalog {}", path.display()))?;
-        schema::prepare(&conn)
-            .with_context(|| format!("cannot prepare the catalog {}", path.display()))?;
-        Ok(Catalog { conn, tz })
+        Ok(Catalog {
+            backend: Box::new(sqlite::Sqlite::open(path)?),
+            tz,
+        })
     }
 
-    /// Open read-only-ish for `status`: same as `open` but never migrates a
-    /// missing file into existence.
+    /// Open for commands (`status`, `apply-removals`): like `open`, but a
+    /// missing catalog is an error, not a new empty one.
     pub fn open_existing(path: &Path, tz: Tz) -> Result<Catalog> {
         if !path.exists() {
             anyhow::bail!(
@@ -153,13 +343,16 @@ impl Catalog {
         Self::open(path, tz)
     }
 
+    /// Start a batch of changes: one write transaction, holding the write
+    /// lock from its start so other writers wait rather than break it.
+    pub fn batch(&mut self) -> Result<Batch<'_>> {
+        let tz = self.tz;
+        Ok(Batch::new(self.backend.begin()?, tz))
+    }
+
     /// Every file the catalog has seen, by path relative to the articles folder.
     pub fn known_files(&self) -> Result<HashMap<String, KnownFile>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT size, mtime_ns, hash, article_id, path FROM files")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(4)?, known_file(r)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.backend.known_files()
     }
 
     /// What the catalog knows of just these files: per-event work must not
@@ -168,510 +361,97 @@ impl Catalog {
         &self,
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<HashMap<String, KnownFile>> {
-        let mut out = HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT size, mtime_ns, hash, article_id FROM files WHERE path = ?1")?;
-        for key in keys {
-            if let Some(k) = stmt.query_row([key], known_file).optional()? {
-                out.insert(key.to_string(), k);
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn rejection_count(&self) -> Result<u64> {
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM rejections", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
-    }
-
-    /// Start a batch of changes (one transaction, see [`write_transaction`]).
-    pub fn batch(&mut self) -> Result<Batch<'_>> {
-        let tx = write_transaction(&mut self.conn)?;
-        Ok(Batch {
-            tx,
-            tz: self.tz,
-            affected: BTreeSet::new(),
-            fresh_affected: BTreeSet::new(),
-            changes: Vec::new(),
-            counts: ChangeCounts::default(),
-        })
+        self.backend.known_files_among(&mut keys.into_iter())
     }
 
     /// The newest `limit` entries of a feed, newest first.
     pub fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
-             WHERE m.feed = ?1 ORDER BY m.published DESC, m.article_id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![feed.column(), limit as i64], |r| {
-            r.get::<_, String>(0)
-        })?;
-        rows.map(|json| {
-            let json = json?;
-            serde_json::from_str(&json).context("a catalog entry does not decode")
-        })
-        .collect()
+        self.backend
+            .newest(feed, limit)?
+            .iter()
+            .map(|json| decode(json))
+            .collect()
     }
 
     /// One entry by article id.
     pub fn entry(&self, id: &str) -> Result<Option<Entry>> {
-        let json: Option<String> = self
-            .conn
-            .query_row("SELECT entry FROM articles WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        json.map(|j| serde_json::from_str(&j).context("a catalog entry does not decode"))
-            .transpose()
+        self.backend.entry(id)?.as_deref().map(decode).transpose()
     }
 
     /// Every feed, main first, then categories by slug. A category whose
     /// last article left keeps its (empty) feed: subscribers still poll it.
     pub fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>> {
         let mut out = vec![(FeedKey::Main, None)];
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT slug, name FROM categories ORDER BY slug")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (slug, name) = row?;
-            out.push((
-                FeedKey::Category(slug.clone()),
-                Some(Category { name, slug }),
-            ));
+        for c in self.backend.categories()? {
+            out.push((FeedKey::Category(c.slug.clone()), Some(c)));
         }
         Ok(out)
     }
 
     /// The display name of a category slug.
     pub fn category(&self, slug: &str) -> Result<Option<Category>> {
-        Ok(self
-            .conn
-            .query_row("SELECT name FROM categories WHERE slug = ?1", [slug], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-            .map(|name| Category {
-                name,
-                slug: slug.to_string(),
-            }))
+        self.backend.category(slug)
     }
 
     pub fn article_count(&self) -> Result<u64> {
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM articles", [], |r| r.get::<_, i64>(0))?
-            as u64)
+        self.backend.article_count()
+    }
+
+    pub fn rejection_count(&self) -> Result<u64> {
+        self.backend.rejection_count()
     }
 
     /// Rejected files, newest first.
     pub fn rejections(&self) -> Result<Vec<Rejection>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT path, reason, at FROM rejections ORDER BY at DESC, path")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(Rejection {
-                path: r.get(0)?,
-                reason: r.get(1)?,
-                at: from_unix(r.get(2)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.backend.rejections()
     }
 
-    /// Remember that a feed document was published with this content hash.
+    /// Removals waiting for an operator, oldest first.
+    pub fn held_removals(&self) -> Result<Vec<HeldRemoval>> {
+        self.backend.held_removals()
+    }
+
+    /// `feedwire apply-removals`: approve every held removal. The next
+    /// reconciliation (a running daemon notices within a second) removes the
+    /// articles whose files are still gone. Returns how many were approved.
+    pub fn approve_held_removals(&self) -> Result<usize> {
+        self.backend.approve_held_removals()
+    }
+
+    /// Remember that a document's version with this content hash was first
+    /// published at `at`.
     pub fn record_published(&self, path: &str, hash: &str, at: DateTime<Utc>) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO published(path, hash, at) VALUES(?1, ?2, ?3)
-             ON CONFLICT(path) DO UPDATE SET hash = excluded.hash, at = excluded.at",
-            params![path, hash, at.timestamp()],
-        )?;
-        Ok(())
+        self.backend.record_published(path, hash, at)
     }
 
+    /// The recorded version of every published document.
     pub fn published_feeds(&self) -> Result<Vec<FeedRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT path, hash, at FROM published ORDER BY path")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(FeedRecord {
-                path: r.get(0)?,
-                hash: r.get(1)?,
-                published_at: from_unix(r.get(2)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.backend.published_feeds()
     }
 
     /// Settings the catalog keeps between runs (e.g. the parser version).
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        self.backend.meta(key)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+        self.backend.set_meta(key, value)
     }
 
     /// Forget every file stamp so the next reconciliation re-reads and
     /// re-parses every file (after a parser upgrade). Identities stay.
     pub fn forget_file_stamps(&self) -> Result<()> {
-        self.conn
-            .execute("UPDATE files SET size = -1, mtime_ns = -1, hash = ''", [])?;
-        Ok(())
+        self.backend.forget_file_stamps()
     }
 
-    /// The raw connection, for stages that keep their own tables in the same
-    /// database (the syndication outbox must commit with the change).
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// A number that changes whenever another connection commits to the
+    /// catalog: a cheap way for the daemon to notice an operator's command.
+    pub fn data_version(&self) -> Result<i64> {
+        self.backend.data_version()
     }
 }
 
-/// How many articles a batch added, updated and removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChangeCounts {
-    pub added: u64,
-    pub updated: u64,
-    pub removed: u64,
-}
-
-/// One transaction's worth of changes. Collects which feeds it touched.
-///
-/// Change records (with their entries) are kept only until the next
-/// [`drain`](Batch::drain), so a 100,000-file import does not hold every
-/// article body until its commit.
-pub struct Batch<'c> {
-    tx: Transaction<'c>,
-    tz: Tz,
-    affected: BTreeSet<FeedKey>,
-    /// Feeds touched since the last drain.
-    fresh_affected: BTreeSet<FeedKey>,
-    /// Changes since the last drain.
-    changes: Vec<Change>,
-    counts: ChangeCounts,
-}
-
-impl Batch<'_> {
-    /// Run a statement through the connection's statement cache: a build
-    /// runs the same few statements 100,000 times, and re-preparing them was
-    /// a tenth of its time.
-    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-        self.tx.prepare_cached(sql)?.execute(params)
-    }
-
-    /// One optional row, through the statement cache.
-    fn row<T>(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<Option<T>> {
-        self.tx.prepare_cached(sql)?.query_row(params, f).optional()
-    }
-    /// Store an accepted article read from `path`. `seen_at` is "now" for a
-    /// file never seen before.
-    pub fn upsert(
-        &mut self,
-        path: &str,
-        stamp: &FileStamp,
-        article: &Article,
-        seen_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let seen_at = truncate_to_second(seen_at);
-        // Who owns this id today? A different, still-present file wins.
-        let owner: Option<String> = self
-            .row(
-                "SELECT path FROM articles WHERE id = ?1",
-                [&article.id],
-                |r| r.get(0),
-            )
-            .map_err(anyhow::Error::from)?;
-        if let Some(owner) = owner.filter(|o| o != path) {
-            return Err(StoreError::DuplicateId {
-                id: article.id.clone(),
-                owner,
-            });
-        }
-        // The file may have carried another id before (edited front matter).
-        let previous_id: Option<String> = self
-            .row("SELECT id FROM articles WHERE path = ?1", [path], |r| {
-                r.get(0)
-            })
-            .map_err(anyhow::Error::from)?;
-        if let Some(prev) = previous_id.filter(|p| p != &article.id) {
-            self.remove_article(&prev)?;
-        }
-
-        let content_hash = article_hash(article);
-        let identity: Option<(i64, String, i64)> = self
-            .row(
-                "SELECT first_seen, content_hash, changed_at FROM identities WHERE id = ?1",
-                [&article.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(anyhow::Error::from)?;
-        let (first_seen, changed_at) = match &identity {
-            Some((first, hash, changed)) if *hash == content_hash => (*first, *changed),
-            Some((first, _, _)) => (*first, seen_at.timestamp()),
-            None => (seen_at.timestamp(), seen_at.timestamp()),
-        };
-        let published = article.published.unwrap_or_else(|| self.local(first_seen));
-        // A content change moves `updated`; the file's own `updated` wins when given.
-        let updated = match article.updated {
-            Some(u) => u,
-            None if identity.is_none() => published,
-            None => {
-                if changed_at <= first_seen {
-                    published
-                } else {
-                    self.local(changed_at)
-                }
-            }
-        };
-        let updated = updated.max(published);
-        let entry = Entry::new(article, published, updated);
-        let entry_json = serde_json::to_string(&entry).map_err(anyhow::Error::from)?;
-
-        self.exec(
-            "INSERT INTO identities(id, first_seen, content_hash, changed_at) VALUES(?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash, changed_at = excluded.changed_at",
-            params![article.id, first_seen, content_hash, changed_at],
-        )
-        .map_err(anyhow::Error::from)?;
-
-        let old: Option<String> = self
-            .row(
-                "SELECT entry FROM articles WHERE id = ?1",
-                [&article.id],
-                |r| r.get(0),
-            )
-            .map_err(anyhow::Error::from)?;
-        let old_feeds = self.memberships_of(&article.id)?;
-        if old.as_deref() == Some(entry_json.as_str()) {
-            // Same article, same dates: only the file stamp moves.
-            self.record_file(path, stamp, Some(&article.id))?;
-            return Ok(());
-        }
-        self.exec(
-            "INSERT INTO articles(id, path, published, entry) VALUES(?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET path = excluded.path, published = excluded.published, entry = excluded.entry",
-            params![article.id, path, published.timestamp(), entry_json],
-        )
-        .map_err(anyhow::Error::from)?;
-        self.exec(
-            "DELETE FROM memberships WHERE article_id = ?1",
-            [&article.id],
-        )
-        .map_err(anyhow::Error::from)?;
-        let mut new_feeds = vec![FeedKey::Main];
-        for c in &entry.categories {
-            self.exec(
-                "INSERT INTO categories(slug, name) VALUES(?1, ?2) ON CONFLICT(slug) DO NOTHING",
-                params![c.slug, c.name],
-            )
-            .map_err(anyhow::Error::from)?;
-            new_feeds.push(FeedKey::Category(c.slug.clone()));
-        }
-        for feed in &new_feeds {
-            self.exec(
-                "INSERT OR IGNORE INTO memberships(feed, published, article_id) VALUES(?1, ?2, ?3)",
-                params![feed.column(), published.timestamp(), article.id],
-            )
-            .map_err(anyhow::Error::from)?;
-        }
-        self.fresh_affected.extend(old_feeds.iter().cloned());
-        self.fresh_affected.extend(new_feeds.iter().cloned());
-        self.affected.extend(old_feeds);
-        self.affected.extend(new_feeds);
-        if old.is_some() {
-            self.counts.updated += 1;
-        } else {
-            self.counts.added += 1;
-        }
-        self.changes.push(if old.is_some() {
-            Change::Updated(entry)
-        } else {
-            Change::Added(entry)
-        });
-        self.record_file(path, stamp, Some(&article.id))?;
-        self.exec("DELETE FROM rejections WHERE path = ?1", [path])
-            .map_err(anyhow::Error::from)?;
-        Ok(())
-    }
-
-    /// The file's bytes changed but its content hash did not: refresh the stamp.
-    pub fn touch(&mut self, path: &str, stamp: &FileStamp) -> Result<()> {
-        self.exec(
-            "UPDATE files SET size = ?2, mtime_ns = ?3, hash = ?4 WHERE path = ?1",
-            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash],
-        )?;
-        Ok(())
-    }
-
-    /// A file could not be ingested or stored: remember why, and take out any
-    /// article it used to provide (the last good version must not linger under
-    /// a file that now says something else).
-    pub fn reject(
-        &mut self,
-        path: &str,
-        stamp: &FileStamp,
-        reason: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        self.remove_path_article(path)?;
-        self.record_file(path, stamp, None)?;
-        self.exec(
-            "INSERT INTO rejections(path, reason, at) VALUES(?1, ?2, ?3)
-             ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, at = excluded.at",
-            params![path, reason, at.timestamp()],
-        )?;
-        Ok(())
-    }
-
-    /// A file is gone. Returns paths that were rejected as duplicates of the
-    /// id it provided: they may now be accepted and should be read again.
-    pub fn remove_file(&mut self, path: &str) -> Result<Vec<String>> {
-        let id = self.remove_path_article(path)?;
-        self.exec("DELETE FROM files WHERE path = ?1", [path])?;
-        self.exec("DELETE FROM rejections WHERE path = ?1", [path])?;
-        let mut retry = Vec::new();
-        if let Some(id) = id {
-            let pattern = format!("duplicate id `{id}`:%");
-            let mut stmt = self
-                .tx
-                .prepare_cached("SELECT path FROM rejections WHERE reason LIKE ?1")?;
-            let rows = stmt.query_map([pattern], |r| r.get::<_, String>(0))?;
-            for row in rows {
-                retry.push(row?);
-            }
-        }
-        Ok(retry)
-    }
-
-    fn remove_path_article(&mut self, path: &str) -> Result<Option<String>> {
-        let id: Option<String> =
-            self.row("SELECT id FROM articles WHERE path = ?1", [path], |r| {
-                r.get(0)
-            })?;
-        if let Some(id) = &id {
-            self.remove_article(id)?;
-        }
-        Ok(id)
-    }
-
-    fn remove_article(&mut self, id: &str) -> Result<()> {
-        let feeds = self.memberships_of(id)?;
-        let categories = feeds
-            .iter()
-            .filter_map(|f| match f {
-                FeedKey::Category(s) => Some(s.clone()),
-                FeedKey::Main => None,
-            })
-            .collect();
-        self.exec("DELETE FROM memberships WHERE article_id = ?1", [id])?;
-        self.exec("DELETE FROM articles WHERE id = ?1", [id])?;
-        self.fresh_affected.extend(feeds.iter().cloned());
-        self.affected.extend(feeds);
-        self.counts.removed += 1;
-        self.changes.push(Change::Removed {
-            id: id.to_string(),
-            categories,
-        });
-        Ok(())
-    }
-
-    fn memberships_of(&self, id: &str) -> Result<Vec<FeedKey>> {
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT feed FROM memberships WHERE article_id = ?1")?;
-        let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
-        Ok(rows
-            .map(|r| r.map(FeedKey::from_column))
-            .collect::<rusqlite::Result<_>>()?)
-    }
-
-    fn record_file(&self, path: &str, stamp: &FileStamp, id: Option<&str>) -> Result<()> {
-        self.exec(
-            "INSERT INTO files(path, size, mtime_ns, hash, article_id) VALUES(?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
-               hash = excluded.hash, article_id = excluded.article_id",
-            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash, id],
-        )?;
-        Ok(())
-    }
-
-    fn local(&self, unix: i64) -> DateTime<FixedOffset> {
-        from_unix(unix).with_timezone(&self.tz).fixed_offset()
-    }
-
-    /// Feeds this batch has touched so far.
-    /// (Since the last [`drain`](Self::drain).)
-    pub fn affected_since_drain(&self) -> &BTreeSet<FeedKey> {
-        &self.fresh_affected
-    }
-
-    /// Forget the change records seen so far (hooks have handled them); the
-    /// totals and the feeds to publish are kept for the commit.
-    pub fn drain(&mut self) {
-        self.changes.clear();
-        self.fresh_affected.clear();
-    }
-
-    /// The article changes since the last drain.
-    pub fn changes(&self) -> &[Change] {
-        &self.changes
-    }
-
-    /// The transaction, for stages that must write in the same commit (the
-    /// syndication outbox).
-    pub fn transaction(&self) -> &Transaction<'_> {
-        &self.tx
-    }
-
-    /// Commit; returns the feeds whose content may have changed and how many
-    /// articles changed.
-    pub fn commit(self) -> Result<(BTreeSet<FeedKey>, ChangeCounts)> {
-        self.tx.commit().context("cannot commit to the catalog")?;
-        Ok((self.affected, self.counts))
-    }
-}
-
-/// A `files` row (size, mtime_ns, hash, article_id first) as a `KnownFile`.
-fn known_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownFile> {
-    Ok(KnownFile {
-        stamp: FileStamp {
-            size: r.get::<_, i64>(0)? as u64,
-            mtime_ns: r.get(1)?,
-            hash: r.get(2)?,
-        },
-        id: r.get(3)?,
-    })
-}
-
-/// Hash of what an article says (not of its bytes), so re-saving a file with
-/// other line endings or encoding does not count as an edit.
-fn article_hash(article: &Article) -> String {
-    let mut normalised = article.clone();
-    normalised.encoding = crate::article::Encoding::Utf8;
-    let json = serde_json::to_vec(&normalised).expect("articles always serialise");
-    blake3::hash(&json).to_hex()[..32].to_string()
-}
-
-fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
-    from_unix(t.timestamp())
-}
-
-fn from_unix(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+fn decode(json: &str) -> Result<Entry> {
+    use anyhow::Context;
+    serde_json::from_str(json).context("a catalog entry does not decode")
 }

@@ -24,7 +24,8 @@ pub struct Served {
     brotli: OnceLock<Bytes>,
     /// Strong validator from the content hash: survives restarts.
     pub etag: String,
-    /// The newest entry's time (from the data, not the clock).
+    /// When this version was first published (kept across restarts by the
+    /// catalog), so it only ever moves forward for a path.
     pub last_modified: DateTime<Utc>,
 }
 
@@ -72,7 +73,7 @@ impl Store {
         self.changed.subscribe()
     }
 
-    pub(super) fn put(&self, doc: &Document, hash: blake3::Hash) {
+    pub(super) fn put(&self, doc: &Document, hash: blake3::Hash, first_published: DateTime<Utc>) {
         let etag = format!("\"{}\"", &hash.to_hex()[..32]);
         if self.get(&doc.path).is_some_and(|s| s.etag == etag) {
             return;
@@ -84,10 +85,7 @@ impl Store {
             brotli: OnceLock::new(),
             body: Bytes::from(doc.bytes.clone()),
             etag,
-            last_modified: doc
-                .updated
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_else(Utc::now),
+            last_modified: first_published,
         };
         self.inner
             .write()
@@ -97,13 +95,14 @@ impl Store {
     }
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// The compression every served document uses (also the HTML pages').
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
     enc.write_all(bytes).expect("in-memory gzip");
     enc.finish().expect("in-memory gzip")
 }
 
-fn brotli(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn brotli(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let mut enc = ::brotli::CompressorWriter::new(&mut out, 4096, 6, 20);

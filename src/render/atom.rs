@@ -2,6 +2,7 @@
 
 use super::{Context, DocKind, full_html, image_type};
 use crate::article::Entry;
+use crate::site;
 use anyhow::Result;
 use atom_syndication as atom;
 
@@ -15,7 +16,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         ),
         link(&ctx.info.html_url(cfg), "alternate", Some("text/html")),
     ];
-    for hub in cfg.advertised_hubs() {
+    for hub in site::advertised_hubs(cfg) {
         links.push(link(&hub, "hub", None));
     }
     let feed = atom::Feed {
@@ -61,7 +62,7 @@ pub(super) fn render_entry(ctx: &Context, e: &Entry) -> Result<Vec<u8>> {
 fn entry(ctx: &Context, e: &Entry) -> atom::Entry {
     let cfg = ctx.cfg;
     let mut links = vec![link(
-        &cfg.article_link(&e.id),
+        &site::article_link(cfg, &e.id),
         "alternate",
         Some("text/html"),
     )];
@@ -70,7 +71,7 @@ fn entry(ctx: &Context, e: &Entry) -> atom::Entry {
     }
     atom::Entry {
         title: text(&e.title),
-        id: cfg.entry_id(&e.id),
+        id: site::entry_id(cfg, &e.id),
         updated: e.updated,
         published: Some(e.published),
         authors: e.authors.iter().map(|a| person(a)).collect(),

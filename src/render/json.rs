@@ -2,6 +2,7 @@
 
 use super::{Context, DocKind, full_html};
 use crate::article::Entry;
+use crate::site;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -87,8 +88,8 @@ fn item<'a>(ctx: &Context, e: &'a Entry) -> Item<'a> {
             .filter(|t| !e.categories.iter().any(|c| c.name == *t)),
     );
     Item {
-        id: cfg.entry_id(&e.id),
-        url: cfg.article_link(&e.id),
+        id: site::entry_id(cfg, &e.id),
+        url: site::article_link(cfg, &e.id),
         title: &e.title,
         content_html: full_html(e),
         summary: e.summary.as_deref(),

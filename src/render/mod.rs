@@ -15,6 +15,7 @@ use crate::article::{Category, Entry};
 use crate::catalog::FeedKey;
 use crate::config::Config;
 use crate::html::escape_html;
+use crate::site;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
@@ -199,14 +200,24 @@ pub fn render_deletion(
     id: &str,
     when: DateTime<FixedOffset>,
 ) -> Result<Vec<u8>> {
-    let entry_id = cfg.entry_id(id);
+    let entry_id = site::entry_id(cfg, id);
     let when = when.to_rfc3339();
     match kind {
-        DocKind::Atom | DocKind::Rss => Ok(format!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<at:deleted-entry xmlns:at=\"{TOMBSTONES_NS}\" ref=\"{}\" when=\"{when}\"/>\n",
-            escape_html(&entry_id)
-        )
-        .into_bytes()),
+        DocKind::Atom | DocKind::Rss => {
+            use quick_xml::events::{BytesDecl, BytesStart, Event};
+            let mut writer = quick_xml::Writer::new(Vec::with_capacity(256));
+            writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))?;
+            writer.get_mut().push(b'\n');
+            let tombstone = BytesStart::new("at:deleted-entry").with_attributes([
+                ("xmlns:at", TOMBSTONES_NS),
+                ("ref", entry_id.as_str()),
+                ("when", when.as_str()),
+            ]);
+            writer.write_event(Event::Empty(tombstone))?;
+            let mut out = writer.into_inner();
+            out.push(b'\n');
+            Ok(out)
+        }
         DocKind::Json => {
             let mut out = serde_json::to_vec_pretty(&serde_json::json!({
                 "deleted": { "id": entry_id, "when": when }
@@ -228,7 +239,7 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn self_url(&self, kind: DocKind) -> String {
-        self.cfg.feed_url(&self.info.path(kind))
+        site::feed_url(self.cfg, &self.info.path(kind))
     }
     fn feed_id(&self) -> String {
         format!(

@@ -3,6 +3,7 @@
 
 use super::{DocKind, Document, FeedInfo};
 use crate::config::Config;
+use crate::site;
 use anyhow::Result;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
@@ -30,7 +31,7 @@ pub fn render_opml(cfg: &Config, feeds: &[FeedInfo]) -> Result<Document> {
             outline.push_attribute(("type", "rss"));
             outline.push_attribute(("text", format!("{} ({kind_name})", feed.title).as_str()));
             outline.push_attribute(("title", feed.title.as_str()));
-            outline.push_attribute(("xmlUrl", cfg.feed_url(&feed.path(kind)).as_str()));
+            outline.push_attribute(("xmlUrl", site::feed_url(cfg, &feed.path(kind)).as_str()));
             outline.push_attribute(("htmlUrl", feed.html_url(cfg).as_str()));
             if let Some(c) = &feed.category {
                 outline.push_attribute(("category", c.name.as_str()));

@@ -3,6 +3,7 @@
 use super::{Context, DocKind, full_html, image_type, rfc822};
 use crate::article::Entry;
 use crate::html::escape_html;
+use crate::site;
 use anyhow::Result;
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
@@ -19,7 +20,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         mime_type: Some("application/rss+xml".into()),
         ..Default::default()
     }];
-    for hub in cfg.advertised_hubs() {
+    for hub in site::advertised_hubs(cfg) {
         links.push(Link {
             href: hub,
             rel: "hub".into(),
@@ -51,7 +52,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
 
 fn item(ctx: &Context, e: &Entry) -> rss::Item {
     let cfg = ctx.cfg;
-    let link = cfg.article_link(&e.id);
+    let link = site::article_link(cfg, &e.id);
     // `description` is HTML by convention: the lead, escaped; `content:encoded`
     // carries the whole article.
     let description = match &e.summary {
@@ -85,7 +86,7 @@ fn item(ctx: &Context, e: &Entry) -> rss::Item {
         description: Some(description),
         content: Some(full_html(e)),
         guid: Some(rss::Guid {
-            value: cfg.entry_id(&e.id),
+            value: site::entry_id(cfg, &e.id),
             permalink: false,
         }),
         pub_date: Some(rfc822(&e.published)),

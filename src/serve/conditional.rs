@@ -1,92 +1,51 @@
 //! Conditional requests (RFC 9110 §13): whether a GET or HEAD can be answered
-//! `304 Not Modified` from `If-None-Match` / `If-Modified-Since`.
+//! `304 Not Modified` from `If-None-Match` / `If-Modified-Since`, read with
+//! the `headers` crate's typed headers rather than by hand.
 
 use axum::http::HeaderMap;
-use axum::http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch};
+use std::time::SystemTime;
 
 /// True when the client's copy is current and a 304 is the answer.
 ///
 /// `If-None-Match` is evaluated with the weak comparison (§13.1.2): a listed
 /// tag matches the representation's ETag when their opaque parts are equal,
-/// whatever `W/` prefixes they carry; `*` matches anything that exists. When
-/// `If-None-Match` is present `If-Modified-Since` is ignored (§13.2.2);
-/// otherwise an IMS date at or after `last_modified` (whole seconds) gives 304,
-/// and an unparsable or future IMS date is ignored.
+/// whatever `W/` prefixes they carry; `*` alone matches anything that exists.
+/// List items that are not entity tags match nothing, so a garbled header
+/// never yields a 304. When `If-None-Match` is present `If-Modified-Since` is
+/// ignored (§13.2.2); otherwise an IMS date at or after `last_modified`
+/// (whole seconds) gives 304, and an unparsable or future IMS date, or a
+/// representation without a date, is ignored.
 pub fn not_modified(
     headers: &HeaderMap,
     etag: &str,
-    last_modified: SystemTime,
+    last_modified: Option<SystemTime>,
     now: SystemTime,
 ) -> bool {
-    let inm: Vec<&str> = headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if headers.contains_key(IF_NONE_MATCH) {
-        return inm.iter().any(|list| list_matches(list, etag));
+    if headers.contains_key(axum::http::header::IF_NONE_MATCH) {
+        let Ok(etag) = etag.parse::<ETag>() else {
+            return false;
+        };
+        return headers
+            .typed_get::<IfNoneMatch>()
+            .is_some_and(|inm| !inm.precondition_passes(&etag));
     }
-    let Some(ims) = headers
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v.trim()).ok())
+    let (Some(ims), Some(last_modified)) = (headers.typed_get::<IfModifiedSince>(), last_modified)
     else {
         return false;
     };
-    if ims > now {
+    if SystemTime::from(ims) > now {
         return false;
     }
-    secs(last_modified) <= secs(ims)
-}
-
-fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
-}
-
-/// Does an `If-None-Match` field value (`*` or a list of entity tags) match?
-fn list_matches(list: &str, etag: &str) -> bool {
-    let target = opaque(etag);
-    let mut rest = list.trim();
-    while !rest.is_empty() {
-        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
-        if rest.is_empty() {
-            break;
-        }
-        if rest.starts_with('*') {
-            // `*` is only valid alone, but reading it as "any" is the safe side.
-            return true;
-        }
-        let tag_start = rest.strip_prefix("W/").unwrap_or(rest);
-        let Some(body) = tag_start.strip_prefix('"') else {
-            // Malformed: skip to the next comma.
-            rest = rest.split_once(',').map_or("", |(_, r)| r);
-            continue;
-        };
-        let Some(end) = body.find('"') else {
-            return false;
-        };
-        if Some(&body[..end]) == target {
-            return true;
-        }
-        rest = &body[end + 1..];
-    }
-    false
-}
-
-/// The opaque part of an entity tag, without `W/` and quotes.
-fn opaque(tag: &str) -> Option<&str> {
-    let tag = tag.trim();
-    let tag = tag.strip_prefix("W/").unwrap_or(tag);
-    tag.strip_prefix('"')?.strip_suffix('"')
+    !ims.is_modified(last_modified)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use axum::http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+    use std::time::{Duration, UNIX_EPOCH};
 
     const ETAG: &str = "\"abc123\"";
 
@@ -100,7 +59,7 @@ mod tests {
         }
         let lm = UNIX_EPOCH + Duration::from_secs(lm_secs);
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        not_modified(&h, ETAG, lm, now)
+        not_modified(&h, ETAG, Some(lm), now)
     }
 
     // HTTP-04 test matrix.
@@ -117,6 +76,52 @@ mod tests {
             "quotes are part of the tag"
         );
         assert!(!check(Some("\"abc"), None, 0));
+    }
+
+    // HTTP-04: a header that is not `*` or a list of entity tags must never
+    // turn into a 304 (it once did, for anything starting with `*`).
+    #[test]
+    fn serve_unparsable_if_none_match_never_matches() {
+        for garbage in [
+            "*garbage",
+            "**",
+            "* , \"zzz\"",
+            "W/",
+            "W/abc123",
+            "\"\"abc123\"",
+            "abc123\"",
+            "",
+            ",",
+        ] {
+            assert!(!check(Some(garbage), None, 0), "If-None-Match: {garbage}");
+        }
+        // Garbage does not hide a matching tag next to it, nor bring IMS back.
+        assert!(check(Some("*garbage, \"abc123\""), None, 0));
+        assert!(!check(
+            Some("*garbage"),
+            Some("Wed, 15 Nov 2023 00:00:00 GMT"),
+            1_700_000_000
+        ));
+    }
+
+    #[test]
+    fn serve_if_none_match_values_on_several_lines_are_one_list() {
+        let mut h = HeaderMap::new();
+        h.append(IF_NONE_MATCH, HeaderValue::from_static("\"zzz\""));
+        h.append(IF_NONE_MATCH, HeaderValue::from_static("W/\"abc123\""));
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert!(not_modified(&h, ETAG, None, now));
+    }
+
+    #[test]
+    fn serve_if_modified_since_needs_a_date_to_compare() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Wed, 15 Nov 2023 00:00:00 GMT"),
+        );
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert!(!not_modified(&h, ETAG, None, now));
     }
 
     #[test]

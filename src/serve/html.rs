@@ -9,7 +9,7 @@ use crate::article::Entry;
 use crate::config::{Config, encode_path_segment};
 use crate::html::escape_html;
 use crate::render::{DocKind, FeedInfo};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset};
@@ -52,10 +52,10 @@ pub struct Page<'a> {
     pub main: String,
 }
 
-/// Render a page to an HTML response with the given status and route label.
-pub fn respond(cfg: &Config, status: StatusCode, label: &'static str, page: Page<'_>) -> Response {
+/// The complete HTML document for a page.
+pub fn render(cfg: &Config, page: Page<'_>) -> String {
     let site = esc(&cfg.site.title);
-    let html = format!(
+    format!(
         "<!DOCTYPE html>\n<html lang=\"vi\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
 <title>{title}</title>\n{head}<style>{STYLE}</style>\n</head>\n<body>\n\
@@ -66,22 +66,21 @@ pub fn respond(cfg: &Config, status: StatusCode, label: &'static str, page: Page
         title = esc(page.title),
         head = page.head,
         main = page.main,
-    );
+    )
+}
+
+/// A page that is an answer about the request (404, 500) rather than a
+/// resource: no validators, not cached.
+pub fn respond(cfg: &Config, status: StatusCode, label: &'static str, page: Page<'_>) -> Response {
+    let html = render(cfg, page);
     let mut res = (status, axum::Extension(RouteLabel(label)), html).into_response();
     let h = res.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_HTML));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    if let (true, Ok(v)) = (
-        status.is_success(),
-        HeaderValue::from_str(&cfg.server.cache_control),
-    ) {
-        h.insert(CACHE_CONTROL, v);
-    }
     res
 }
+
+pub const CONTENT_TYPE_HTML: &str = "text/html; charset=utf-8";
 
 pub fn esc(s: &str) -> String {
     escape_html(s)

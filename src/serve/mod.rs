@@ -1,43 +1,57 @@
 //! Serve: the HTTP face of feedwire.
 //!
 //! This module owns the route table and the cross-cutting rules every request
-//! goes through (request counting, header and body bounds, the 404 fallback).
-//! Feed documents are answered from the in-memory [`Store`] by exact key, never
-//! from disk, so no request path can reach a file; the readable HTML pages are
-//! rendered from the catalog on a second, read-mostly connection.
+//! goes through (request counting, the 404 fallback), and runs the server:
+//! its own accept loop ([`connections`]) bounds connections in number and
+//! time, and [`bounds`] bounds every request's head and body, on every route
+//! the daemon merges in as well. Feed documents are answered from the
+//! in-memory [`Store`] by exact key, never from disk, so no request path can
+//! reach a file; the readable HTML pages are rendered from the catalog on a
+//! second, read-only connection with a thread of its own and answered with validators and
+//! compression like feeds.
 //!
 //! The daemon builds an [`AppState`], calls [`router`] (merging in its own
 //! routers such as the WebSub `/hub`), binds a listener and hands both to
-//! [`serve`] with a shutdown future.
+//! [`serve`] with the [`Limits`] and a shutdown future.
 
+mod bounds;
 mod conditional;
+mod connections;
 mod documents;
 mod health;
 mod html;
 mod negotiate;
+mod page_cache;
 mod pages;
+mod representation;
 
-use crate::catalog::Catalog;
-use crate::config::Config;
+pub use connections::SHUTDOWN_GRACE;
+
+use crate::catalog::ArticleReader;
+use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::publish::Store;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
+use page_cache::PageCache;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
-/// Request bodies are never needed on these routes; anything larger is refused.
-const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Sum of header names and values a request may carry (hyper's own limit is
-/// far larger); over it the answer is 431.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Longest request target accepted; over it the answer is 414.
-const MAX_URI_BYTES: usize = 4 * 1024;
+/// Page queries waiting for the catalog thread beyond those already running.
+/// Requests past this wait in their own (async) task, which a client that
+/// hangs up ends; a query already queued here runs even if its client left,
+/// so this is kept small.
+const CATALOG_QUEUE: usize = 8;
+
+/// A catalog query for a page, run on the pages' catalog thread.
+type CatalogJob = Box<dyn FnOnce(&dyn ArticleReader) + Send>;
 
 /// Everything the handlers share. Cloning is cheap.
 #[derive(Clone)]
@@ -46,9 +60,76 @@ pub struct AppState {
     /// The published documents, filled by the pipeline's publisher.
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    /// A second connection to the catalog (not the pipeline's), for the HTML
-    /// pages. Queries run on the blocking pool, one at a time.
-    pub catalog: Arc<Mutex<Catalog>>,
+    /// Queries for the HTML pages, run in order on one thread that owns a
+    /// second catalog connection (not the pipeline's). One thread, not the
+    /// blocking pool: the connection answers one query at a time anyway, and
+    /// a flood of page requests once parked a pool thread per request.
+    catalog_jobs: mpsc::Sender<CatalogJob>,
+    /// Compressed copies of rendered pages.
+    pages: Arc<PageCache>,
+}
+
+impl AppState {
+    /// `catalog` should be a connection of its own, not the pipeline's. Its
+    /// thread ends when the last clone of the state is dropped.
+    pub fn new(
+        cfg: Arc<Config>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        catalog: impl ArticleReader + 'static,
+    ) -> Result<Self> {
+        let (catalog_jobs, mut jobs) = mpsc::channel::<CatalogJob>(CATALOG_QUEUE);
+        std::thread::Builder::new()
+            .name("feedwire-pages".into())
+            .spawn(move || {
+                while let Some(job) = jobs.blocking_recv() {
+                    job(&catalog);
+                }
+            })
+            .context("cannot start the thread that reads the catalog for HTML pages")?;
+        let pages = Arc::new(PageCache::new(cfg.server.page_cache_bytes));
+        Ok(AppState {
+            cfg,
+            store,
+            metrics,
+            catalog_jobs,
+            pages,
+        })
+    }
+}
+
+/// Every bound the server puts on clients; see `[server]` in the README.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_uri_bytes: usize,
+}
+
+impl Limits {
+    pub fn from_config(server: &config::Server) -> Limits {
+        Limits {
+            max_connections: server.max_connections,
+            max_connections_per_client: server.max_connections_per_client,
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(server.body_read_timeout_secs),
+            send_timeout: Duration::from_secs(server.send_timeout_secs),
+            max_body_bytes: server.max_body_bytes,
+            max_header_bytes: server.max_header_bytes,
+            max_uri_bytes: server.max_uri_bytes,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from_config(&config::Server::default())
+    }
 }
 
 /// The route label a handler reports for `/metrics`; responses without one
@@ -69,23 +150,39 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(metrics, count_requests))
-        .layer(middleware::from_fn(bound_request_head))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// Run the server until `shutdown` resolves, then finish in-flight requests.
+/// Run the server until `shutdown` resolves, then let in-flight requests
+/// finish (for at most [`SHUTDOWN_GRACE`]) and close every connection.
+///
+/// The request bounds are applied here, to the whole `router`, so routes the
+/// caller merged in are covered like ours.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let addr = listener.local_addr().ok();
-    tracing::info!(address = ?addr, "HTTP server listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server stopped with an error")
+    let addr = listener
+        .local_addr()
+        .context("the HTTP listener has no local address")?;
+    tracing::info!(
+        address = %addr,
+        max_connections = limits.max_connections,
+        max_connections_per_client = limits.max_connections_per_client,
+        "HTTP server listening"
+    );
+    let router = router
+        .layer(middleware::from_fn_with_state(
+            Arc::new(limits.clone()),
+            bounds::bound_request,
+        ))
+        // Bodies reach handlers already read within max_body_bytes; this only
+        // keeps axum's own extractors from assuming a larger default.
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    connections::accept_loop(listener, router, &limits, shutdown).await;
+    Ok(())
 }
 
 /// Count each request under its route label and final status.
@@ -114,41 +211,24 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
     }
 }
 
-/// Refuse oversized request heads before any handler runs.
-async fn bound_request_head(req: Request, next: Next) -> Response {
-    // Measured without formatting the URI: this runs on every request.
-    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
-        + req.uri().authority().map_or(0, |a| a.as_str().len());
-    if uri_len > MAX_URI_BYTES {
-        return (StatusCode::URI_TOO_LONG, "request target too long\n").into_response();
-    }
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request headers too large\n",
-        )
-            .into_response();
-    }
-    next.run(req).await
-}
-
-/// Run a catalog query on the blocking pool.
+/// Run a catalog query on the pages' catalog thread.
 pub(crate) async fn with_catalog<T, F>(state: &AppState, f: F) -> Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(&Catalog) -> Result<T> + Send + 'static,
+    F: FnOnce(&dyn ArticleReader) -> Result<T> + Send + 'static,
 {
-    let catalog = state.catalog.clone();
-    tokio::task::spawn_blocking(move || {
-        // A panic in another query must not take every page down with it.
-        let guard = catalog.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
-    })
-    .await
-    .context("a catalog query panicked")?
+    let (reply, answer) = oneshot::channel();
+    let job: CatalogJob = Box::new(move |catalog| {
+        // A panic in one query must not take every page down with it: the
+        // thread lives on, and this request gets an error (reply dropped).
+        if let Ok(result) = std::panic::catch_unwind(AssertUnwindSafe(|| f(catalog))) {
+            let _ = reply.send(result);
+        }
+    });
+    state
+        .catalog_jobs
+        .send(job)
+        .await
+        .map_err(|_| anyhow::anyhow!("the thread that reads the catalog for pages has stopped"))?;
+    answer.await.context("a catalog query panicked")?
 }

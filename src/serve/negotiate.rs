@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::http::header::ACCEPT_ENCODING;
 
 /// A body variant the store holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Coding {
     Identity,
     Gzip,

@@ -1,24 +1,30 @@
 //! The readable HTML pages: home (every feed and the newest articles), a
 //! feed's view (`/feeds/`, `/feeds/<slug>/`), an article, and the 404 page.
 //! All are rendered from the catalog, not from the published XML, so they
-//! need no XSLT and show the same entries the feeds carry.
+//! need no XSLT and show the same entries the feeds carry; each request reads
+//! the catalog afresh, so a page is never stale. Rendered pages are answered
+//! like feeds: validators, 304s, gzip and brotli ([`page_response`]).
 
 use super::html::{self, Page, esc};
+use super::representation::{self, Representation, put};
 use super::{AppState, with_catalog};
 use crate::article::{Category, Entry};
 use crate::catalog::FeedKey;
-use crate::render::FeedInfo;
+use crate::render::{DocKind, FeedInfo};
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use std::fmt::Write;
+use std::time::SystemTime;
 
 /// Articles listed on the home page.
 const HOME_ARTICLES: usize = 20;
 
 /// `/`: every feed with subscribe links, then the newest articles.
-pub async fn home(State(state): State<AppState>) -> Response {
+pub async fn home(State(state): State<AppState>, method: Method, req: HeaderMap) -> Response {
     let loaded = with_catalog(&state, |c| {
         Ok((c.feeds()?, c.newest(&FeedKey::Main, HOME_ARTICLES)?))
     })
@@ -40,8 +46,14 @@ pub async fn home(State(state): State<AppState>) -> Response {
     main.push_str("<h2>Tin mới nhất</h2>\n");
     main.push_str(&html::entry_list(cfg, &newest, true));
     main.push_str("<h2>Chuyên mục</h2>\n<ul class=\"feeds\">\n");
+    // The page changes when a listed feed does (a new category, an entry
+    // removed), which the shown entries' dates alone would not reveal.
+    let mut last_modified = newest_update(&newest);
     for (key, category) in feeds {
         let info = FeedInfo::new(cfg, key, category.clone());
+        if let Some(doc) = state.store.get(&info.path(DocKind::Rss)) {
+            last_modified = last_modified.max(Some(SystemTime::from(doc.last_modified)));
+        }
         let (href, name) = match &category {
             None => ("/feeds/".to_string(), "Tất cả tin".to_string()),
             Some(c) => (html::category_href(&c.slug), c.name.clone()),
@@ -55,25 +67,30 @@ pub async fn home(State(state): State<AppState>) -> Response {
         );
     }
     main.push_str("</ul>\n<p class=\"subscribe\"><a href=\"/feeds/index.opml\">Tất cả nguồn tin (OPML)</a></p>\n");
-    html::respond(
-        cfg,
-        StatusCode::OK,
-        "home",
-        Page {
-            title: &cfg.site.title,
-            head: html::alternates(cfg, &main_info),
-            main,
-        },
-    )
+    let page = Page {
+        title: &cfg.site.title,
+        head: html::alternates(cfg, &main_info),
+        main,
+    };
+    page_response(&state, &method, &req, "home", page, last_modified)
 }
 
 /// `/feeds/`: the site-wide feed as a page.
-pub async fn main_feed_view(State(state): State<AppState>) -> Response {
-    feed_view(&state, FeedKey::Main, None).await
+pub async fn main_feed_view(
+    State(state): State<AppState>,
+    method: Method,
+    req: HeaderMap,
+) -> Response {
+    feed_view(&state, &method, &req, FeedKey::Main, None).await
 }
 
 /// `/feeds/<slug>/`: one category's feed as a page; unknown slugs are 404.
-pub async fn category_feed_view(state: &AppState, slug: &str) -> Response {
+pub async fn category_feed_view(
+    state: &AppState,
+    method: &Method,
+    req: &HeaderMap,
+    slug: &str,
+) -> Response {
     let owned = slug.to_string();
     let category = match with_catalog(state, move |c| c.category(&owned)).await {
         Ok(Some(c)) => c,
@@ -82,13 +99,21 @@ pub async fn category_feed_view(state: &AppState, slug: &str) -> Response {
     };
     feed_view(
         state,
+        method,
+        req,
         FeedKey::Category(category.slug.clone()),
         Some(category),
     )
     .await
 }
 
-async fn feed_view(state: &AppState, key: FeedKey, category: Option<Category>) -> Response {
+async fn feed_view(
+    state: &AppState,
+    method: &Method,
+    req: &HeaderMap,
+    key: FeedKey,
+    category: Option<Category>,
+) -> Response {
     let cfg = &state.cfg;
     let limit = cfg.feeds.max_items;
     let k = key.clone();
@@ -109,21 +134,26 @@ async fn feed_view(state: &AppState, key: FeedKey, category: Option<Category>) -
         html::subscribe_links(cfg, &info)
     );
     main.push_str(&html::entry_list(cfg, &entries, category.is_none()));
-    html::respond(
-        cfg,
-        StatusCode::OK,
-        "feed_view",
-        Page {
-            title: &info.title,
-            head: html::alternates(cfg, &info),
-            main,
-        },
-    )
+    let page = Page {
+        title: &info.title,
+        head: html::alternates(cfg, &info),
+        main,
+    };
+    // The feed's own date moves when an entry leaves it too; the entries'
+    // dates alone would not.
+    let feed_date = state
+        .store
+        .get(&info.path(DocKind::Rss))
+        .map(|doc| SystemTime::from(doc.last_modified));
+    let last_modified = newest_update(&entries).max(feed_date);
+    page_response(state, method, req, "feed_view", page, last_modified)
 }
 
 /// `/articles/{id}`: the article itself. The id arrives percent-decoded.
 pub async fn article(
     State(state): State<AppState>,
+    method: Method,
+    req: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let Ok(Path(id)) = id else {
@@ -145,16 +175,46 @@ pub async fn article(
         "<link rel=\"canonical\" href=\"{}\">",
         esc(&cfg.article_link(&entry.id))
     );
-    html::respond(
-        cfg,
-        StatusCode::OK,
-        "article",
-        Page {
-            title: &entry.title,
-            head,
-            main: article_body(&state, &entry),
-        },
-    )
+    let page = Page {
+        title: &entry.title,
+        head,
+        main: article_body(&state, &entry),
+    };
+    let last_modified = Some(SystemTime::from(entry.updated));
+    page_response(&state, &method, &req, "article", page, last_modified)
+}
+
+/// A rendered page as a cacheable representation, like a feed: a strong
+/// ETag from the rendered bytes (so it changes exactly when the page does),
+/// Last-Modified from the newest date it shows, 304s, gzip and brotli.
+fn page_response(
+    state: &AppState,
+    method: &Method,
+    req: &HeaderMap,
+    label: &'static str,
+    page: Page<'_>,
+    last_modified: Option<SystemTime>,
+) -> Response {
+    let html = Bytes::from(html::render(&state.cfg, page));
+    let hash = blake3::hash(&html);
+    let etag = format!("\"{}\"", &hash.to_hex()[..32]);
+    let mut headers = HeaderMap::new();
+    put(&mut headers, CACHE_CONTROL, &state.cfg.server.cache_control);
+    let rep = Representation {
+        etag: &etag,
+        last_modified,
+        content_type: html::CONTENT_TYPE_HTML,
+        label,
+        headers,
+    };
+    representation::respond(rep, method, req, |coding| {
+        state.pages.body(&hash, coding, &html)
+    })
+}
+
+/// The newest `updated` among the entries a page lists.
+fn newest_update(entries: &[Entry]) -> Option<SystemTime> {
+    entries.iter().map(|e| SystemTime::from(e.updated)).max()
 }
 
 fn article_body(state: &AppState, e: &Entry) -> String {

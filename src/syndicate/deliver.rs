@@ -6,12 +6,18 @@
 //! gates of rows waiting for a new document), when a send finishes, and on a
 //! short tick (retries, lease expiry). Sends run as separate tasks, at most
 //! `delivery.websub_concurrency` for WebSub/hub/ping rows and `concurrency`
-//! per partner, so a slow partner never holds up anyone else.
+//! per partner, so a slow partner never holds up anyone else; a configured
+//! target that failed is paused as a whole (see [`super::health`]).
+//!
+//! Every request has the `delivery.timeout_ms` timeout, and an answer is
+//! read only as far as needed ([`super::reply`]): the status, the start of
+//! the body when it failed, an XML-RPC reply up to `delivery.max_reply_bytes`.
 
 use super::Shared;
+use super::health::Health;
 use super::outbox::{self, Kind, Outcome, Row};
-use super::{allow, partner};
-use rusqlite::Connection;
+use super::{allow, partner, reply};
+use crate::catalog::{Catalog, DueFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,20 +27,47 @@ use tokio::sync::{broadcast, mpsc};
 const GATE_PATIENCE_MS: i64 = 10_000;
 const TICK: Duration = Duration::from_millis(500);
 
+/// What is being sent right now. Every table here is bounded by the number
+/// of sends in flight.
+#[derive(Default)]
+struct InFlight {
+    rows: HashSet<i64>,
+    /// WebSub, hub and ping sends (`delivery.websub_concurrency`).
+    websub: usize,
+    /// Sends per partner (`concurrency` of each).
+    partners: HashMap<String, usize>,
+    /// WebSub callbacks with a delivery on its way: one at a time each, so a
+    /// slow callback holds one slot, and its later rows wait (merged).
+    callbacks: HashSet<String>,
+    /// Deliveries on their way per subscriber client (the address that
+    /// subscribed), at most `websub.max_deliveries_in_flight_per_client`:
+    /// one requester's slow callbacks cannot take every slot.
+    clients: HashMap<String, usize>,
+}
+
+/// A finished send, reported back to the dispatcher.
+struct Done {
+    kind: Kind,
+    target: String,
+    /// The subscriber client of a WebSub delivery.
+    client: Option<String>,
+    outcome: Outcome,
+}
+
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    mut conn: Connection,
+    mut catalog: Catalog,
     mut shutdown: broadcast::Receiver<()>,
 ) {
     let mut changed = shared.store.subscribe();
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Kind, String, Outcome)>();
-    let mut inflight: HashSet<i64> = HashSet::new();
-    let mut websub_busy = 0usize;
-    let mut partner_busy: HashMap<String, usize> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let mut busy = InFlight::default();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut outcomes: Vec<Outcome> = Vec::new();
     let partner_slots: usize = shared.cfg.partners.iter().map(|p| p.concurrency).sum();
+    let per_client = shared.cfg.websub.max_deliveries_in_flight_per_client;
+    let mut health = Health::new(shared.cfg.clone(), shared.metrics.clone());
     loop {
         let mut paths: Vec<String> = Vec::new();
         let mut lagged = false;
@@ -47,7 +80,7 @@ pub(crate) async fn run(
                 Err(broadcast::error::RecvError::Lagged(_)) => lagged = true,
                 Err(broadcast::error::RecvError::Closed) => {}
             },
-            Some(d) = done_rx.recv() => finish(d, &mut inflight, &mut websub_busy, &mut partner_busy, &mut outcomes),
+            Some(d) = done_rx.recv() => finish(d, &mut busy, &mut outcomes, &mut health),
             _ = tick.tick() => ticked = true,
         }
         loop {
@@ -58,34 +91,30 @@ pub(crate) async fn run(
             }
         }
         while let Ok(d) = done_rx.try_recv() {
-            finish(
-                d,
-                &mut inflight,
-                &mut websub_busy,
-                &mut partner_busy,
-                &mut outcomes,
-            );
+            finish(d, &mut busy, &mut outcomes, &mut health);
         }
         let now = outbox::now_ms();
         // The step may wait on the catalog's write lock while the pipeline
         // commits a large batch; let the runtime move the HTTP server's work
         // off this thread meanwhile.
         let step = tokio::task::block_in_place(|| -> anyhow::Result<()> {
-            outbox::apply(&mut conn, &shared.cfg, &outcomes)?;
+            for gave_up in outbox::apply(&mut catalog, &shared.cfg, &outcomes, &busy.rows)? {
+                health.gave_up(&gave_up);
+            }
             outcomes.clear();
             if lagged {
-                outbox::open_all_gates(&conn)?;
+                catalog.open_all_gates()?;
             }
             for p in &paths {
-                outbox::open_gate(&conn, p)?;
+                catalog.open_gate(p)?;
             }
             if ticked {
-                outbox::open_stale_gates(&conn, now, GATE_PATIENCE_MS)?;
-                let gone = outbox::purge_expired(&conn, now / 1000)?;
+                catalog.open_stale_gates(now - GATE_PATIENCE_MS)?;
+                let gone = catalog.purge_expired_subscriptions(now / 1000)?;
                 if gone > 0 {
                     tracing::info!(subscriptions = gone, "websub leases ended");
                 }
-                let (pending, dead) = outbox::backlog(&conn)?;
+                let (pending, dead) = catalog.outbox_backlog()?;
                 shared.metrics.set_gauge(
                     "feedwire_delivery_backlog",
                     "Deliveries waiting in the outbox (WebSub, hub pings, partners).",
@@ -97,21 +126,44 @@ pub(crate) async fn run(
                     dead as f64,
                 );
             }
-            outbox::expand_fanouts(&mut conn, &shared.cfg, now)?;
+            catalog.expand_fanouts(&shared.cfg.feed_url(""), now, &busy.rows)?;
             let free = shared
                 .cfg
                 .delivery
                 .websub_concurrency
-                .saturating_sub(websub_busy)
+                .saturating_sub(busy.websub)
                 + partner_slots;
             if free == 0 {
                 return Ok(());
             }
-            let rows = outbox::due(&conn, now, inflight.len() + free + 64)?;
+            // Rows that could not go now are left out of the query, so that
+            // a backlog for one busy receiver never hides everyone else's.
+            let blocked = health.blocked(now);
+            let mut skip = DueFilter {
+                targets: blocked.iter().map(String::as_str).collect(),
+                clients: Vec::new(),
+                topic_prefix: shared.cfg.feed_url(""),
+            };
+            for p in &shared.cfg.partners {
+                if busy.partners.get(&p.name).copied().unwrap_or(0) >= p.concurrency {
+                    skip.targets.push(&p.name);
+                }
+            }
+            skip.targets
+                .extend(busy.callbacks.iter().map(String::as_str));
+            skip.clients.extend(
+                busy.clients
+                    .iter()
+                    .filter(|(_, n)| **n >= per_client)
+                    .map(|(c, _)| c.as_str()),
+            );
+            let rows = catalog.due_deliveries(now, busy.rows.len() + free + 64, &skip)?;
+            drop(skip);
             for row in rows {
-                if inflight.contains(&row.id) {
+                if busy.rows.contains(&row.id) || !health.may_send(row.kind, &row.target, now) {
                     continue;
                 }
+                let mut client = None;
                 let secret = match row.kind {
                     Kind::Partner => {
                         let Some(p) = shared.cfg.partners.iter().find(|p| p.name == row.target)
@@ -122,43 +174,65 @@ pub(crate) async fn run(
                             });
                             continue;
                         };
-                        let busy = partner_busy.entry(row.target.clone()).or_default();
-                        if *busy >= p.concurrency {
+                        let n = busy.partners.entry(row.target.clone()).or_default();
+                        if *n >= p.concurrency {
                             continue;
                         }
-                        *busy += 1;
+                        *n += 1;
                         None
                     }
                     _ => {
-                        if websub_busy >= shared.cfg.delivery.websub_concurrency {
+                        if busy.websub >= shared.cfg.delivery.websub_concurrency {
                             continue;
                         }
                         let mut secret = None;
                         if row.kind == Kind::WebSub {
+                            if busy.callbacks.contains(&row.target) {
+                                continue;
+                            }
                             let url = shared.cfg.feed_url(&row.topic);
-                            match outbox::active_secret(&conn, &url, &row.target, now / 1000)? {
-                                Some(s) => secret = s,
-                                None => {
-                                    outcomes.push(Outcome::Dropped(row.id));
+                            let Some(sub) =
+                                catalog.active_subscription(&url, &row.target, now / 1000)?
+                            else {
+                                outcomes.push(Outcome::Dropped(row.id));
+                                continue;
+                            };
+                            // Subscriptions older than the client column have
+                            // none and are not limited per client.
+                            if !sub.client.is_empty() {
+                                let n = busy.clients.entry(sub.client.clone()).or_default();
+                                if *n >= per_client {
                                     continue;
                                 }
+                                *n += 1;
+                                client = Some(sub.client);
                             }
+                            busy.callbacks.insert(row.target.clone());
+                            secret = sub.secret;
                         }
-                        websub_busy += 1;
+                        busy.websub += 1;
                         secret
                     }
                 };
-                inflight.insert(row.id);
+                busy.rows.insert(row.id);
+                health.sending(row.kind, &row.target);
                 let shared = shared.clone();
                 let done = done_tx.clone();
                 tokio::spawn(async move {
                     let kind = row.kind;
                     let target = row.target.clone();
                     let outcome = send(&shared, row, secret).await;
-                    let _ = done.send((kind, target, outcome));
+                    let _ = done.send(Done {
+                        kind,
+                        target,
+                        client,
+                        outcome,
+                    });
                 });
             }
-            outbox::apply(&mut conn, &shared.cfg, &outcomes)?;
+            for gave_up in outbox::apply(&mut catalog, &shared.cfg, &outcomes, &busy.rows)? {
+                health.gave_up(&gave_up);
+            }
             outcomes.clear();
             Ok(())
         });
@@ -171,30 +245,42 @@ pub(crate) async fn run(
         }
     }
     tracing::debug!(
-        in_flight = inflight.len(),
+        in_flight = busy.rows.len(),
         "delivery worker stopped; unfinished deliveries stay queued"
     );
 }
 
-fn finish(
-    (kind, target, outcome): (Kind, String, Outcome),
-    inflight: &mut HashSet<i64>,
-    websub_busy: &mut usize,
-    partner_busy: &mut HashMap<String, usize>,
-    outcomes: &mut Vec<Outcome>,
-) {
+fn finish(done: Done, busy: &mut InFlight, outcomes: &mut Vec<Outcome>, health: &mut Health) {
+    let Done {
+        kind,
+        target,
+        client,
+        outcome,
+    } = done;
+    health.attempt(kind, &target, &outcome);
     let id = match &outcome {
         Outcome::Delivered(id) | Outcome::Dropped(id) => *id,
         Outcome::Gone { id, .. } | Outcome::Dead { id, .. } => *id,
         Outcome::Failed { row, .. } => row.id,
     };
-    inflight.remove(&id);
+    busy.rows.remove(&id);
     if kind == Kind::Partner {
-        if let Some(b) = partner_busy.get_mut(&target) {
-            *b = b.saturating_sub(1);
+        if let Some(n) = busy.partners.get_mut(&target) {
+            *n = n.saturating_sub(1);
         }
     } else {
-        *websub_busy = websub_busy.saturating_sub(1);
+        busy.websub = busy.websub.saturating_sub(1);
+    }
+    if kind == Kind::WebSub {
+        busy.callbacks.remove(&target);
+    }
+    if let Some(c) = client
+        && let Some(n) = busy.clients.get_mut(&c)
+    {
+        *n -= 1;
+        if *n == 0 {
+            busy.clients.remove(&c);
+        }
     }
     outcomes.push(outcome);
 }
@@ -203,7 +289,28 @@ fn failed(row: Row, error: impl Into<String>) -> Outcome {
     Outcome::Failed {
         row: Box::new(row),
         error: error.into(),
+        retry_after_ms: None,
+        permanent: false,
     }
+}
+
+/// An attempt answered with a non-2xx status: the status, the start of the
+/// answer, and its `Retry-After`. `permanent` when sending the same request
+/// again cannot help.
+async fn refused(row: Row, resp: reqwest::Response, permanent: bool) -> Outcome {
+    let retry_after_ms = reply::retry_after_ms(&resp);
+    Outcome::Failed {
+        row: Box::new(row),
+        error: reply::describe_failure(resp).await,
+        retry_after_ms,
+        permanent,
+    }
+}
+
+/// A 4xx other than 408 (timeout), 425 (too early) and 429 (rate limit):
+/// the receiver refuses this request as made.
+fn is_refusal(status: reqwest::StatusCode) -> bool {
+    status.is_client_error() && !matches!(status.as_u16(), 408 | 425 | 429)
 }
 
 /// A reqwest error without the URL (it may carry tokens).
@@ -236,7 +343,8 @@ async fn send_websub(shared: &Shared, row: Row, secret: Option<String>) -> Outco
     let Ok(url) = url::Url::parse(&row.target) else {
         return Outcome::Dropped(row.id);
     };
-    if let Err(reason) = allow::check(&shared.cfg.websub, &url).await {
+    let timeout = Duration::from_millis(shared.cfg.delivery.timeout_ms);
+    if let Err(reason) = allow::check(&shared.cfg.websub, &url, timeout).await {
         return failed(row, reason);
     }
     let topic_url = shared.cfg.feed_url(&row.topic);
@@ -267,10 +375,7 @@ async fn send_websub(shared: &Shared, row: Row, secret: Option<String>) -> Outco
                 callback: row.target,
             }
         }
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            failed(row, format!("HTTP {status}"))
-        }
+        Ok(resp) => refused(row, resp, false).await,
         Err(e) => failed(row, describe(e)),
     }
 }
@@ -292,11 +397,13 @@ async fn send_hub_ping(shared: &Shared, row: Row) -> Outcome {
         .post(&row.target)
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(body);
+    // A hub that refuses the ping (4xx) will refuse it again: the next feed
+    // change pings anew, so give up at once (logged with its answer).
     match req.send().await {
         Ok(resp) if resp.status().is_success() => Outcome::Delivered(row.id),
         Ok(resp) => {
-            let status = resp.status().as_u16();
-            failed(row, format!("HTTP {status}"))
+            let permanent = is_refusal(resp.status());
+            refused(row, resp, permanent).await
         }
         Err(e) => failed(row, describe(e)),
     }
@@ -316,20 +423,29 @@ async fn send_xmlrpc_ping(shared: &Shared, row: Row) -> Outcome {
         .header("Content-Type", "text/xml; charset=utf-8")
         .body(body);
     match req.send().await {
-        Ok(resp) if resp.status().is_success() => {
-            let text = resp.text().await.unwrap_or_default();
+        Ok(mut resp) if resp.status().is_success() => {
+            // A real reply is a few hundred bytes; a fault is never further in.
+            let text =
+                match reply::read_capped(&mut resp, shared.cfg.delivery.max_reply_bytes).await {
+                    Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(e) => return failed(row, format!("reading the reply: {}", describe(e))),
+                };
             let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
             if compact.contains("<fault>")
                 || compact.contains("<name>flerror</name><value><boolean>1</boolean>")
             {
-                failed(row, "ping server answered flerror/fault")
+                let start: String = reply::printable(text.as_bytes())
+                    .chars()
+                    .take(reply::SNIPPET_BYTES)
+                    .collect();
+                failed(row, format!("ping server answered flerror/fault: {start}"))
             } else {
                 Outcome::Delivered(row.id)
             }
         }
         Ok(resp) => {
-            let status = resp.status().as_u16();
-            failed(row, format!("HTTP {status}"))
+            let permanent = is_refusal(resp.status());
+            refused(row, resp, permanent).await
         }
         Err(e) => failed(row, describe(e)),
     }
@@ -354,17 +470,16 @@ async fn send_partner(shared: &Shared, row: Row) -> Outcome {
             "X-Feedwire-Signature",
             partner::signature(&p.secret, ts, &body),
         )
-        .header("Idempotency-Key", &row.idem);
+        .header("Idempotency-Key", &row.idempotency_key);
     for (k, v) in &p.headers {
         req = req.header(k, v);
     }
     match req.body(body).send().await {
         Ok(resp) if resp.status().is_success() => Outcome::Delivered(row.id),
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            tracing::debug!(partner = %p.name, article = %row.article, status, "partner delivery failed; will retry");
-            failed(row, format!("HTTP {status}"))
-        }
+        // Retried even after a 4xx: a partner's refusal (expired token,
+        // rejected document) is fixed on their side or ours, and the dead
+        // letter after delivery.partner_give_up_secs keeps it for redelivery.
+        Ok(resp) => refused(row, resp, false).await,
         Err(e) => failed(row, describe(e)),
     }
 }

@@ -1,26 +1,111 @@
 //! The built-in WebSub hub: `POST /hub` (subscribe / unsubscribe), intent
 //! verification, and the subscriptions table.
 //!
-//! A request is checked synchronously (mode, topic is one of our feeds,
-//! callback URL and host policy, secret size, lease) and answered `202`; the
-//! verification GET runs afterwards in its own task (WS-H03). Only a 2xx whose
-//! body is exactly the challenge changes anything (WS-H06); subscriptions are
-//! keyed by (topic, callback), so a re-subscribe updates the one row (WS-H07).
+//! A request passes, in order: the client's rate limit (429 with
+//! `Retry-After`); the synchronous checks (mode, topic is one of our feeds,
+//! callback URL and its length, secret size, lease: 400); a place in the
+//! bounded queue of pending verifications (429 when this client already has
+//! its share queued, 503 when the whole queue is full); the callback host
+//! policy (403); and the subscription limits, checked in the same write
+//! transaction that reserves a place for the new subscription, counting the
+//! verifications still in flight, so concurrent requests cannot overshoot a
+//! limit. Then it is answered `202` and the verification GET (or, over a
+//! limit, the denial of WS-H10) runs from the queue (WS-H03): at most
+//! `delivery.websub_concurrency` at once, first come first served, each
+//! within `websub.verify_timeout_ms` and reading no more of the answer than
+//! the challenge's length. Only a 2xx whose body is exactly the challenge
+//! changes anything (WS-H06); subscriptions are keyed by (topic, callback),
+//! so a re-subscribe updates the one row (WS-H07).
 
-use super::{Shared, allow, outbox};
+use super::admit::{Busy, ClientKey, Pending, RateLimiter, Slot};
+use super::{Shared, allow, reply};
+use crate::catalog::{Catalog, LimitHit, Reservation, Subscription, SubscriptionLimits};
+use crate::config::WebSub;
 use crate::render::DocKind;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
-use rusqlite::{Connection, params};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+
+/// A reservation older than this belongs to a verification that can no
+/// longer be running (the queue drains far faster); it no longer counts.
+const STALE_RESERVATION_SECS: i64 = 3600;
+
+const REFUSED: &str = "feedwire_hub_refusals_total";
+const REFUSED_HELP: &str = "POST /hub requests refused before verification, by reason.";
+const VERIFICATIONS: &str = "feedwire_hub_verifications_total";
+const VERIFICATIONS_HELP: &str = "Finished hub verifications: verified, failed (no 2xx with the exact challenge), denied (over a limit).";
+const PENDING: &str = "feedwire_hub_pending_verifications";
+const PENDING_HELP: &str = "Hub verifications accepted and not yet finished.";
 
 #[derive(Clone)]
 pub(crate) struct HubState {
     pub shared: Arc<Shared>,
-    pub db: Arc<Mutex<Connection>>,
+    pub db: Arc<Mutex<Catalog>>,
+    /// Verifications running at once.
     pub verifying: Arc<Semaphore>,
+    pub rate: Arc<RateLimiter>,
+    pub pending: Arc<Pending>,
+}
+
+impl HubState {
+    pub(crate) fn new(shared: Arc<Shared>, db: Catalog) -> HubState {
+        let w = &shared.cfg.websub;
+        HubState {
+            verifying: Arc::new(Semaphore::new(shared.cfg.delivery.websub_concurrency)),
+            rate: Arc::new(RateLimiter::new(
+                w.client_requests_per_minute,
+                w.client_burst,
+                w.max_tracked_clients,
+            )),
+            pending: Pending::new(
+                w.max_pending_verifications,
+                w.max_pending_verifications_per_client,
+            ),
+            db: Arc::new(Mutex::new(db)),
+            shared,
+        }
+    }
+
+    fn verify_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.cfg.websub.verify_timeout_ms)
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.shared
+            .metrics
+            .add(REFUSED, REFUSED_HELP, &[("reason", reason)], 1);
+    }
+
+    fn finished(&self, result: &'static str) {
+        self.shared
+            .metrics
+            .add(VERIFICATIONS, VERIFICATIONS_HELP, &[("result", result)], 1);
+    }
+
+    fn report_pending(&self) {
+        self.shared
+            .metrics
+            .set_gauge(PENDING, PENDING_HELP, self.pending.len() as f64);
+    }
+
+    /// Run `f` on the hub's connection, on the blocking pool (it may wait
+    /// for the pipeline's batch to release the write lock).
+    async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Catalog) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut catalog = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut catalog)
+        })
+        .await?
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,31 +133,116 @@ struct Request {
     secret: Option<String>,
 }
 
+/// What admission decided for a request that will be answered 202.
+#[derive(Debug)]
+enum Admitted {
+    /// Verify intent. A new subscription holds the reservation `Some(id)`.
+    Verify(Option<i64>),
+    /// A limit is reached: tell the callback so (WS-H10).
+    Deny(String),
+}
+
 pub(crate) fn router(state: HubState) -> axum::Router {
     axum::Router::new()
         .route("/hub", axum::routing::post(post_hub))
         .with_state(state)
 }
 
-async fn post_hub(State(st): State<HubState>, body: Bytes) -> (StatusCode, String) {
+/// A refusal the client may retry after `wait`.
+fn retry_later(status: StatusCode, wait: Duration, message: String) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        status,
+        [(header::RETRY_AFTER, secs.max(1).to_string())],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+async fn post_hub(
+    State(st): State<HubState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let client = ClientKey::of(peer.ip());
+    let w = &st.shared.cfg.websub;
+    if let Err(wait) = st.rate.check(&client, Instant::now()) {
+        st.refused("rate_limited");
+        return retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            format!(
+                "too many hub requests from your address (at most {} a minute); retry after Retry-After seconds",
+                w.client_requests_per_minute
+            ),
+        );
+    }
     let req = match parse(&st.shared, &body) {
         Ok(r) => r,
         Err(reason) => {
+            st.refused("bad_request");
             tracing::debug!(reason = %reason, "hub request refused");
-            return (StatusCode::BAD_REQUEST, format!("{reason}\n"));
+            return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
         }
     };
+    let slot = match st.pending.admit(&client) {
+        Ok(slot) => slot,
+        Err(Busy::Client) => {
+            st.refused("client_queue_full");
+            return retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                st.verify_timeout(),
+                format!(
+                    "{} verifications for your address are still pending; retry when they are done",
+                    w.max_pending_verifications_per_client
+                ),
+            );
+        }
+        Err(Busy::Hub) => {
+            st.refused("queue_full");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                st.verify_timeout(),
+                "the hub's queue of verifications is full; retry later".into(),
+            );
+        }
+    };
+    st.report_pending();
     // Host policy before anything is sent: a refused host is never contacted,
     // not even with a denial (the hub must not probe hosts it refuses).
-    if let Err(reason) = allow::check(&st.shared.cfg.websub, &req.callback).await {
-        tracing::info!(reason = %reason, "hub subscription refused: callback host not allowed");
-        return (StatusCode::FORBIDDEN, format!("{reason}\n"));
+    if let Err(reason) = allow::check(w, &req.callback, st.verify_timeout()).await {
+        st.refused("callback_not_allowed");
+        tracing::debug!(reason = %reason, "hub subscription refused: callback host not allowed");
+        return (StatusCode::FORBIDDEN, format!("{reason}\n")).into_response();
     }
-    tokio::spawn(verify(st, req));
+    let admitted = {
+        let (w, topic, callback, mode) = (
+            w.clone(),
+            req.topic.clone(),
+            req.callback.to_string(),
+            req.mode,
+        );
+        let client = client.clone();
+        st.with_db(move |db| reserve(db, &w, mode, &topic, &callback, &client, now()))
+            .await
+    };
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "hub cannot record a subscribe request; answered 503");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(5),
+                "the hub cannot record the request now; retry shortly".into(),
+            );
+        }
+    };
+    tokio::spawn(work(st, req, client, admitted, slot));
     (
         StatusCode::ACCEPTED,
-        "accepted; verifying intent with the callback\n".into(),
+        "accepted; verifying intent with the callback\n",
     )
+        .into_response()
 }
 
 fn parse(shared: &Shared, body: &[u8]) -> Result<Request, String> {
@@ -118,6 +288,12 @@ fn parse(shared: &Shared, body: &[u8]) -> Result<Request, String> {
         return Err(format!("hub.topic `{topic}` is not a feed this hub serves"));
     }
     let callback = callback.ok_or("hub.callback is required")?;
+    let max = shared.cfg.websub.max_callback_bytes;
+    if callback.len() > max {
+        return Err(format!(
+            "hub.callback is longer than {max} bytes (websub.max_callback_bytes)"
+        ));
+    }
     let callback = url::Url::parse(&callback)
         .map_err(|_| "hub.callback is not an absolute URL".to_string())?;
     if !matches!(callback.scheme(), "http" | "https") || callback.host().is_none() {
@@ -143,30 +319,80 @@ fn parse(shared: &Shared, body: &[u8]) -> Result<Request, String> {
     })
 }
 
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
 /// A random, single-use challenge: 256 bits as 64 hex characters.
 fn challenge() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-async fn verify(st: HubState, req: Request) {
-    let Ok(_slot) = st.verifying.acquire().await else {
-        return;
-    };
-    let w = &st.shared.cfg.websub;
-    if req.mode == Mode::Subscribe {
-        let refusal = {
-            let db = st.db.lock().expect("hub db lock");
-            limits(&db, w, &req.topic, req.callback.as_str())
-        };
-        match refusal {
-            Ok(None) => {}
-            Ok(Some(reason)) => return deny(&st, &req, &reason).await,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot read subscriptions; verification skipped");
-                return;
+/// One queued request, from its turn to its outcome. `slot` is its place
+/// in the pending queue, given back when this ends.
+async fn work(st: HubState, req: Request, client: ClientKey, admitted: Admitted, slot: Slot) {
+    if let Ok(_running) = st.verifying.acquire().await {
+        match admitted {
+            Admitted::Deny(reason) => {
+                st.finished("denied");
+                deny(&st, &req, &reason).await;
             }
+            Admitted::Verify(reservation) => verify(&st, &req, &client, reservation).await,
         }
     }
+    drop(slot);
+    st.report_pending();
+}
+
+async fn verify(st: &HubState, req: &Request, client: &ClientKey, reservation: Option<i64>) {
+    let verified = intent_confirmed(st, req).await;
+    let (w, mode, topic, callback, client) = (
+        st.shared.cfg.websub.clone(),
+        req.mode,
+        req.topic.clone(),
+        req.callback.to_string(),
+        client.clone(),
+    );
+    let (lease, secret) = (req.lease, req.secret.clone());
+    let stored = st
+        .with_db(move |db| {
+            if !verified {
+                release(db, reservation)?;
+                return Ok(None);
+            }
+            let sub = Subscription {
+                topic: &topic,
+                callback: &callback,
+                client: client.as_str(),
+                lease_secs: lease,
+                secret: secret.as_deref(),
+            };
+            store(db, &w, mode, &sub, reservation, now()).map(Some)
+        })
+        .await;
+    match stored {
+        Ok(None) => {
+            st.finished("failed");
+            tracing::debug!(topic = %req.topic, mode = req.mode.as_str(),
+                "hub verification failed (no 2xx with the exact challenge); nothing changed");
+        }
+        Ok(Some(Stored::Done)) => {
+            st.finished("verified");
+            tracing::info!(topic = %req.topic, mode = req.mode.as_str(), lease_secs = req.lease,
+                signed = req.secret.is_some(), "hub subscription verified");
+        }
+        Ok(Some(Stored::Denied(reason))) => {
+            st.finished("denied");
+            deny(st, req, &reason).await;
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"),
+            "cannot store the subscription; the subscriber has to subscribe again"),
+    }
+}
+
+/// The verification GET: did the callback answer 2xx with exactly the
+/// challenge?
+async fn intent_confirmed(st: &HubState, req: &Request) -> bool {
     let challenge = challenge();
     let mut url = req.callback.clone();
     {
@@ -178,102 +404,125 @@ async fn verify(st: HubState, req: Request) {
             q.append_pair("hub.lease_seconds", &req.lease.to_string());
         }
     }
-    let verified = match st.shared.callback_client.get(url).send().await {
-        Ok(resp) if resp.status().is_success() => match resp.bytes().await {
-            Ok(body) => body.as_ref() == challenge.as_bytes(),
-            Err(_) => false,
-        },
+    let request = st
+        .shared
+        .callback_client
+        .get(url)
+        .timeout(st.verify_timeout());
+    match request.send().await {
+        Ok(mut resp) if resp.status().is_success() => {
+            // One byte past the challenge's length already proves it wrong.
+            matches!(
+                reply::read_capped(&mut resp, challenge.len() + 1).await,
+                Ok((body, _)) if body == challenge.as_bytes()
+            )
+        }
         _ => false,
-    };
-    if !verified {
-        tracing::info!(topic = %req.topic, mode = req.mode.as_str(),
-            "hub verification failed (no 2xx with the exact challenge); nothing changed");
-        return;
-    }
-    let now = chrono::Utc::now().timestamp();
-    // May wait for the pipeline's batch to release the write lock.
-    let result = tokio::task::block_in_place(|| {
-        let db = st.db.lock().expect("hub db lock");
-        match req.mode {
-            Mode::Subscribe => db.execute(
-                "INSERT INTO syndicate_subscriptions(topic, callback, secret, lease_secs, expires_at, created_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(topic, callback) DO UPDATE SET secret = excluded.secret,
-                   lease_secs = excluded.lease_secs, expires_at = excluded.expires_at",
-                params![
-                    req.topic,
-                    req.callback.as_str(),
-                    req.secret,
-                    req.lease as i64,
-                    now + req.lease as i64,
-                    now
-                ],
-            ),
-            Mode::Unsubscribe => db.execute(
-                "DELETE FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2",
-                params![req.topic, req.callback.as_str()],
-            ),
-        }
-    });
-    match result {
-        Ok(_) => {
-            tracing::info!(topic = %req.topic, mode = req.mode.as_str(), lease_secs = req.lease,
-            signed = req.secret.is_some(), "hub subscription verified")
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot store the subscription"),
     }
 }
 
-/// `Some(reason)` when a new subscription would exceed a limit.
-fn limits(
-    db: &Connection,
-    w: &crate::config::WebSub,
+/// Admission's part in the catalog, one write transaction: a subscribe
+/// request for a subscription not already active either gets a place under
+/// the limits (counted by every later check until its verification ends) or
+/// is denied.
+fn reserve(
+    db: &mut Catalog,
+    w: &WebSub,
+    mode: Mode,
     topic: &str,
     callback: &str,
-) -> anyhow::Result<Option<String>> {
-    let now = chrono::Utc::now().timestamp();
-    let exists: bool = db.query_row(
-        "SELECT count(*) > 0 FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2",
-        params![topic, callback],
-        |r| r.get(0),
-    )?;
-    if exists {
-        return Ok(None);
+    client: &ClientKey,
+    now: i64,
+) -> anyhow::Result<Admitted> {
+    if mode == Mode::Unsubscribe {
+        return Ok(Admitted::Verify(None));
     }
-    let per_topic: i64 = db.query_row(
-        "SELECT count(*) FROM syndicate_subscriptions WHERE topic = ?1 AND expires_at > ?2",
-        params![topic, now],
-        |r| r.get(0),
-    )?;
-    if per_topic as usize >= w.max_subscriptions_per_topic {
-        return Ok(Some("too many subscriptions to this topic".into()));
-    }
-    let total: i64 = db.query_row(
-        "SELECT count(*) FROM syndicate_subscriptions WHERE expires_at > ?1",
-        [now],
-        |r| r.get(0),
-    )?;
-    if total as usize >= w.max_subscriptions {
-        return Ok(Some("this hub has reached its subscription limit".into()));
-    }
-    Ok(None)
+    Ok(
+        match db.reserve_subscription(
+            topic,
+            callback,
+            client.as_str(),
+            limits(w),
+            now,
+            now - STALE_RESERVATION_SECS,
+        )? {
+            Reservation::Renewal => Admitted::Verify(None),
+            Reservation::Held(id) => Admitted::Verify(Some(id)),
+            Reservation::Denied(hit) => Admitted::Deny(limit_reason(hit)),
+        },
+    )
 }
 
-/// WS-H10: tell the callback its subscription was denied.
+fn limits(w: &WebSub) -> SubscriptionLimits {
+    SubscriptionLimits {
+        per_topic: w.max_subscriptions_per_topic,
+        per_client: w.max_subscriptions_per_client,
+        total: w.max_subscriptions,
+    }
+}
+
+/// What a subscriber is told when a limit stops it (`hub.reason`).
+fn limit_reason(hit: LimitHit) -> String {
+    match hit {
+        LimitHit::Topic => "too many subscriptions to this topic".into(),
+        LimitHit::Client => {
+            "too many subscriptions from your address (websub.max_subscriptions_per_client)".into()
+        }
+        LimitHit::Total => "this hub has reached its subscription limit".into(),
+    }
+}
+
+/// A verification that failed gives its place back.
+fn release(db: &mut Catalog, reservation: Option<i64>) -> anyhow::Result<()> {
+    if let Some(id) = reservation {
+        db.release_reservation(id)?;
+    }
+    Ok(())
+}
+
+enum Stored {
+    Done,
+    /// A renewal whose subscription ended meanwhile, with no place left.
+    Denied(String),
+}
+
+/// A verified request takes effect: a reserved place becomes the
+/// subscription; a renewal without one is checked again.
+fn store(
+    db: &mut Catalog,
+    w: &WebSub,
+    mode: Mode,
+    sub: &Subscription<'_>,
+    reservation: Option<i64>,
+    now: i64,
+) -> anyhow::Result<Stored> {
+    match mode {
+        Mode::Subscribe => Ok(
+            match db.store_subscription(sub, reservation, limits(w), now)? {
+                Ok(()) => Stored::Done,
+                Err(hit) => Stored::Denied(limit_reason(hit)),
+            },
+        ),
+        Mode::Unsubscribe => {
+            db.remove_subscription(sub.topic, sub.callback)?;
+            Ok(Stored::Done)
+        }
+    }
+}
+
+/// WS-H10: tell the callback its subscription was denied. The answer is
+/// not read at all.
 async fn deny(st: &HubState, req: &Request, reason: &str) {
-    tracing::info!(topic = %req.topic, reason, "hub subscription denied");
+    tracing::debug!(topic = %req.topic, reason, "hub subscription denied");
     let mut url = req.callback.clone();
     url.query_pairs_mut()
         .append_pair("hub.mode", "denied")
         .append_pair("hub.topic", &req.topic)
         .append_pair("hub.reason", reason);
-    let _ = st.shared.callback_client.get(url).send().await;
-}
-
-/// Open a connection of the hub's own (the pipeline thread owns the other).
-pub(crate) fn open_db(path: &std::path::Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    outbox::prepare(&conn)?;
-    Ok(conn)
+    let request = st
+        .shared
+        .callback_client
+        .get(url)
+        .timeout(st.verify_timeout());
+    let _ = request.send().await;
 }

@@ -11,12 +11,18 @@
 //! - [`deliver`]: the worker that sends due rows.
 //! - [`partner`]: partner documents and signatures.
 //! - [`allow`]: which callback hosts may be contacted.
+//! - [`admit`]: per-client rate limit and the bounded verification queue.
+//! - [`reply`]: reading receivers' answers with a cap.
+//! - [`health`]: failures per target in `/metrics` and the log; pacing.
 
+mod admit;
 mod allow;
 mod deliver;
+mod health;
 mod hub;
 mod outbox;
 mod partner;
+mod reply;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -24,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::publish::Store;
 use anyhow::{Context, Result};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -78,20 +84,13 @@ pub fn start(
     metrics: &Arc<Metrics>,
     shutdown: &tokio::sync::broadcast::Sender<()>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    outbox::prepare(pipeline.catalog().connection())
-        .context("cannot prepare the syndication tables")?;
     let wake = Arc::new(Notify::new());
     let hook_cfg = cfg.clone();
     let hook_wake = wake.clone();
     pipeline.add_commit_hook(Box::new(move |batch| {
-        let n = outbox::enqueue(
-            batch.transaction(),
-            &hook_cfg,
-            batch.affected_since_drain(),
-            batch.changes(),
-            outbox::now_ms(),
-        )?;
-        if n > 0 {
+        let deliveries =
+            outbox::deliveries(&hook_cfg, batch.affected_since_drain(), batch.changes())?;
+        if batch.enqueue(&deliveries)? > 0 {
             hook_wake.notify_one();
         }
         Ok(())
@@ -104,14 +103,19 @@ pub fn start(
         metrics: metrics.clone(),
         wake,
     });
-    let conn = hub::open_db(&cfg.catalog_path())?;
-    let worker = tokio::spawn(deliver::run(shared, conn, shutdown.subscribe()));
+    let catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+    let worker = tokio::spawn(deliver::run(shared, catalog, shutdown.subscribe()));
     Ok(vec![worker])
 }
 
 /// The built-in hub's routes (`POST /hub`); empty when `websub.builtin_hub`
-/// is off.
-pub fn hub_router(cfg: &Config, pipeline: &Pipeline) -> Result<axum::Router> {
+/// is off. The server must provide `ConnectInfo<SocketAddr>` (per-client
+/// limits).
+pub fn hub_router(
+    cfg: &Config,
+    pipeline: &Pipeline,
+    metrics: &Arc<Metrics>,
+) -> Result<axum::Router> {
     if cfg.hub_url().is_none() {
         return Ok(axum::Router::new());
     }
@@ -124,85 +128,46 @@ pub fn hub_router(cfg: &Config, pipeline: &Pipeline) -> Result<axum::Router> {
         store,
         client: client(cfg)?,
         callback_client: callback_client(cfg)?,
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
         wake: Arc::new(Notify::new()),
     });
-    let db = hub::open_db(&cfg.catalog_path())?;
-    Ok(hub::router(hub::HubState {
-        shared,
-        db: Arc::new(Mutex::new(db)),
-        verifying: Arc::new(tokio::sync::Semaphore::new(cfg.delivery.websub_concurrency)),
-    }))
+    let db = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+    db.clear_reservations()
+        .context("cannot clear unfinished hub verifications")?;
+    Ok(hub::router(hub::HubState::new(shared, db)))
 }
 
 /// Lines for `feedwire status`: backlog per partner and for WebSub, dead
 /// letters. Never shows secrets, bodies or callback URLs.
 pub fn status_lines(catalog: &Catalog) -> Result<Vec<String>> {
-    let conn = catalog.connection();
-    outbox::prepare(conn)?;
-    let now = chrono::Utc::now();
-    let (pending, dead) = outbox::backlog(conn)?;
+    let summary = catalog.outbox_summary(chrono::Utc::now().timestamp())?;
     let mut out = vec![format!(
-        "syndication  {pending} pending deliver{}, {dead} dead letter(s)",
-        if pending == 1 { "y" } else { "ies" }
+        "syndication  {} pending deliver{}, {} dead letter(s)",
+        summary.pending,
+        if summary.pending == 1 { "y" } else { "ies" },
+        summary.dead
     )];
-    let subs: i64 = conn.query_row(
-        "SELECT count(*) FROM syndicate_subscriptions WHERE expires_at > ?1",
-        [now.timestamp()],
-        |r| r.get(0),
-    )?;
-    let count = |kind: &str| -> Result<i64> {
-        Ok(conn.query_row(
-            "SELECT count(*) FROM syndicate_outbox WHERE kind = ?1 AND state = 'pending'",
-            [kind],
-            |r| r.get(0),
-        )?)
-    };
     out.push(format!(
-        "  websub     {subs} active subscription(s); {} pending deliveries, {} feed change(s) awaiting fan-out",
-        count("websub")?,
-        count("fanout")?
+        "  websub     {} active subscription(s); {} pending deliveries, {} feed change(s) awaiting fan-out",
+        summary.active_subscriptions, summary.pending_websub, summary.pending_fanout
     ));
     out.push(format!(
         "  hub pings  {} pending; legacy pings {} pending",
-        count("hub")?,
-        count("ping")?
+        summary.pending_hub, summary.pending_ping
     ));
-    let mut stmt = conn.prepare(
-        "SELECT target, coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'dead'), 0),
-                min(created_ms), max(attempts)
-         FROM syndicate_outbox WHERE kind = 'partner' GROUP BY target ORDER BY target",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    for row in rows {
-        let (name, pending, dead, oldest, attempts) = row?;
-        let oldest = chrono::DateTime::from_timestamp_millis(oldest)
+    for p in &summary.partners {
+        let oldest = chrono::DateTime::from_timestamp_millis(p.oldest_ms)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default();
         let mut line = format!(
-            "  partner {name}: {pending} pending, {dead} dead letter(s); oldest queued {oldest}, most attempts {attempts}"
+            "  partner {}: {} pending, {} dead letter(s); oldest queued {oldest}, most attempts {}",
+            p.partner, p.pending, p.dead, p.most_attempts
         );
-        let last: Option<String> = conn
-            .query_row(
-                "SELECT last_error FROM syndicate_outbox WHERE kind = 'partner' AND target = ?1 AND last_error != ''
-                 ORDER BY id LIMIT 1",
-                [&name],
-                |r| r.get(0),
-            )
-            .ok();
-        if let Some(e) = last {
+        if let Some(e) = &p.last_error {
             line.push_str(&format!("; last error: {e}"));
         }
-        if dead > 0 {
-            line.push_str(&format!(" (retry with `feedwire redeliver {name}`)"));
+        if p.dead > 0 {
+            line.push_str(&format!(" (retry with `feedwire redeliver {}`)", p.partner));
         }
         out.push(line);
     }
@@ -212,6 +177,5 @@ pub fn status_lines(catalog: &Catalog) -> Result<Vec<String>> {
 /// `feedwire redeliver <partner>`: dead letters back to pending. Returns how
 /// many; a running daemon picks them up within a second.
 pub fn redeliver(catalog: &Catalog, partner: &str) -> Result<usize> {
-    outbox::prepare(catalog.connection())?;
-    outbox::redeliver(catalog.connection(), partner)
+    catalog.redeliver(partner, outbox::now_ms())
 }

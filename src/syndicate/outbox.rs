@@ -1,5 +1,7 @@
-//! The outbox: every pending delivery, in the catalog database, written in the
-//! same transaction as the change that caused it and removed only once
+//! The outbox's policy: which deliveries a change causes, and what an
+//! attempt's outcome means (retry when, give up when). The rows themselves
+//! live in the catalog (see `catalog::outbox`), written in the same
+//! transaction as the change that caused them and removed only once
 //! delivered (or, for partners, parked as a dead letter after the give-up age).
 //!
 //! Row kinds:
@@ -15,94 +17,15 @@
 //! hub or subscriber never fetches the previous one.
 
 use super::partner;
-use crate::catalog::{Change, FeedKey, write_transaction};
+use crate::catalog::{Catalog, Change, FeedKey, NewDelivery, OutboxUpdate};
 use crate::config::Config;
 use crate::render::{DocKind, FeedInfo};
 use anyhow::Result;
-use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
-pub(crate) fn prepare(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "
-        CREATE TABLE IF NOT EXISTS syndicate_outbox (
-            id           INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind         TEXT NOT NULL,
-            target       TEXT NOT NULL,
-            topic        TEXT NOT NULL DEFAULT '',
-            article      TEXT NOT NULL DEFAULT '',
-            body         BLOB,
-            content_type TEXT NOT NULL DEFAULT '',
-            idem         TEXT NOT NULL DEFAULT '',
-            ready        INTEGER NOT NULL,
-            state        TEXT NOT NULL DEFAULT 'pending',
-            created_ms   INTEGER NOT NULL,
-            next_ms      INTEGER NOT NULL,
-            attempts     INTEGER NOT NULL DEFAULT 0,
-            last_error   TEXT NOT NULL DEFAULT ''
-        );
-        CREATE INDEX IF NOT EXISTS syndicate_outbox_due ON syndicate_outbox(state, ready, next_ms);
-        CREATE INDEX IF NOT EXISTS syndicate_outbox_order ON syndicate_outbox(kind, target, article, id);
-        CREATE INDEX IF NOT EXISTS syndicate_outbox_topic ON syndicate_outbox(topic, ready);
-        CREATE TABLE IF NOT EXISTS syndicate_subscriptions (
-            topic       TEXT NOT NULL,
-            callback    TEXT NOT NULL,
-            secret      TEXT,
-            lease_secs  INTEGER NOT NULL,
-            expires_at  INTEGER NOT NULL,
-            created_at  INTEGER NOT NULL,
-            PRIMARY KEY (topic, callback)
-        );
-        ",
-    )
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Fanout,
-    WebSub,
-    Hub,
-    Ping,
-    Partner,
-}
-
-impl Kind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Kind::Fanout => "fanout",
-            Kind::WebSub => "websub",
-            Kind::Hub => "hub",
-            Kind::Ping => "ping",
-            Kind::Partner => "partner",
-        }
-    }
-    fn parse(s: &str) -> Option<Kind> {
-        [
-            Kind::Fanout,
-            Kind::WebSub,
-            Kind::Hub,
-            Kind::Ping,
-            Kind::Partner,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
-
+pub(crate) use crate::catalog::DeliveryKind as Kind;
 /// One delivery taken from the outbox.
-#[derive(Debug, Clone)]
-pub(crate) struct Row {
-    pub id: i64,
-    pub kind: Kind,
-    pub target: String,
-    pub topic: String,
-    pub article: String,
-    pub body: Option<Vec<u8>>,
-    pub content_type: String,
-    pub idem: String,
-    pub created_ms: i64,
-    pub attempts: i64,
-}
+pub(crate) type Row = crate::catalog::OutboxRow;
 
 /// What one attempt gave.
 #[derive(Debug)]
@@ -118,7 +41,13 @@ pub(crate) enum Outcome {
     Dropped(i64),
     Failed {
         row: Box<Row>,
+        /// `HTTP <status>: <start of the answer>`, or what went wrong.
         error: String,
+        /// The receiver's `Retry-After`, when it gave one.
+        retry_after_ms: Option<i64>,
+        /// Sending the same request again cannot help (a ping refused with
+        /// a 4xx): give up now instead of retrying.
+        permanent: bool,
     },
     /// Will never succeed as configured (partner removed): dead letter now.
     Dead {
@@ -143,156 +72,53 @@ pub(crate) fn topic_paths(cfg: &Config, affected: &BTreeSet<FeedKey>) -> Vec<Str
     out
 }
 
-/// The commit hook's work: queue every delivery a batch causes, inside the
-/// batch's transaction. Returns how many rows were queued.
-pub(crate) fn enqueue(
-    conn: &Connection,
+/// The commit hook's work: every delivery a batch causes, to be queued in
+/// the batch's own transaction.
+pub(crate) fn deliveries(
     cfg: &Config,
     affected: &BTreeSet<FeedKey>,
     changes: &[Change],
-    now: i64,
-) -> Result<usize> {
-    let mut n = 0;
-    let mut gated = conn.prepare_cached(
-        "INSERT INTO syndicate_outbox(kind, target, topic, ready, created_ms, next_ms)
-         SELECT ?1, ?2, ?3, 0, ?4, ?4
-         WHERE NOT EXISTS (SELECT 1 FROM syndicate_outbox
-                           WHERE kind = ?1 AND target = ?2 AND topic = ?3 AND ready = 0 AND attempts = 0)",
-    )?;
+) -> Result<Vec<NewDelivery>> {
+    let mut out = Vec::new();
     let paths = topic_paths(cfg, affected);
+    let feed = |kind: Kind, target: &str, topic: &str| NewDelivery::Feed {
+        kind,
+        target: target.to_string(),
+        topic: topic.to_string(),
+    };
     if cfg.hub_url().is_some() {
         for path in &paths {
-            n += gated.execute(params![Kind::Fanout.as_str(), "", path, now])?;
+            out.push(feed(Kind::Fanout, "", path));
         }
     }
     for hub in &cfg.websub.hubs {
         for path in &paths {
-            n += gated.execute(params![Kind::Hub.as_str(), hub, path, now])?;
+            out.push(feed(Kind::Hub, hub, path));
         }
     }
     if !paths.is_empty() {
         // The main feed changes with every article: its path gates the ping.
         let main = FeedInfo::new(cfg, FeedKey::Main, None).path(DocKind::Rss);
         for server in &cfg.websub.ping_servers {
-            n += gated.execute(params![Kind::Ping.as_str(), server, main, now])?;
+            out.push(feed(Kind::Ping, server, &main));
         }
     }
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO syndicate_outbox(kind, target, article, body, content_type, idem, ready, created_ms, next_ms)
-         VALUES('partner', ?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
-    )?;
     for change in changes {
         for p in &cfg.partners {
             if !partner::wants(p, change) {
                 continue;
             }
             let doc = partner::document(cfg, p, change, chrono::Utc::now())?;
-            n += insert.execute(params![
-                p.name,
-                change.id(),
-                doc.body,
-                doc.content_type,
-                doc.idempotency_key,
-                now
-            ])?;
+            out.push(NewDelivery::Partner {
+                partner: p.name.clone(),
+                article: change.id().to_string(),
+                body: doc.body,
+                content_type: doc.content_type,
+                idempotency_key: doc.idempotency_key,
+            });
         }
     }
-    Ok(n)
-}
-
-/// The Store has a new version of `path`: its gated rows may go.
-pub(crate) fn open_gate(conn: &Connection, path: &str) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE syndicate_outbox SET ready = 1 WHERE ready = 0 AND topic = ?1",
-        [path],
-    )?)
-}
-
-/// Gated rows older than `age_ms` go anyway (the document did not change
-/// bytes, so no announcement will come; or it was missed).
-pub(crate) fn open_stale_gates(conn: &Connection, now: i64, age_ms: i64) -> Result<usize> {
-    Ok(conn.execute(
-        "UPDATE syndicate_outbox SET ready = 1 WHERE ready = 0 AND created_ms < ?1",
-        [now - age_ms],
-    )?)
-}
-
-/// Every gate (after a lagged announcement channel).
-pub(crate) fn open_all_gates(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute("UPDATE syndicate_outbox SET ready = 1 WHERE ready = 0", [])?)
-}
-
-/// Turn ready `fanout` rows into one `websub` row per active subscriber.
-pub(crate) fn expand_fanouts(conn: &mut Connection, cfg: &Config, now: i64) -> Result<usize> {
-    let tx = write_transaction(conn)?;
-    let fanouts: Vec<(i64, String)> = {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, topic FROM syndicate_outbox WHERE kind = 'fanout' AND ready = 1 AND state = 'pending'",
-        )?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
-    };
-    let mut n = 0;
-    for (id, path) in &fanouts {
-        n += tx.execute(
-            "INSERT INTO syndicate_outbox(kind, target, topic, ready, created_ms, next_ms)
-             SELECT 'websub', callback, ?1, 1, ?3, ?3 FROM syndicate_subscriptions
-             WHERE topic = ?2 AND expires_at > ?4",
-            params![path, cfg.feed_url(path), now, now / 1000],
-        )?;
-        tx.execute("DELETE FROM syndicate_outbox WHERE id = ?1", [id])?;
-    }
-    tx.commit()?;
-    Ok(n)
-}
-
-/// Due rows, oldest first. A partner row is due only when it is the oldest
-/// row left for its (partner, article): update N+1 never overtakes N.
-pub(crate) fn due(conn: &Connection, now: i64, limit: usize) -> Result<Vec<Row>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT o.id, o.kind, o.target, o.topic, o.article, o.body, o.content_type, o.idem, o.created_ms, o.attempts
-         FROM syndicate_outbox o
-         WHERE o.state = 'pending' AND o.ready = 1 AND o.next_ms <= ?1 AND o.kind != 'fanout'
-           AND (o.kind != 'partner' OR NOT EXISTS (
-                SELECT 1 FROM syndicate_outbox p
-                WHERE p.kind = 'partner' AND p.target = o.target AND p.article = o.article AND p.id < o.id))
-         ORDER BY o.id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
-        Ok(Row {
-            id: r.get(0)?,
-            kind: Kind::parse(&r.get::<_, String>(1)?).unwrap_or(Kind::Fanout),
-            target: r.get(2)?,
-            topic: r.get(3)?,
-            article: r.get(4)?,
-            body: r.get(5)?,
-            content_type: r.get(6)?,
-            idem: r.get(7)?,
-            created_ms: r.get(8)?,
-            attempts: r.get(9)?,
-        })
-    })?;
-    Ok(rows
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|r| r.kind != Kind::Fanout)
-        .collect())
-}
-
-/// The secret of an active subscription; `None` when it has ended.
-pub(crate) fn active_secret(
-    conn: &Connection,
-    topic_url: &str,
-    callback: &str,
-    now_secs: i64,
-) -> Result<Option<Option<String>>> {
-    Ok(conn
-        .query_row(
-            "SELECT secret FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2 AND expires_at > ?3",
-            params![topic_url, callback, now_secs],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .optional()?)
+    Ok(out)
 }
 
 /// Retry delay after `attempts` failures: exponential, capped, with jitter
@@ -305,94 +131,103 @@ pub(crate) fn backoff_ms(cfg: &Config, attempts: i64) -> i64 {
     (step * rand::random_range(0.5..=1.0)) as i64
 }
 
-/// Record attempt outcomes, in one transaction.
-pub(crate) fn apply(conn: &mut Connection, cfg: &Config, outcomes: &[Outcome]) -> Result<()> {
+/// A delivery that will not be tried again (the caller logs it).
+#[derive(Debug)]
+pub(crate) struct GaveUp {
+    pub kind: Kind,
+    pub target: String,
+    pub topic: String,
+    pub article: String,
+    pub attempts: i64,
+    pub error: String,
+    /// Became a dead letter (partners) rather than being dropped.
+    pub dead_letter: bool,
+}
+
+/// Record attempt outcomes, in one transaction; returns the deliveries given
+/// up. `in_flight` are rows being sent right now (never merged away).
+///
+/// A failed WebSub delivery or ping that will be retried also folds other
+/// rows waiting for the same receiver and topic into it: such a row carries
+/// no document of its own (it sends or announces the current one when it
+/// goes), so without this a receiver that keeps failing would collect a row
+/// per feed change until the give-up age.
+pub(crate) fn apply(
+    catalog: &mut Catalog,
+    cfg: &Config,
+    outcomes: &[Outcome],
+    in_flight: &HashSet<i64>,
+) -> Result<Vec<GaveUp>> {
+    let mut gave_up = Vec::new();
     if outcomes.is_empty() {
-        return Ok(());
+        return Ok(gave_up);
     }
     let now = now_ms();
-    let tx = write_transaction(conn)?;
-    {
-        let mut delete = tx.prepare_cached("DELETE FROM syndicate_outbox WHERE id = ?1")?;
-        let mut dead = tx.prepare_cached(
-            "UPDATE syndicate_outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-        )?;
-        let mut retry = tx.prepare_cached(
-            "UPDATE syndicate_outbox SET attempts = attempts + 1, next_ms = ?2, last_error = ?3 WHERE id = ?1",
-        )?;
-        for o in outcomes {
-            match o {
-                Outcome::Delivered(id) | Outcome::Dropped(id) => {
-                    delete.execute([id])?;
-                }
-                Outcome::Gone {
-                    id,
-                    topic_url,
-                    callback,
-                } => {
-                    delete.execute([id])?;
-                    tx.execute(
-                        "DELETE FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2",
-                        params![topic_url, callback],
-                    )?;
-                }
-                Outcome::Dead { id, error } => {
-                    dead.execute(params![id, error])?;
-                }
-                Outcome::Failed { row, error } => {
-                    let give_up_secs = if row.kind == Kind::Partner {
-                        cfg.delivery.partner_give_up_secs
-                    } else {
-                        cfg.websub.give_up_secs
-                    };
-                    let age = now - row.created_ms;
-                    if age >= give_up_secs as i64 * 1000 {
-                        if row.kind == Kind::Partner {
-                            tracing::error!(partner = %row.target, article = %row.article, attempts = row.attempts + 1, error = %error,
-                                "partner delivery gave up: dead letter (feedwire redeliver {} to retry)", row.target);
-                            dead.execute(params![row.id, error])?;
-                        } else {
-                            // WebSub: the subscription stays; later updates are still delivered (WS-H15).
-                            tracing::warn!(kind = row.kind.as_str(), topic = %row.topic, attempts = row.attempts + 1, error = %error,
-                                "delivery gave up after websub.give_up_secs");
-                            delete.execute([row.id])?;
+    let mut updates = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        updates.push(match o {
+            Outcome::Delivered(id) | Outcome::Dropped(id) => OutboxUpdate::Remove(*id),
+            Outcome::Gone {
+                id,
+                topic_url,
+                callback,
+            } => OutboxUpdate::EndSubscription {
+                id: *id,
+                topic_url: topic_url.clone(),
+                callback: callback.clone(),
+            },
+            Outcome::Dead { id, error } => OutboxUpdate::DeadLetter {
+                id: *id,
+                error: error.clone(),
+            },
+            Outcome::Failed {
+                row,
+                error,
+                retry_after_ms,
+                permanent,
+            } => {
+                let give_up_secs = if row.kind == Kind::Partner {
+                    cfg.delivery.partner_give_up_secs
+                } else {
+                    cfg.websub.give_up_secs
+                };
+                let age = now - row.created_ms;
+                if *permanent || age >= give_up_secs as i64 * 1000 {
+                    let dead_letter = row.kind == Kind::Partner;
+                    gave_up.push(GaveUp {
+                        kind: row.kind,
+                        target: row.target.clone(),
+                        topic: row.topic.clone(),
+                        article: row.article.clone(),
+                        attempts: row.attempts + 1,
+                        error: error.clone(),
+                        dead_letter,
+                    });
+                    if dead_letter {
+                        OutboxUpdate::DeadLetter {
+                            id: row.id,
+                            error: error.clone(),
                         }
                     } else {
-                        let next = now + backoff_ms(cfg, row.attempts);
-                        retry.execute(params![row.id, next, error])?;
+                        // WebSub: the subscription stays; later updates are still delivered (WS-H15).
+                        OutboxUpdate::Remove(row.id)
+                    }
+                } else {
+                    let wait = backoff_ms(cfg, row.attempts).max(
+                        retry_after_ms
+                            .unwrap_or(0)
+                            .min(cfg.delivery.retry_max_ms as i64),
+                    );
+                    OutboxUpdate::Retry {
+                        id: row.id,
+                        next_ms: now + wait,
+                        error: error.clone(),
+                        merge: row.kind != Kind::Partner,
                     }
                 }
             }
-        }
+        });
     }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Forget subscriptions whose lease has ended.
-pub(crate) fn purge_expired(conn: &Connection, now_secs: i64) -> Result<usize> {
-    Ok(conn.execute(
-        "DELETE FROM syndicate_subscriptions WHERE expires_at <= ?1",
-        [now_secs],
-    )?)
-}
-
-/// Pending rows (every kind).
-pub(crate) fn backlog(conn: &Connection) -> Result<(i64, i64)> {
-    Ok(conn.query_row(
-        "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'dead'), 0) FROM syndicate_outbox",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?)
-}
-
-/// Dead letters of a partner back to pending, due now, with a fresh give-up
-/// clock. Returns how many.
-pub(crate) fn redeliver(conn: &Connection, partner: &str) -> Result<usize> {
-    let now = now_ms();
-    Ok(conn.execute(
-        "UPDATE syndicate_outbox SET state = 'pending', attempts = 0, next_ms = ?2, created_ms = ?2
-         WHERE kind = 'partner' AND target = ?1 AND state = 'dead'",
-        params![partner, now],
-    )?)
+    catalog.update_outbox(&updates, in_flight)?;
+    Ok(gave_up)
 }

@@ -158,7 +158,24 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(site: &Site) -> Daemon {
-        let mut child = Command::new(bin())
+        Daemon::spawn(site, Command::new(bin()))
+    }
+
+    /// Start with both open-file limits (soft and hard) set to `limit`, as a
+    /// service manager would, so running out of descriptors is reachable.
+    pub fn start_with_fd_limit(site: &Site, limit: u32) -> Daemon {
+        let mut sh = Command::new("sh");
+        // `exec` keeps the daemon's pid the child's, for /proc and signals.
+        sh.args([
+            "-c",
+            &format!("ulimit -n {limit} && exec \"$0\" \"$@\""),
+            &bin(),
+        ]);
+        Daemon::spawn(site, sh)
+    }
+
+    fn spawn(site: &Site, mut command: Command) -> Daemon {
+        let mut child = command
             .args(["run", "--config", site.config().to_str().unwrap()])
             .current_dir(site.path())
             .env("RUST_LOG", "feedwire=debug,info")
@@ -196,6 +213,25 @@ impl Daemon {
             let rest = &log[at + "serving http://".len()..];
             Some(rest[..rest.find('/')?].to_string())
         })
+    }
+
+    /// Peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmHWM:")
+    }
+
+    /// Resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    fn proc_status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{}/status", self.child.id()))
     }
 
     pub fn kill9(mut self) {

@@ -2,7 +2,7 @@
 //! share the catalog file (syndication's outbox writers, `status`, the page
 //! renderer).
 
-use super::Catalog;
+use crate::catalog::Catalog;
 use rusqlite::{Connection, ErrorCode};
 use std::time::Duration;
 

@@ -1,0 +1,493 @@
+//! The embedded SQLite backend: one file under `paths.state`, in WAL mode
+//! (readers never block the daemon; a commit costs one fsync of the log).
+//!
+//! Several connections share the file (the pipeline's, the page renderer's,
+//! syndication's), so every write transaction is `BEGIN IMMEDIATE`: a
+//! deferred transaction that reads first and writes later fails at once with
+//! `SQLITE_BUSY` if another connection committed in between (the busy timeout
+//! does not cover that upgrade); taken up front, the lock is waited for.
+
+mod outbox;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use super::{
+    Backend, FeedKey, FeedRecord, FileStamp, HeldRemoval, Identity, KnownFile, NewDelivery,
+    Rejection, Tx,
+};
+use crate::article::Category;
+use anyhow::{Context, Result};
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A transaction that holds the write lock from its start (see the module
+/// doc). Every writer of the catalog file uses one.
+fn write_transaction(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// Run `f` in an immediate transaction on a shared connection.
+fn write_transaction_on<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+pub(super) struct Sqlite {
+    conn: Connection,
+}
+
+impl Sqlite {
+    pub(super) fn open(path: &Path) -> Result<Sqlite> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the state folder {}", dir.display()))?;
+        }
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open the catalog {}", path.display()))?;
+        schema::prepare(&mut conn)
+            .with_context(|| format!("cannot prepare the catalog {}", path.display()))?;
+        Ok(Sqlite { conn })
+    }
+}
+
+/// A `files` row (size, mtime_ns, hash, article_id, inode) as a `KnownFile`.
+fn known_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownFile> {
+    Ok(KnownFile {
+        stamp: FileStamp {
+            size: r.get::<_, i64>(0)? as u64,
+            mtime_ns: r.get(1)?,
+            inode: r.get::<_, i64>(4)? as u64,
+            hash: r.get(2)?,
+        },
+        id: r.get(3)?,
+    })
+}
+
+fn from_unix(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}
+
+impl Backend for Sqlite {
+    fn begin(&mut self) -> Result<Box<dyn Tx + '_>> {
+        Ok(Box::new(SqliteTx {
+            tx: write_transaction(&mut self.conn)?,
+        }))
+    }
+
+    fn known_files(&self) -> Result<HashMap<String, KnownFile>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT size, mtime_ns, hash, article_id, inode, path FROM files")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(5)?, known_file(r)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn known_files_among(
+        &self,
+        keys: &mut dyn Iterator<Item = &str>,
+    ) -> Result<HashMap<String, KnownFile>> {
+        let mut out = HashMap::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT size, mtime_ns, hash, article_id, inode FROM files WHERE path = ?1",
+        )?;
+        for key in keys {
+            if let Some(k) = stmt.query_row([key], known_file).optional()? {
+                out.insert(key.to_string(), k);
+            }
+        }
+        Ok(out)
+    }
+
+    fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+             WHERE m.feed = ?1 ORDER BY m.published_us DESC, m.article_id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![feed.stored(), limit as i64], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn entry(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT entry FROM articles WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn categories(&self) -> Result<Vec<Category>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT slug, name FROM categories ORDER BY slug")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Category {
+                slug: r.get(0)?,
+                name: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn category(&self, slug: &str) -> Result<Option<Category>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name FROM categories WHERE slug = ?1")?
+            .query_row([slug], |r| r.get::<_, String>(0))
+            .optional()?
+            .map(|name| Category {
+                name,
+                slug: slug.to_string(),
+            }))
+    }
+
+    fn article_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM articles", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    fn rejection_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM rejections", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    fn rejections(&self) -> Result<Vec<Rejection>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, reason, at FROM rejections ORDER BY at DESC, path")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Rejection {
+                path: r.get(0)?,
+                reason: r.get(1)?,
+                at: from_unix(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn held_removals(&self) -> Result<Vec<HeldRemoval>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, article_id, held_at, approved FROM held_removals ORDER BY held_at, path",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(HeldRemoval {
+                path: r.get(0)?,
+                id: r.get(1)?,
+                held_at: from_unix(r.get(2)?),
+                approved: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn approve_held_removals(&self) -> Result<usize> {
+        Ok(write_transaction_on(&self.conn, |tx| {
+            tx.execute(
+                "UPDATE held_removals SET approved = 1 WHERE approved = 0",
+                [],
+            )
+        })?)
+    }
+
+    fn record_published(&self, path: &str, hash: &str, at: DateTime<Utc>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO published(path, hash, at) VALUES(?1, ?2, ?3)
+             ON CONFLICT(path) DO UPDATE SET hash = excluded.hash, at = excluded.at",
+            params![path, hash, at.timestamp()],
+        )?;
+        Ok(())
+    }
+
+    fn published_feeds(&self) -> Result<Vec<FeedRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, hash, at FROM published ORDER BY path")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FeedRecord {
+                path: r.get(0)?,
+                hash: r.get(1)?,
+                published_at: from_unix(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    fn forget_file_stamps(&self) -> Result<()> {
+        self.conn
+            .execute("UPDATE files SET size = -1, mtime_ns = -1, hash = ''", [])?;
+        Ok(())
+    }
+
+    fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+}
+
+/// A batch's transaction. Statements go through the connection's statement
+/// cache: a build runs the same few statements 100,000 times, and
+/// re-preparing them was a tenth of its time.
+struct SqliteTx<'c> {
+    tx: Transaction<'c>,
+}
+
+impl SqliteTx<'_> {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Option<T>> {
+        self.tx.prepare_cached(sql)?.query_row(params, f).optional()
+    }
+
+    fn strings(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, |r| r.get(0))?;
+        rows.collect()
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn article_path(&mut self, id: &str) -> Result<Option<String>> {
+        Ok(
+            self.row("SELECT path FROM articles WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    fn article_at(&mut self, path: &str) -> Result<Option<String>> {
+        Ok(
+            self.row("SELECT id FROM articles WHERE path = ?1", [path], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    fn identity(&mut self, id: &str) -> Result<Option<Identity>> {
+        Ok(self.row(
+            "SELECT first_seen_us, content_hash, changed_at_us FROM identities WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Identity {
+                    id: id.to_string(),
+                    first_seen_us: r.get(0)?,
+                    content_hash: r.get(1)?,
+                    changed_at_us: r.get(2)?,
+                })
+            },
+        )?)
+    }
+
+    fn put_identity(&mut self, i: &Identity) -> Result<()> {
+        self.exec(
+            "INSERT INTO identities(id, first_seen_us, content_hash, changed_at_us) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash, changed_at_us = excluded.changed_at_us",
+            params![i.id, i.first_seen_us, i.content_hash, i.changed_at_us],
+        )?;
+        Ok(())
+    }
+
+    fn article_entry(&mut self, id: &str) -> Result<Option<String>> {
+        Ok(
+            self.row("SELECT entry FROM articles WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    fn put_article(&mut self, id: &str, path: &str, published_us: i64, entry: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO articles(id, path, published_us, entry) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET path = excluded.path, published_us = excluded.published_us, entry = excluded.entry",
+            params![id, path, published_us, entry],
+        )?;
+        Ok(())
+    }
+
+    fn delete_article(&mut self, id: &str) -> Result<()> {
+        self.exec("DELETE FROM memberships WHERE article_id = ?1", [id])?;
+        self.exec("DELETE FROM articles WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn memberships(&mut self, id: &str) -> Result<Vec<FeedKey>> {
+        Ok(self
+            .strings("SELECT feed FROM memberships WHERE article_id = ?1", [id])?
+            .into_iter()
+            .map(FeedKey::from_stored)
+            .collect())
+    }
+
+    fn set_memberships(&mut self, id: &str, published_us: i64, feeds: &[FeedKey]) -> Result<()> {
+        self.exec("DELETE FROM memberships WHERE article_id = ?1", [id])?;
+        for feed in feeds {
+            self.exec(
+                "INSERT OR IGNORE INTO memberships(feed, published_us, article_id) VALUES(?1, ?2, ?3)",
+                params![feed.stored(), published_us, id],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn ensure_category(&mut self, c: &Category) -> Result<()> {
+        self.exec(
+            "INSERT INTO categories(slug, name) VALUES(?1, ?2) ON CONFLICT(slug) DO NOTHING",
+            params![c.slug, c.name],
+        )?;
+        Ok(())
+    }
+
+    fn put_file(&mut self, path: &str, stamp: &FileStamp, id: Option<&str>) -> Result<()> {
+        self.exec(
+            "INSERT INTO files(path, size, mtime_ns, hash, article_id, inode) VALUES(?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+               hash = excluded.hash, article_id = excluded.article_id, inode = excluded.inode",
+            params![path, stamp.size as i64, stamp.mtime_ns, stamp.hash, id, stamp.inode as i64],
+        )?;
+        Ok(())
+    }
+
+    fn touch_file(&mut self, path: &str, stamp: &FileStamp) -> Result<()> {
+        self.exec(
+            "UPDATE files SET size = ?2, mtime_ns = ?3, hash = ?4, inode = ?5 WHERE path = ?1",
+            params![
+                path,
+                stamp.size as i64,
+                stamp.mtime_ns,
+                stamp.hash,
+                stamp.inode as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_file(&mut self, path: &str) -> Result<()> {
+        self.exec("DELETE FROM files WHERE path = ?1", [path])?;
+        self.exec("DELETE FROM rejections WHERE path = ?1", [path])?;
+        self.exec("DELETE FROM held_removals WHERE path = ?1", [path])?;
+        Ok(())
+    }
+
+    fn put_rejection(
+        &mut self,
+        path: &str,
+        reason: &str,
+        duplicate_of: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO rejections(path, reason, at, duplicate_of) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, at = excluded.at,
+               duplicate_of = excluded.duplicate_of",
+            params![path, reason, at.timestamp(), duplicate_of],
+        )?;
+        Ok(())
+    }
+
+    fn clear_rejection(&mut self, path: &str) -> Result<()> {
+        self.exec("DELETE FROM rejections WHERE path = ?1", [path])?;
+        Ok(())
+    }
+
+    fn waiting_on(&mut self, id: &str) -> Result<Vec<String>> {
+        Ok(self.strings("SELECT path FROM rejections WHERE duplicate_of = ?1", [id])?)
+    }
+
+    fn held_removals(&mut self) -> Result<HashMap<String, bool>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT path, approved FROM held_removals")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn hold_removal(&mut self, path: &str, id: &str, at: DateTime<Utc>) -> Result<bool> {
+        Ok(self.exec(
+            "INSERT INTO held_removals(path, article_id, held_at) VALUES(?1, ?2, ?3)
+             ON CONFLICT(path) DO NOTHING",
+            params![path, id, at.timestamp()],
+        )? > 0)
+    }
+
+    fn release_hold(&mut self, path: &str) -> Result<bool> {
+        Ok(self.exec("DELETE FROM held_removals WHERE path = ?1", [path])? > 0)
+    }
+
+    fn enqueue(&mut self, deliveries: &[NewDelivery]) -> Result<usize> {
+        let now = Utc::now().timestamp_millis();
+        let mut n = 0;
+        for d in deliveries {
+            n += match d {
+                NewDelivery::Feed {
+                    kind,
+                    target,
+                    topic,
+                } => self.exec(
+                    "INSERT INTO syndicate_outbox(kind, target, topic, ready, created_ms, next_ms)
+                     SELECT ?1, ?2, ?3, 0, ?4, ?4
+                     WHERE NOT EXISTS (SELECT 1 FROM syndicate_outbox
+                                       WHERE kind = ?1 AND target = ?2 AND topic = ?3 AND ready = 0 AND attempts = 0)",
+                    params![kind.as_str(), target, topic, now],
+                )?,
+                NewDelivery::Partner {
+                    partner,
+                    article,
+                    body,
+                    content_type,
+                    idempotency_key,
+                } => self.exec(
+                    "INSERT INTO syndicate_outbox(kind, target, article, body, content_type, idem, ready, created_ms, next_ms)
+                     VALUES('partner', ?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
+                    params![partner, article, body, content_type, idempotency_key, now],
+                )?,
+            };
+        }
+        Ok(n)
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}

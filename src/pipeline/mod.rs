@@ -187,6 +187,7 @@ impl Pipeline {
             time_zone: self.cfg.time_zone()?,
             max_bytes: self.cfg.ingest.max_bytes,
             now: Utc::now(),
+            limits: self.cfg.ingest.limits(),
         })
     }
 
@@ -506,9 +507,10 @@ impl Pipeline {
 
 /// The settings that change what ingest makes of a file.
 fn ingest_settings(cfg: &Config) -> String {
+    let limits = cfg.ingest.limits();
     format!(
-        "max_bytes={};time_zone={}",
-        cfg.ingest.max_bytes, cfg.site.time_zone
+        "max_bytes={};time_zone={};max_html_bytes={};max_nesting={}",
+        cfg.ingest.max_bytes, cfg.site.time_zone, limits.max_html_bytes, limits.max_nesting
     )
 }
 

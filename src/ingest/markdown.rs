@@ -78,6 +78,7 @@ pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Artic
         updated,
         front_matter: kind.map(String::from),
         language,
+        lifecycle: Default::default(),
     })
 }
 

@@ -169,6 +169,8 @@ pub fn parse(stem: &str, decoded: Decoded, limits: &Limits) -> Result<Article, I
         updated: None,
         front_matter: None,
         language: "vi".to_string(),
+        // Wire copy has no place for it: a sidecar file carries it.
+        lifecycle: Default::default(),
     })
 }
 

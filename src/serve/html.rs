@@ -19,9 +19,9 @@ use maud::{DOCTYPE, Markup, html};
 ///
 /// Spliced into `<style>` as text like everything else, so it must contain
 /// nothing the escaper rewrites (`&`, `<`, `>`, `"`): font names are quoted
-/// with `'`, and a child combinator would need `:is()` or a descendant
-/// selector.
-const STYLE: &str = "\
+/// with `'`, and selectors use descendant rather than child (`>`)
+/// combinators. A test checks the sheet arrives intact.
+pub(super) const STYLE: &str = "\
 :root{color-scheme:light dark;--fg:#1a1a1a;--muted:#5f6368;--accent:#b3261e;--line:#e3e3e3;--bg:#fff}\
 @media (prefers-color-scheme:dark){:root{--fg:#e8e8e8;--muted:#a0a4a8;--accent:#ff8a80;--line:#333;--bg:#121212}}\
 *{box-sizing:border-box}\

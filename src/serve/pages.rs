@@ -330,3 +330,165 @@ fn server_error_body() -> Page<'static> {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Text that would run script, break out of an attribute or start an
+    /// entity if a template inserted it unescaped.
+    const HOSTILE: &str = r#"<script>alert(1)</script> "x" & y"#;
+    const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt; &quot;x&quot; &amp; y";
+    /// Already sanitised at ingest: must arrive as markup, not as text.
+    const BODY: &str = "<p>Nội dung <em>đã lọc</em></p>";
+
+    fn config() -> Config {
+        // TOML literal strings: HOSTILE holds no `'`.
+        let toml = format!("[site]\ntitle = '{HOSTILE}'\ndescription = 'Mô tả {HOSTILE}'\n");
+        Config::from_toml(&toml, Path::new("/srv/feedwire/config.toml")).unwrap()
+    }
+
+    fn entry() -> Entry {
+        let t = chrono::DateTime::parse_from_rfc3339("2023-08-06T10:00:00+07:00").unwrap();
+        Entry {
+            id: HOSTILE.into(),
+            title: HOSTILE.into(),
+            summary: Some(HOSTILE.into()),
+            content_html: BODY.into(),
+            authors: vec![HOSTILE.into(), "Lê Văn B".into()],
+            categories: vec![Category::new(HOSTILE)],
+            tags: vec![],
+            image: Some(format!("https://img.example/a.jpg?{HOSTILE}")),
+            language: "vi".into(),
+            dateline: Some(HOSTILE.into()),
+            published: t,
+            updated: t + chrono::Duration::hours(1),
+        }
+    }
+
+    /// Nothing of HOSTILE got through raw, and every `expected` fragment
+    /// (HOSTILE escaped, in its place) is in the document.
+    fn assert_escaped(route: &str, doc: &str, expected: &[String]) {
+        let without_body = doc.replacen(BODY, "", 1);
+        for raw in ["<script", r#""x""#, "& y"] {
+            assert!(
+                !without_body.contains(raw),
+                "{route}: raw {raw:?} in\n{doc}"
+            );
+        }
+        for fragment in expected {
+            assert!(doc.contains(fragment), "{route}: no {fragment:?} in\n{doc}");
+        }
+    }
+
+    /// What the shell shows of the site title on every page.
+    fn shell() -> Vec<String> {
+        vec![
+            format!(r#"<a href="/">{ESCAPED}</a>"#),
+            format!("<div class=\"wrap\">{ESCAPED} · "),
+        ]
+    }
+
+    #[test]
+    fn serve_home_escapes_every_text() {
+        let cfg = config();
+        let e = entry();
+        let main_info = FeedInfo::new(&cfg, FeedKey::Main, None);
+        let category = e.categories[0].clone();
+        let feeds = [
+            FeedInfo::new(&cfg, FeedKey::Main, None),
+            FeedInfo::new(
+                &cfg,
+                FeedKey::Category(category.slug.clone()),
+                Some(category),
+            ),
+        ];
+        let doc = html::render(&cfg, home_page(&cfg, &main_info, &feeds, &[e]));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED}</title>"),
+            format!(r#"title="{ESCAPED} (RSS)""#),
+            format!("<h1>{ESCAPED}</h1>"),
+            format!("<p>Mô tả {ESCAPED}</p>"),
+            format!(">{ESCAPED}</a></h3>"),
+            format!(r#"/">{ESCAPED}</a></p>"#),
+            format!("<p>{ESCAPED}</p>"),
+            format!("<strong>{ESCAPED}</strong>"),
+        ]);
+        assert_escaped("/", &doc, &expected);
+    }
+
+    #[test]
+    fn serve_feed_views_escape_every_text() {
+        let cfg = config();
+        let e = entry();
+        let main = FeedInfo::new(&cfg, FeedKey::Main, None);
+        let doc = html::render(&cfg, feed_page(&cfg, &main, std::slice::from_ref(&e)));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED}</title>"),
+            format!("<h1>{ESCAPED}</h1>"),
+            format!(">{ESCAPED}</a></h3>"),
+            format!(r#"/">{ESCAPED}</a></p>"#),
+            format!("<p>{ESCAPED}</p>"),
+        ]);
+        assert_escaped("/feeds/", &doc, &expected);
+
+        let category = e.categories[0].clone();
+        let key = FeedKey::Category(category.slug.clone());
+        let info = FeedInfo::new(&cfg, key, Some(category));
+        let doc = html::render(&cfg, feed_page(&cfg, &info, &[e]));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED} — {ESCAPED}</title>"),
+            format!(r#"title="{ESCAPED} — {ESCAPED} (Atom)""#),
+            format!("<h1>{ESCAPED} — {ESCAPED}</h1>"),
+            format!("<p>Mô tả {ESCAPED}: {ESCAPED}</p>"),
+            format!(">{ESCAPED}</a></h3>"),
+        ]);
+        assert_escaped("/feeds/<slug>/", &doc, &expected);
+    }
+
+    #[test]
+    fn serve_article_escapes_every_text_and_keeps_the_sanitised_body() {
+        let cfg = config();
+        let e = entry();
+        let doc = html::render(&cfg, article_page(&cfg, &e));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED}</title>"),
+            format!(r#"title="{ESCAPED} — {ESCAPED} (JSON Feed)""#),
+            format!("<h1>{ESCAPED}</h1>"),
+            format!(r#"/">{ESCAPED}</a></p>"#),
+            format!(r#"<span class="dateline">{ESCAPED}</span>"#),
+            format!(r#"<span class="authors">{ESCAPED}, Lê Văn B</span>"#),
+            format!(r#"<img src="https://img.example/a.jpg?{ESCAPED}""#),
+            format!(r#"<p class="lead">{ESCAPED}</p>"#),
+            format!(r#"<div class="body">{BODY}</div>"#),
+        ]);
+        assert_escaped("/articles/{id}", &doc, &expected);
+        let canonical = crate::site::article_link(&cfg, HOSTILE);
+        assert!(
+            doc.contains(&format!(r#"<link rel="canonical" href="{canonical}">"#)),
+            "the id is percent-encoded into the canonical link:\n{doc}"
+        );
+    }
+
+    #[test]
+    fn serve_error_pages_escape_the_site_title() {
+        let cfg = config();
+        for (route, page) in [("404", not_found_body()), ("500", server_error_body())] {
+            let doc = html::render(&cfg, page);
+            assert_escaped(route, &doc, &shell());
+        }
+    }
+
+    /// The stylesheet is spliced as text: it must contain nothing the
+    /// escaper would rewrite, or the CSS would break silently.
+    #[test]
+    fn serve_stylesheet_arrives_intact() {
+        let doc = html::render(&config(), not_found_body());
+        assert!(doc.contains(&format!("<style>{}</style>", html::STYLE)));
+    }
+}

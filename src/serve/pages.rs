@@ -364,6 +364,10 @@ mod tests {
             dateline: Some(HOSTILE.into()),
             published: t,
             updated: t + chrono::Duration::hours(1),
+            version: 1,
+            status: Default::default(),
+            embargoed_until: None,
+            correction: Some(HOSTILE.into()),
         }
     }
 

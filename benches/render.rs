@@ -47,7 +47,7 @@ fn bench_render(c: &mut Criterion) {
     .unwrap();
     let entries = entries(50);
     let info = FeedInfo::new(&cfg, FeedKey::Main, None);
-    let docs = render_feed(&cfg, &info, &entries).unwrap();
+    let docs = render_feed(&cfg, &info, &entries, &[]).unwrap();
     for d in &docs {
         assert_eq!(d.entries, 50, "{} was capped", d.path);
     }
@@ -58,7 +58,7 @@ fn bench_render(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4))
         .sample_size(30);
     group.bench_function("render_feed_50_entries_rss_atom_json", |b| {
-        b.iter(|| render_feed(&cfg, &info, black_box(&entries)).unwrap())
+        b.iter(|| render_feed(&cfg, &info, black_box(&entries), &[]).unwrap())
     });
     group.finish();
 

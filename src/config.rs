@@ -23,6 +23,7 @@ pub struct Config {
     pub feeds: Feeds,
     pub ingest: Ingest,
     pub watch: Watch,
+    pub lifecycle: Lifecycle,
     pub server: Server,
     pub log: Log,
     pub websub: WebSub,
@@ -171,6 +172,20 @@ impl Default for Watch {
             rescan_secs: 600,
             max_removals: 50,
         }
+    }
+}
+
+/// The newsroom lifecycle: how long a killed article's tombstone stays in
+/// its feeds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lifecycle {
+    pub tombstone_days: u32,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle { tombstone_days: 7 }
     }
 }
 
@@ -383,6 +398,10 @@ pub struct Partner {
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_partner_concurrency")]
     pub concurrency: usize,
+    /// May receive embargoed copy before its time, clearly marked as
+    /// withheld (`fw:status` in Atom/RSS, `_feedwire` in JSON).
+    #[serde(default)]
+    pub embargoed: bool,
 }
 
 /// How outbound deliveries (WebSub, hub pings, partners) are retried.
@@ -429,6 +448,7 @@ impl std::fmt::Debug for Partner {
             .field("secret", &"<redacted>")
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("concurrency", &self.concurrency)
+            .field("embargoed", &self.embargoed)
             .finish()
     }
 }
@@ -449,6 +469,7 @@ struct RawConfig {
     feeds: Feeds,
     ingest: Ingest,
     watch: Watch,
+    lifecycle: Lifecycle,
     server: Server,
     log: Log,
     websub: WebSub,
@@ -497,6 +518,7 @@ impl Config {
             feeds: raw.feeds,
             ingest: raw.ingest,
             watch: raw.watch,
+            lifecycle: raw.lifecycle,
             server: raw.server,
             log: raw.log,
             websub: raw.websub,

@@ -45,6 +45,42 @@ enum Command {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Withhold an article until a time (a running daemon acts within a
+    /// second); an offset-less time is read in `site.time_zone`.
+    Embargo {
+        /// The article id (a wire file's name without `.txt`, or front-matter `id`).
+        id: String,
+        /// RFC 3339 (`2026-12-24T08:00:00+07:00`) or local (`2026-12-24 08:00`).
+        until: String,
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Kill an article: it leaves every feed and page (410 Gone), partners
+    /// get a deletion notice with the reason, and it is not published again
+    /// until `feedwire reinstate`.
+    Kill {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Add a correction note: shown on the article page and at the end of the
+    /// entry; `updated` moves and partners receive the new version.
+    Correct {
+        id: String,
+        #[arg(long)]
+        note: String,
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Undo a kill (or an editor's embargo): the article is published again
+    /// from its file, as the file says.
+    Reinstate {
+        id: String,
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
     /// Approve removals held back by `watch.max_removals` (a running daemon
     /// applies them within a second; otherwise the next `run` or `build`).
     ApplyRemovals {
@@ -78,6 +114,54 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let cfg = Config::load(&config)?;
             init_logging(&cfg.log);
             build(cfg)
+        }
+        Command::Embargo { id, until, config } => {
+            let cfg = Config::load(&config)?;
+            let opts = feedwire::ingest::IngestOptions {
+                time_zone: cfg.time_zone()?,
+                max_bytes: cfg.ingest.max_bytes,
+                now: chrono::Utc::now(),
+                limits: cfg.ingest.limits(),
+            };
+            let until = feedwire::ingest::embargo_time(&until, &opts)?;
+            editor_command(
+                &cfg,
+                &id,
+                feedwire::catalog::EditorCommand::Embargo {
+                    until: until.with_timezone(&chrono::Utc),
+                },
+                true,
+            )
+        }
+        Command::Kill { id, reason, config } => {
+            let cfg = Config::load(&config)?;
+            editor_command(
+                &cfg,
+                &id,
+                feedwire::catalog::EditorCommand::Kill { reason },
+                false,
+            )
+        }
+        Command::Correct { id, note, config } => {
+            let cfg = Config::load(&config)?;
+            if note.trim().is_empty() {
+                anyhow::bail!("--note must say what was corrected");
+            }
+            editor_command(
+                &cfg,
+                &id,
+                feedwire::catalog::EditorCommand::Correct { note },
+                false,
+            )
+        }
+        Command::Reinstate { id, config } => {
+            let cfg = Config::load(&config)?;
+            editor_command(
+                &cfg,
+                &id,
+                feedwire::catalog::EditorCommand::Reinstate,
+                false,
+            )
         }
         Command::ApplyRemovals { config } => {
             let cfg = Config::load(&config)?;
@@ -145,6 +229,41 @@ fn init_logging(log: &feedwire::config::Log) {
             builder.with_ansi(colour).try_init()
         }
     };
+}
+
+/// Record an editor's command in the catalog: its override holds at once,
+/// and a running daemon acts on it within a second (otherwise the next
+/// `run` or `build`). `unknown_ok`: an embargo may be set before the
+/// article's file arrives.
+fn editor_command(
+    cfg: &Config,
+    id: &str,
+    command: feedwire::catalog::EditorCommand,
+    unknown_ok: bool,
+) -> Result<ExitCode> {
+    use feedwire::catalog::{ArticleState, Catalog};
+    let catalog = Catalog::open_existing(&cfg.catalog_path(), cfg.time_zone()?)?;
+    let state = catalog.article_state(id)?;
+    if matches!(state, ArticleState::Unknown) && !unknown_ok {
+        anyhow::bail!(
+            "no article with id `{id}` in the catalog (the id is the wire file's name without .txt, or a Markdown file's front-matter `id`); `feedwire status` lists what is there"
+        );
+    }
+    let who = operator();
+    let name = command.name();
+    catalog.record_command(id, &command, &who, chrono::Utc::now())?;
+    println!(
+        "{name} `{id}` recorded (by {who}); a running feedwire applies it within a second, otherwise the next `feedwire run` or `build` does"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs a command, for the log: the login behind `sudo`, else the user.
+fn operator() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn build(cfg: Config) -> Result<ExitCode> {

@@ -158,8 +158,8 @@ impl Stat {
     }
 }
 
-/// Size, modification time and inode, without reading the file.
-pub fn stat(path: &Path) -> std::io::Result<Stat> {
+/// Size, modification time and inode of one file, without reading it.
+fn stat_file(path: &Path) -> std::io::Result<Stat> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path)?;
     let mtime_ns = meta
@@ -175,40 +175,114 @@ pub fn stat(path: &Path) -> std::io::Result<Stat> {
     })
 }
 
-/// Read a file and stamp it. The stamp's size and mtime are taken before the
-/// read; [`is_settled`] compares them afterwards to catch files still being
-/// written.
-pub fn read(path: &Path, max_bytes: u64) -> std::io::Result<(FileStamp, Vec<u8>)> {
+/// A sidecar is small: an embargo, a status, a note. Anything larger is
+/// read only this far (and then fails to parse, with a clear reason).
+const MAX_SIDECAR_BYTES: u64 = 64 * 1024;
+
+/// The sidecar beside an article file (`x.txt` → `x.meta.toml`): the
+/// embargo, status and correction a wire file has no place for.
+pub fn sidecar_path(article: &Path) -> PathBuf {
+    let name = article
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    article.with_file_name(crate::ingest::sidecar_name(&name))
+}
+
+/// The article files a sidecar belongs to (`x.meta.toml` → `x.txt`,
+/// `x.md`, `x.markdown`), or `None` when `name` is not a sidecar's.
+pub fn articles_of_sidecar(name: &str) -> Option<Vec<String>> {
+    let stem = name.strip_suffix(".meta.toml").filter(|s| !s.is_empty())?;
+    Some(
+        ["txt", "md", "markdown"]
+            .iter()
+            .map(|ext| format!("{stem}.{ext}"))
+            .collect(),
+    )
+}
+
+/// What the catalog's stamp of an article covers: the file, with its sidecar
+/// folded in, so a sidecar that appears, changes or goes makes the article
+/// be read again (its size and mtime move the stamp).
+pub fn stat(path: &Path) -> std::io::Result<Stat> {
+    let mut s = stat_file(path)?;
+    if let Ok(side) = stat_file(&sidecar_path(path)) {
+        s.size += side.size + 1;
+        s.mtime_ns = s.mtime_ns.max(side.mtime_ns) ^ 1;
+    }
+    Ok(s)
+}
+
+/// An article file as read: its bytes, its sidecar's if it has one, and the
+/// stamp of both.
+pub struct ArticleRead {
+    pub stamp: FileStamp,
+    pub bytes: Vec<u8>,
+    pub sidecar: Option<Vec<u8>>,
+}
+
+impl ArticleRead {
+    /// The article file's own size as the stamp saw it (the stamp's size
+    /// counts the sidecar too).
+    pub fn file_size(&self) -> u64 {
+        let side = self.sidecar.as_ref().map_or(0, |s| s.len() as u64 + 1);
+        self.stamp.size.saturating_sub(side)
+    }
+}
+
+/// Read an article file (and its sidecar) and stamp them. The stamp's size
+/// and mtime are taken before the read; [`is_settled`] compares them
+/// afterwards to catch files still being written.
+pub fn read(path: &Path, max_bytes: u64) -> std::io::Result<ArticleRead> {
     let Stat {
         size,
         mtime_ns,
         inode,
     } = stat(path)?;
-    let bytes = if size > max_bytes {
-        // Do not read a huge file into memory only to reject it; ingest sees
-        // the size from a truncated read plus one byte.
-        let mut buf = Vec::new();
-        use std::io::Read;
-        std::fs::File::open(path)?
-            .take(max_bytes + 1)
-            .read_to_end(&mut buf)?;
-        buf
-    } else {
-        std::fs::read(path)?
+    let bytes = read_capped(path, max_bytes)?;
+    // A sidecar must be a plain file: a link could lead anywhere, and its
+    // correction note would be published.
+    let side = sidecar_path(path);
+    let sidecar = match std::fs::symlink_metadata(&side) {
+        Ok(meta) if meta.file_type().is_file() => Some(read_capped(&side, MAX_SIDECAR_BYTES)?),
+        Ok(_) => {
+            tracing::warn!(file = %side.display(), "a sidecar must be a plain file, not a link; ignored");
+            None
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
     };
-    let hash = blake3::hash(&bytes).to_hex()[..32].to_string();
-    Ok((
-        FileStamp {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&bytes);
+    if let Some(side) = &sidecar {
+        hasher.update(b"\0sidecar\0");
+        hasher.update(side);
+    }
+    let hash = hasher.finalize().to_hex()[..32].to_string();
+    Ok(ArticleRead {
+        stamp: FileStamp {
             size,
             mtime_ns,
             inode,
             hash,
         },
         bytes,
-    ))
+        sidecar,
+    })
 }
 
-/// Has the file stayed as it was when `stamp` was taken?
+/// Read at most `max_bytes + 1` bytes: a huge file is not read into memory
+/// only to be rejected; the caller sees it is too large.
+fn read_capped(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(max_bytes + 1)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Has the file (with its sidecar) stayed as it was when `stamp` was taken?
 pub fn is_settled(path: &Path, stamp: &FileStamp) -> bool {
     matches!(stat(path), Ok(s) if s.matches(stamp))
 }

@@ -62,6 +62,30 @@ pub fn render(cfg: &Config) -> Result<String> {
             writeln!(out, "  … and {} more", held.len() - 50)?;
         }
     }
+    let overrides = catalog.overrides()?;
+    if !overrides.is_empty() {
+        writeln!(out, "editors   {} override(s) in force", overrides.len())?;
+        let tz = cfg.time_zone()?;
+        for (id, o) in &overrides {
+            let mut parts = Vec::new();
+            if let Some(s) = o.status {
+                parts.push(s.as_str().to_string());
+            }
+            if let Some(t) = o.embargo_until {
+                parts.push(format!(
+                    "embargoed until {}",
+                    t.with_timezone(&tz).to_rfc3339()
+                ));
+            }
+            if let Some(r) = &o.reason {
+                parts.push(format!("reason: {r}"));
+            }
+            if let Some(c) = &o.correction {
+                parts.push(format!("correction: {c}"));
+            }
+            writeln!(out, "  {id}: {}", parts.join("; "))?;
+        }
+    }
     let rejections = catalog.rejections()?;
     writeln!(out, "rejected  {} file(s)", rejections.len())?;
     for r in &rejections {

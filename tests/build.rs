@@ -282,12 +282,32 @@ fn an_edit_keeps_id_and_published_and_moves_updated() {
         e1.updated
     );
 
-    // Deleted and restored: the same published date (identity outlives the file).
+    // Deleting the file kills the article: restoring the file does not
+    // bring it back until an editor reinstates it; then it has the same
+    // published date (identity outlives the file).
     let saved = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     site.build();
     assert_eq!(site.feed("atom.xml").entries.len(), 1);
     std::fs::write(&path, saved).unwrap();
+    site.build();
+    assert_eq!(
+        site.feed("atom.xml").entries.len(),
+        1,
+        "a killed id is not published again by restoring its file"
+    );
+    let short = id.rsplit('/').next().unwrap();
+    let out = site.cli(&[
+        "reinstate",
+        short,
+        "--config",
+        site.config().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     site.build();
     let restored = site.feed("atom.xml");
     assert_eq!(

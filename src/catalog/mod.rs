@@ -73,22 +73,100 @@ pub struct KnownFile {
 /// deliveries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
+    /// Became public (new, an embargo lifted, or reinstated).
     Added(Entry),
+    /// A public article changed what it says (its version went up).
     Updated(Entry),
-    /// `categories` are the slugs it was filed under, for routing the notice.
-    Removed {
+    /// Stored but not public yet (embargoed): only partners allowed
+    /// embargoed copy hear of it, clearly marked.
+    Withheld(Entry),
+    /// Killed: its file was deleted, or an editor withdrew it. `categories`
+    /// are the slugs it was filed under, for routing the notice;
+    /// `was_public` says whether readers and every partner saw it (an
+    /// embargoed article killed before its time was seen by fewer).
+    Killed {
         id: String,
         categories: Vec<String>,
+        reason: Option<String>,
+        was_public: bool,
     },
 }
 
 impl Change {
     pub fn id(&self) -> &str {
         match self {
-            Change::Added(e) | Change::Updated(e) => &e.id,
-            Change::Removed { id, .. } => id,
+            Change::Added(e) | Change::Updated(e) | Change::Withheld(e) => &e.id,
+            Change::Killed { id, .. } => id,
         }
     }
+}
+
+pub use crate::article::Status;
+
+/// An editor's override of what a file says about its article, set by
+/// `feedwire embargo`, `kill` and `correct` and cleared by `reinstate`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Override {
+    pub status: Option<Status>,
+    pub embargo_until: Option<DateTime<Utc>>,
+    pub correction: Option<String>,
+    /// Why it was killed.
+    pub reason: Option<String>,
+}
+
+/// An editor's command, as the command line records it for the daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EditorCommand {
+    Embargo { until: DateTime<Utc> },
+    Kill { reason: Option<String> },
+    Correct { note: String },
+    Reinstate,
+}
+
+impl EditorCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EditorCommand::Embargo { .. } => "embargo",
+            EditorCommand::Kill { .. } => "kill",
+            EditorCommand::Correct { .. } => "correct",
+            EditorCommand::Reinstate => "reinstate",
+        }
+    }
+}
+
+/// A command recorded and not yet acted on by the pipeline.
+#[derive(Debug, Clone)]
+pub struct PendingCommand {
+    pub seq: i64,
+    pub id: String,
+    pub command: String,
+    pub who: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A killed article's notice, kept in the feeds it was in for a while
+/// (RFC 6721 `at:deleted-entry`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tombstone {
+    pub id: String,
+    pub killed_at: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub feeds: Vec<FeedKey>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What there is to show for an article id.
+#[derive(Debug, Clone)]
+pub enum ArticleState {
+    Public(Box<Entry>),
+    /// Embargoed: not public yet (a page says nothing of it: 404).
+    Withheld,
+    /// Killed (410 Gone with a notice).
+    Killed {
+        at: DateTime<Utc>,
+        reason: Option<String>,
+    },
+    Unknown,
 }
 
 /// How many articles a batch added, updated and removed.
@@ -136,6 +214,13 @@ pub(crate) struct Identity {
     pub content_hash: String,
     /// When what it says last changed.
     pub changed_at_us: i64,
+    /// Goes up by one with each change of what it says.
+    pub version: u32,
+    /// When it first became public (an embargo's end, or its first-seen time).
+    pub public_since_us: Option<i64>,
+    /// Set while killed: not published again until reinstated.
+    pub killed_at_us: Option<i64>,
+    pub kill_reason: Option<String>,
 }
 
 /// What kind of delivery an outbox row is.
@@ -220,7 +305,16 @@ pub(crate) trait Tx {
     fn put_identity(&mut self, identity: &Identity) -> Result<()>;
     /// The stored entry (JSON) of an article.
     fn article_entry(&mut self, id: &str) -> Result<Option<String>>;
-    fn put_article(&mut self, id: &str, path: &str, published_us: i64, entry: &str) -> Result<()>;
+    /// The stored state of an article: public or withheld.
+    fn article_status(&mut self, id: &str) -> Result<Option<Status>>;
+    fn put_article(&mut self, row: &ArticleRow<'_>) -> Result<()>;
+    /// An editor's override for an id.
+    fn editorial(&mut self, id: &str) -> Result<Option<Override>>;
+    fn put_tombstone(&mut self, t: &Tombstone) -> Result<()>;
+    /// Remove an id's tombstone; the feeds it was in.
+    fn delete_tombstone(&mut self, id: &str) -> Result<Vec<FeedKey>>;
+    /// Remove tombstones that expired by `now_us`; the feeds they were in.
+    fn purge_tombstones(&mut self, now_us: i64) -> Result<Vec<FeedKey>>;
     /// Remove an article and its memberships (its identity stays).
     fn delete_article(&mut self, id: &str) -> Result<()>;
     fn memberships(&mut self, id: &str) -> Result<Vec<FeedKey>>;
@@ -250,6 +344,16 @@ pub(crate) trait Tx {
     fn commit(self: Box<Self>) -> Result<()>;
 }
 
+/// An article as stored.
+pub(crate) struct ArticleRow<'a> {
+    pub id: &'a str,
+    pub path: &'a str,
+    pub published_us: i64,
+    pub entry: &'a str,
+    pub status: Status,
+    pub embargo_until_us: Option<i64>,
+}
+
 /// A storage backend: everything the catalog does outside a batch, and the
 /// start of one. Each handle is one connection (or session) of its own.
 pub(crate) trait Backend: outbox::OutboxBackend + Send {
@@ -274,6 +378,27 @@ pub(crate) trait Backend: outbox::OutboxBackend + Send {
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn forget_file_stamps(&self) -> Result<()>;
     fn data_version(&self) -> Result<i64>;
+    fn article_state(&self, id: &str) -> Result<ArticleState>;
+    /// Tombstones alive at `now_us` (every feed; few).
+    fn tombstones(&self, now_us: i64) -> Result<Vec<Tombstone>>;
+    /// The next moment an embargo ends or a tombstone expires.
+    fn next_lifecycle_deadline(&self) -> Result<Option<i64>>;
+    /// Files of withheld articles whose embargo ended by `now_us`.
+    fn lapsed_embargoes(&self, now_us: i64) -> Result<Vec<String>>;
+    /// The file that provides an id (accepted, withheld or killed).
+    fn file_of(&self, id: &str) -> Result<Option<String>>;
+    /// Record an editor's command and its override, in one transaction.
+    fn record_command(
+        &self,
+        id: &str,
+        command: &EditorCommand,
+        who: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    fn pending_commands(&self) -> Result<Vec<PendingCommand>>;
+    fn mark_commands_applied(&self, up_to_seq: i64) -> Result<()>;
+    /// Every override in force, for `status`.
+    fn overrides(&self) -> Result<Vec<(String, Override)>>;
 }
 
 /// What readers of published articles may ask (the HTML pages): the
@@ -281,8 +406,8 @@ pub(crate) trait Backend: outbox::OutboxBackend + Send {
 pub trait ArticleReader: Send {
     /// The newest `limit` entries of a feed, newest first.
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>>;
-    /// One entry by article id.
-    fn entry(&self, id: &str) -> Result<Option<Entry>>;
+    /// What there is to show for an article id.
+    fn article(&self, id: &str) -> Result<ArticleState>;
     /// Every feed, main first, then categories by slug.
     fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>>;
     /// The display name of a category slug.
@@ -293,8 +418,8 @@ impl ArticleReader for Catalog {
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
         Catalog::newest(self, feed, limit)
     }
-    fn entry(&self, id: &str) -> Result<Option<Entry>> {
-        Catalog::entry(self, id)
+    fn article(&self, id: &str) -> Result<ArticleState> {
+        Catalog::article_state(self, id)
     }
     fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>> {
         Catalog::feeds(self)
@@ -309,6 +434,8 @@ impl ArticleReader for Catalog {
 pub struct Catalog {
     backend: Box<dyn Backend>,
     tz: Tz,
+    /// How long a killed article's tombstone stays in its feeds.
+    tombstone_keep: chrono::Duration,
 }
 
 impl Catalog {
@@ -317,6 +444,7 @@ impl Catalog {
         Ok(Catalog {
             backend: Box::new(sqlite::Sqlite::open(path)?),
             tz,
+            tombstone_keep: chrono::Duration::days(7),
         })
     }
 
@@ -335,8 +463,76 @@ impl Catalog {
     /// Start a batch of changes: one write transaction, holding the write
     /// lock from its start so other writers wait rather than break it.
     pub fn batch(&mut self) -> Result<Batch<'_>> {
-        let tz = self.tz;
-        Ok(Batch::new(self.backend.begin()?, tz))
+        let (tz, keep) = (self.tz, self.tombstone_keep);
+        Ok(Batch::new(self.backend.begin()?, tz, keep))
+    }
+
+    /// How long tombstones stay in the feeds (`lifecycle.tombstone_days`).
+    pub fn set_tombstone_days(&mut self, days: u32) {
+        self.tombstone_keep = chrono::Duration::days(days.into());
+    }
+
+    /// What there is to show for an article id: public, withheld, killed.
+    pub fn article_state(&self, id: &str) -> Result<ArticleState> {
+        self.backend.article_state(id)
+    }
+
+    /// Tombstones in a feed at `now`, newest first.
+    pub fn tombstones_for(&self, feed: &FeedKey, now: DateTime<Utc>) -> Result<Vec<Tombstone>> {
+        let mut out: Vec<Tombstone> = self
+            .backend
+            .tombstones(now.timestamp_micros())?
+            .into_iter()
+            .filter(|t| t.feeds.contains(feed))
+            .collect();
+        out.sort_by(|a, b| b.killed_at.cmp(&a.killed_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The next moment an embargo ends or a tombstone expires: the daemon
+    /// sets a timer for it (not a periodic scan).
+    pub fn next_lifecycle_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .backend
+            .next_lifecycle_deadline()?
+            .and_then(DateTime::from_timestamp_micros))
+    }
+
+    /// Files of withheld articles whose embargo has ended by `now`.
+    pub fn lapsed_embargoes(&self, now: DateTime<Utc>) -> Result<Vec<String>> {
+        self.backend.lapsed_embargoes(now.timestamp_micros())
+    }
+
+    /// The file that provides an id, if the catalog knows one.
+    pub fn file_of(&self, id: &str) -> Result<Option<String>> {
+        self.backend.file_of(id)
+    }
+
+    /// An editor's command (`feedwire embargo/kill/correct/reinstate`): its
+    /// override takes effect in the catalog at once, and the command is
+    /// logged (who, when) for the daemon, which acts on it within a second.
+    pub fn record_command(
+        &self,
+        id: &str,
+        command: &EditorCommand,
+        who: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.backend.record_command(id, command, who, at)
+    }
+
+    /// Commands the pipeline has not acted on yet, oldest first.
+    pub fn pending_commands(&self) -> Result<Vec<PendingCommand>> {
+        self.backend.pending_commands()
+    }
+
+    pub fn mark_commands_applied(&self, up_to_seq: i64) -> Result<()> {
+        self.backend.mark_commands_applied(up_to_seq)
+    }
+
+    /// Every editor's override in force, for `status`.
+    pub fn overrides(&self) -> Result<Vec<(String, Override)>> {
+        self.backend.overrides()
     }
 
     /// Every file the catalog has seen, by path relative to the articles folder.

@@ -1,5 +1,6 @@
 //! Markdown articles with optional YAML (`---`) or TOML (`+++`) front matter.
 
+use super::lifecycle::RawLifecycle;
 use super::text::{guess_language, is_visible, one_line};
 use super::{Decoded, IngestError, IngestOptions, Limits, html, yaml};
 use crate::article::{Article, Format};
@@ -58,6 +59,13 @@ pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Artic
     let lead = text(&fm, "summary")?;
     let image = text(&fm, "image")?.filter(|u| is_absolute_http_url(u));
     let language = guess_language(&format!("{title}\n{body}")).to_string();
+    let lifecycle = RawLifecycle {
+        embargo: line(&fm, "embargo")?,
+        status: line(&fm, "status")?,
+        correction: line(&fm, "correction")?,
+        kill_reason: line(&fm, "kill_reason")?,
+    }
+    .resolve(opts)?;
 
     Ok(Article {
         id,
@@ -78,7 +86,7 @@ pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Artic
         updated,
         front_matter: kind.map(String::from),
         language,
-        lifecycle: Default::default(),
+        lifecycle,
     })
 }
 
@@ -282,7 +290,7 @@ fn date(
 
 /// RFC 3339 with an offset; or a local date-time / bare date read in
 /// `opts.time_zone`.
-fn parse_date(raw: &str, opts: &IngestOptions) -> Result<DateTime<FixedOffset>, String> {
+pub(super) fn parse_date(raw: &str, opts: &IngestOptions) -> Result<DateTime<FixedOffset>, String> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(raw) {
         return Ok(dt);
     }

@@ -14,6 +14,7 @@
 
 mod decode;
 mod html;
+mod lifecycle;
 mod markdown;
 mod probe;
 mod text;
@@ -21,6 +22,7 @@ mod wire;
 mod yaml;
 
 pub use decode::{Decoded, decode};
+pub use lifecycle::{embargo_time, parse_sidecar, sidecar_name};
 
 use crate::article::Article;
 use chrono::{DateTime, Utc};
@@ -92,6 +94,8 @@ pub enum IngestError {
     FrontMatter(String),
     #[error("bad date in `{field}`: {reason}")]
     Date { field: String, reason: String },
+    #[error("bad sidecar (.meta.toml): {0}")]
+    Sidecar(String),
     #[error("missing {0}")]
     Missing(String),
     #[error(

@@ -50,6 +50,12 @@ fn process_loop(
         r => r?,
     };
     report_outcome(&outcome, root, &mut watch);
+    // What happened while the daemon was down: editors' commands, embargoes
+    // that ended, tombstones that expired.
+    let commands = pipeline.apply_commands()?;
+    report_outcome(&commands, root, &mut watch);
+    let lapsed = pipeline.apply_lifecycle()?;
+    report_outcome(&lapsed, root, &mut watch);
     // Publish everything at start-up: a crash between a catalog commit and the
     // publish that should have followed it is repaired here (unchanged
     // documents are not rewritten).
@@ -77,15 +83,20 @@ fn process_loop(
     let mut retry: Option<(Instant, Duration)> = None;
     let mut data_version = pipeline.catalog().data_version()?;
     let mut next_command_poll = Instant::now() + COMMAND_POLL;
+    // The next embargo end or tombstone expiry: a timer, not a scan.
+    let mut lifecycle_at = lifecycle_deadline(&pipeline);
     loop {
         let now = Instant::now();
         // While a retry waits, events only accumulate: the retry looks at the
         // whole folder anyway.
-        let timeout = match retry {
+        let mut timeout = match retry {
             Some((at, _)) => at.saturating_duration_since(now),
             None => watch.timeout(now),
         }
         .min(next_command_poll.saturating_duration_since(now));
+        if let Some(at) = lifecycle_at {
+            timeout = timeout.min(at.saturating_duration_since(now));
+        }
         let first = match rx.recv_timeout(timeout) {
             Ok(msg) => Some(msg),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -106,10 +117,13 @@ fn process_loop(
             break;
         }
         let now = Instant::now();
+        let mut commands = false;
         if now >= next_command_poll {
             next_command_poll = now + COMMAND_POLL;
-            if operator_acted(&pipeline, &mut data_version) {
-                watch.request_rescan();
+            match operator_acted(&pipeline, &mut data_version) {
+                Acted::Nothing => {}
+                Acted::ApprovedRemovals => watch.request_rescan(),
+                Acted::Commands => commands = true,
             }
         }
         let recovering = match retry {
@@ -117,9 +131,28 @@ fn process_loop(
             Some(_) => true,
             None => false,
         };
+        let lifecycle_due = lifecycle_at.is_some_and(|at| now >= at);
         let result = if recovering {
             tracing::info!("retrying: reconciling the articles folder and republishing");
             full_pass(&mut pipeline, metrics, root, &mut watch, true)
+        } else if commands || lifecycle_due {
+            let started = Instant::now();
+            let outcome = if commands {
+                pipeline.apply_commands()
+            } else {
+                pipeline.apply_lifecycle()
+            };
+            outcome.and_then(|outcome| {
+                finish_batch(
+                    &mut pipeline,
+                    metrics,
+                    root,
+                    &mut watch,
+                    outcome,
+                    &HashMap::new(),
+                    started,
+                )
+            })
         } else {
             match watch.take(now) {
                 None => Ok(()),
@@ -178,25 +211,52 @@ fn process_loop(
         };
         // Our own commits move the data version too; only others' count.
         data_version = pipeline.catalog().data_version().unwrap_or(data_version);
+        lifecycle_at = lifecycle_deadline(&pipeline);
     }
     tracing::info!("pipeline stopped; catalog closed");
     Ok(())
 }
 
-/// Has another process (an operator's `feedwire apply-removals`) changed the
-/// catalog in a way the pipeline must act on?
-fn operator_acted(pipeline: &Pipeline, data_version: &mut i64) -> bool {
+/// What another process (an operator's or editor's command) asked of the
+/// pipeline through the catalog.
+enum Acted {
+    Nothing,
+    /// `feedwire apply-removals`: reconcile.
+    ApprovedRemovals,
+    /// `feedwire embargo/kill/correct/reinstate`.
+    Commands,
+}
+
+fn operator_acted(pipeline: &Pipeline, data_version: &mut i64) -> Acted {
     let Ok(v) = pipeline.catalog().data_version() else {
-        return false;
+        return Acted::Nothing;
     };
     if v == *data_version {
-        return false;
+        return Acted::Nothing;
     }
     *data_version = v;
-    pipeline
+    if pipeline
+        .catalog()
+        .pending_commands()
+        .is_ok_and(|c| !c.is_empty())
+    {
+        return Acted::Commands;
+    }
+    if pipeline
         .catalog()
         .held_removals()
         .is_ok_and(|held| held.iter().any(|h| h.approved))
+    {
+        return Acted::ApprovedRemovals;
+    }
+    Acted::Nothing
+}
+
+/// The next embargo end or tombstone expiry as a moment on this clock.
+fn lifecycle_deadline(pipeline: &Pipeline) -> Option<Instant> {
+    let at = pipeline.next_lifecycle_deadline().ok()??;
+    let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    Some(Instant::now() + wait)
 }
 
 /// Reconcile the whole folder, publish what changed, and after a failure

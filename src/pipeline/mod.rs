@@ -105,7 +105,8 @@ pub struct Interrupted;
 
 impl Pipeline {
     pub fn open(cfg: Config, store: Option<Store>) -> Result<Pipeline> {
-        let catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+        let mut catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+        catalog.set_tombstone_days(cfg.lifecycle.tombstone_days);
         if catalog.meta("parser")? != Some(parser_version()) {
             catalog.forget_file_stamps()?;
             catalog.set_meta("parser", &parser_version())?;
@@ -417,10 +418,122 @@ impl Pipeline {
                 handle(&mut batch, &mut outcome, &mut retry, file, read)?;
             }
         }
+        // Files gone for good (not moved to another name) are killed now,
+        // before the last hooks, so partners hear of it in this commit.
+        batch.settle()?;
         run_hooks(&mut self.hooks, &mut batch)?;
         let (affected, counts) = batch.commit()?;
         outcome.affected = affected;
         outcome.counts = counts;
+        Ok(outcome)
+    }
+
+    /// Read these files again whatever their stamps say (an editor's
+    /// command or an embargo's end changed what they mean, not their bytes).
+    fn reread(&mut self, keys: BTreeSet<String>) -> Result<Outcome> {
+        let root = self.root().to_path_buf();
+        let files: Vec<SourceFile> = keys
+            .into_iter()
+            .map(|rel| SourceFile {
+                abs: root.join(&rel),
+                rel,
+            })
+            .filter(|f| f.abs.is_file())
+            .collect();
+        self.process(
+            files,
+            Vec::new(),
+            &HashMap::new(),
+            &HashSet::new(),
+            Origin::Event,
+        )
+    }
+
+    /// When the next embargo ends or tombstone expires; the daemon sets a
+    /// timer for it.
+    pub fn next_lifecycle_deadline(&self) -> Result<Option<DateTime<Utc>>> {
+        self.catalog.next_lifecycle_deadline()
+    }
+
+    /// What time changed: embargoes that ended become public (their files
+    /// are read again, and publish as new), tombstones past
+    /// `lifecycle.tombstone_days` leave their feeds. Also at start-up, for
+    /// what lapsed while the daemon was down.
+    pub fn apply_lifecycle(&mut self) -> Result<Outcome> {
+        let now = Utc::now();
+        let lapsed: BTreeSet<String> = self.catalog.lapsed_embargoes(now)?.into_iter().collect();
+        for path in &lapsed {
+            tracing::info!(file = %self.root().join(path).display(), "embargo ended: publishing");
+        }
+        let mut outcome = if lapsed.is_empty() {
+            Outcome::default()
+        } else {
+            self.reread(lapsed)?
+        };
+        let mut batch = self.catalog.batch()?;
+        batch.purge_tombstones()?;
+        let (affected, _) = batch.commit()?;
+        outcome.affected.extend(affected);
+        Ok(outcome)
+    }
+
+    /// Act on editors' commands recorded by `feedwire embargo/kill/correct/
+    /// reinstate` (their overrides are already in the catalog): re-read the
+    /// articles' files, kill or reinstate ids without one. Logged with who
+    /// and when.
+    pub fn apply_commands(&mut self) -> Result<Outcome> {
+        let pending = self.catalog.pending_commands()?;
+        let Some(last) = pending.last().map(|c| c.seq) else {
+            return Ok(Outcome::default());
+        };
+        let mut files = BTreeSet::new();
+        let mut batch = self.catalog.batch()?;
+        for c in &pending {
+            tracing::info!(
+                command = %c.command,
+                article = %c.id,
+                who = %c.who,
+                at = %c.at.to_rfc3339(),
+                "editor's command"
+            );
+            if c.command == "reinstate" {
+                batch.reinstate(&c.id)?;
+            }
+        }
+        let (mut affected, _) = batch.commit()?;
+        let mut without_file = Vec::new();
+        for c in &pending {
+            match self.catalog.file_of(&c.id)? {
+                Some(path) if self.root().join(&path).is_file() => {
+                    files.insert(path);
+                }
+                _ => without_file.push(c),
+            }
+        }
+        // A kill of an article whose file is already gone: the id is marked.
+        let kills: Vec<&&crate::catalog::PendingCommand> = without_file
+            .iter()
+            .filter(|c| c.command == "kill")
+            .collect();
+        if !kills.is_empty() {
+            let overrides: HashMap<String, crate::catalog::Override> =
+                self.catalog.overrides()?.into_iter().collect();
+            let mut batch = self.catalog.batch()?;
+            for c in kills {
+                let reason = overrides.get(&c.id).and_then(|o| o.reason.clone());
+                batch.kill(&c.id, reason)?;
+            }
+            run_hooks(&mut self.hooks, &mut batch)?;
+            let (more, _) = batch.commit()?;
+            affected.extend(more);
+        }
+        let mut outcome = if files.is_empty() {
+            Outcome::default()
+        } else {
+            self.reread(files)?
+        };
+        outcome.affected.extend(affected);
+        self.catalog.mark_commands_applied(last)?;
         Ok(outcome)
     }
 
@@ -446,17 +559,19 @@ impl Pipeline {
             }
         }
         // Read sequentially (one connection), render in parallel (pure).
+        let now = Utc::now();
         let mut inputs = Vec::with_capacity(targets.len());
         for info in &targets {
             inputs.push((
                 info,
                 self.catalog.newest(&info.key, self.cfg.feeds.max_items)?,
+                self.catalog.tombstones_for(&info.key, now)?,
             ));
         }
         let cfg = &self.cfg;
         let rendered: Vec<Result<Vec<render::Document>>> = inputs
             .par_iter()
-            .map(|(info, entries)| render::render_feed(cfg, info, entries))
+            .map(|(info, entries, tombstones)| render::render_feed(cfg, info, entries, tombstones))
             .collect();
         let mut docs = Vec::new();
         for r in rendered {
@@ -478,7 +593,13 @@ impl Pipeline {
     /// Reconcile and publish every feed: `feedwire build`.
     pub fn build(&mut self) -> Result<(Outcome, publish::Report)> {
         let started = Instant::now();
-        let outcome = self.reconcile()?;
+        let mut outcome = self.reconcile()?;
+        // Editors' commands and embargoes that ended count in a build too.
+        for more in [self.apply_commands()?, self.apply_lifecycle()?] {
+            outcome.accepted.extend(more.accepted);
+            outcome.rejected.extend(more.rejected);
+            outcome.removed.extend(more.removed);
+        }
         let report = self.publish(None)?;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -216,7 +216,7 @@ fn read_one(
         }
         return Read::Gone;
     };
-    let (stamp, bytes) = match source::read(&real, opts.max_bytes) {
+    let read = match source::read(&real, opts.max_bytes) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
         Err(e) => {
@@ -226,11 +226,14 @@ fn read_one(
             );
         }
     };
-    if !source::is_settled(&real, &stamp)
-        || stamp.size != bytes.len() as u64 && stamp.size <= opts.max_bytes
+    let file_size = read.file_size();
+    let truncated = read.bytes.len() as u64 > opts.max_bytes;
+    if !source::is_settled(&real, &read.stamp)
+        || (!truncated && file_size != read.bytes.len() as u64)
     {
         return Read::Unsettled;
     }
+    let stamp = read.stamp;
     if let Some(k) = known
         && k.stamp.hash == stamp.hash
         && k.id.is_some()
@@ -238,13 +241,20 @@ fn read_one(
         return Read::SameContent(stamp);
     }
     let name = file.rel.rsplit('/').next().unwrap_or(&file.rel);
-    let result = if stamp.size > opts.max_bytes {
+    let result = if truncated {
         Err(ingest::IngestError::TooLarge {
-            size: stamp.size,
+            size: file_size,
             limit: opts.max_bytes,
         })
     } else {
-        ingest::parse(name, &bytes, opts)
+        ingest::parse(name, &read.bytes, opts).and_then(|mut article| {
+            // A sidecar's fields win over the file's own (wire copy has none).
+            if let Some(side) = &read.sidecar {
+                let sidecar = ingest::parse_sidecar(side, opts)?;
+                article.lifecycle = article.lifecycle.overlaid_with(&sidecar);
+            }
+            Ok(article)
+        })
     };
     Read::Parsed(stamp, result.map(Box::new))
 }

@@ -32,6 +32,12 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         }),
         lang: Some(cfg.site.language.clone()),
         entries: entries.iter().map(|e| entry(ctx, e)).collect(),
+        namespaces: if ctx.tombstones.is_empty() {
+            Default::default()
+        } else {
+            [("at".to_string(), super::TOMBSTONES_NS.to_string())].into()
+        },
+        extensions: tombstones(ctx),
         ..Default::default()
     };
     let config = atom::WriteConfig {
@@ -57,6 +63,73 @@ pub(super) fn render_entry(ctx: &Context, e: &Entry) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(8 * 1024);
     standalone.write_with_config(&mut out, config)?;
     Ok(out)
+}
+
+/// RFC 6721: an `at:deleted-entry` for each killed article the feed still
+/// announces, with `at:comment` carrying the reason when one was given.
+fn tombstones(ctx: &Context) -> atom_syndication::extension::ExtensionMap {
+    use atom_syndication::extension::Extension;
+    let mut map = atom_syndication::extension::ExtensionMap::new();
+    if ctx.tombstones.is_empty() {
+        return map;
+    }
+    let tz = ctx.cfg.time_zone().unwrap_or(chrono_tz::UTC);
+    let elements = ctx
+        .tombstones
+        .iter()
+        .map(|t| {
+            let mut children = std::collections::BTreeMap::new();
+            if let Some(reason) = &t.reason {
+                children.insert(
+                    "comment".to_string(),
+                    vec![Extension {
+                        name: "at:comment".into(),
+                        value: Some(reason.clone()),
+                        ..Default::default()
+                    }],
+                );
+            }
+            Extension {
+                name: "at:deleted-entry".into(),
+                attrs: [
+                    ("ref".to_string(), site::entry_id(ctx.cfg, &t.id)),
+                    (
+                        "when".to_string(),
+                        t.killed_at.with_timezone(&tz).to_rfc3339(),
+                    ),
+                ]
+                .into(),
+                children,
+                ..Default::default()
+            }
+        })
+        .collect();
+    map.entry("at".into())
+        .or_default()
+        .insert("deleted-entry".into(), elements);
+    map
+}
+
+/// `<fw:status embargoed-until="…">withheld</fw:status>` on embargoed copy
+/// for partners allowed it early (the namespace is declared on the element:
+/// an entry document has no feed around it).
+fn withheld_mark(until: String) -> atom_syndication::extension::ExtensionMap {
+    use atom_syndication::extension::Extension;
+    let mark = Extension {
+        name: "fw:status".into(),
+        value: Some("withheld".into()),
+        attrs: [
+            ("xmlns:fw".to_string(), super::LIFECYCLE_NS.to_string()),
+            ("embargoed-until".to_string(), until),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let mut map = atom_syndication::extension::ExtensionMap::new();
+    map.entry("fw".into())
+        .or_default()
+        .insert("status".into(), vec![mark]);
+    map
 }
 
 fn entry(ctx: &Context, e: &Entry) -> atom::Entry {
@@ -92,6 +165,9 @@ fn entry(ctx: &Context, e: &Entry) -> atom::Entry {
             lang: (e.language != cfg.site.language).then(|| e.language.clone()),
             ..Default::default()
         }),
+        extensions: super::embargo_mark(e)
+            .map(withheld_mark)
+            .unwrap_or_default(),
         ..Default::default()
     }
 }

@@ -18,7 +18,38 @@ struct Feed<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     hubs: Vec<Hub>,
     items: Vec<Item<'a>>,
+    /// feedwire's extension (JSON Feed's underscore rule): killed articles
+    /// the feed still announces, like Atom's RFC 6721 tombstones.
+    #[serde(rename = "_feedwire", skip_serializing_if = "Option::is_none")]
+    feedwire: Option<FeedExtension>,
 }
+
+#[derive(Serialize)]
+struct FeedExtension {
+    about: &'static str,
+    deleted: Vec<Deleted>,
+}
+
+#[derive(Serialize)]
+struct Deleted {
+    id: String,
+    when: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// feedwire's extension on an item: the mark on embargoed copy.
+#[derive(Serialize)]
+struct ItemExtension {
+    about: &'static str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    embargoed_until: String,
+}
+
+/// Where the extension is described (JSON Feed asks for it).
+const ABOUT: &str =
+    "https://github.com/feedwire/feedwire/blob/main/README.md#what-partners-and-readers-receive";
 
 #[derive(Serialize)]
 struct Author<'a> {
@@ -49,6 +80,8 @@ struct Item<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<&'a str>,
     language: &'a str,
+    #[serde(rename = "_feedwire", skip_serializing_if = "Option::is_none")]
+    feedwire: Option<ItemExtension>,
 }
 
 pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
@@ -71,6 +104,21 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
             })
             .collect(),
         items: entries.iter().map(|e| item(ctx, e)).collect(),
+        feedwire: (!ctx.tombstones.is_empty()).then(|| {
+            let tz = cfg.time_zone().unwrap_or(chrono_tz::UTC);
+            FeedExtension {
+                about: ABOUT,
+                deleted: ctx
+                    .tombstones
+                    .iter()
+                    .map(|t| Deleted {
+                        id: site::entry_id(cfg, &t.id),
+                        when: t.killed_at.with_timezone(&tz).to_rfc3339(),
+                        reason: t.reason.clone(),
+                    })
+                    .collect(),
+            }
+        }),
     };
     let mut out = serde_json::to_vec_pretty(&feed)?;
     out.push(b'\n');
@@ -98,5 +146,10 @@ fn item<'a>(ctx: &Context, e: &'a Entry) -> Item<'a> {
         authors: e.authors.iter().map(|a| Author { name: a }).collect(),
         tags,
         language: &e.language,
+        feedwire: super::embargo_mark(e).map(|until| ItemExtension {
+            about: ABOUT,
+            status: "withheld",
+            embargoed_until: until,
+        }),
     }
 }

@@ -12,7 +12,7 @@ mod opml;
 mod rss;
 
 use crate::article::{Category, Entry};
-use crate::catalog::FeedKey;
+use crate::catalog::{FeedKey, Tombstone};
 use crate::config::Config;
 use crate::html::escape_html;
 use crate::site;
@@ -119,11 +119,17 @@ impl FeedInfo {
 }
 
 /// Render all three formats of one feed, each capped to `feeds.max_bytes` by
-/// leaving out the oldest entries.
-pub fn render_feed(cfg: &Config, info: &FeedInfo, entries: &[Entry]) -> Result<Vec<Document>> {
+/// leaving out the oldest entries. `tombstones` are the feed's killed
+/// articles still announced (RFC 6721 in Atom, an extension in JSON Feed).
+pub fn render_feed(
+    cfg: &Config,
+    info: &FeedInfo,
+    entries: &[Entry],
+    tombstones: &[Tombstone],
+) -> Result<Vec<Document>> {
     DocKind::FEEDS
         .iter()
-        .map(|&kind| render_capped(cfg, info, entries, kind))
+        .map(|&kind| render_capped(cfg, info, entries, tombstones, kind))
         .collect()
 }
 
@@ -131,12 +137,13 @@ fn render_capped(
     cfg: &Config,
     info: &FeedInfo,
     entries: &[Entry],
+    tombstones: &[Tombstone],
     kind: DocKind,
 ) -> Result<Document> {
     let max = cfg.feeds.max_bytes;
     let mut n = entries.len();
     loop {
-        let bytes = render_one(cfg, info, &entries[..n], kind)?;
+        let bytes = render_one(cfg, info, &entries[..n], tombstones, kind)?;
         if bytes.len() <= max || n == 0 {
             if n < entries.len() {
                 tracing::warn!(
@@ -158,9 +165,30 @@ fn render_capped(
     }
 }
 
-fn render_one(cfg: &Config, info: &FeedInfo, entries: &[Entry], kind: DocKind) -> Result<Vec<u8>> {
-    let updated = newest(entries).unwrap_or_else(epoch);
-    let ctx = Context { cfg, info, updated };
+fn render_one(
+    cfg: &Config,
+    info: &FeedInfo,
+    entries: &[Entry],
+    tombstones: &[Tombstone],
+    kind: DocKind,
+) -> Result<Vec<u8>> {
+    // A kill changes the feed too: its date is the newest of its entries'
+    // and its tombstones'.
+    let killed = tombstones
+        .iter()
+        .map(|t| {
+            t.killed_at
+                .with_timezone(&cfg.time_zone().unwrap_or(chrono_tz::UTC))
+                .fixed_offset()
+        })
+        .max();
+    let updated = newest(entries).max(killed).unwrap_or_else(epoch);
+    let ctx = Context {
+        cfg,
+        info,
+        updated,
+        tombstones,
+    };
     match kind {
         DocKind::Rss => rss::render(&ctx, entries),
         DocKind::Atom => atom::render(&ctx, entries),
@@ -178,6 +206,7 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         cfg,
         info: &info,
         updated: entry.updated,
+        tombstones: &[],
     };
     let entries = std::slice::from_ref(entry);
     match kind {
@@ -191,14 +220,21 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
 /// Namespace of RFC 6721 tombstones.
 pub const TOMBSTONES_NS: &str = "http://purl.org/atompub/tombstones/1.0";
 
+/// Namespace of feedwire's own extension elements (prefix `fw`): the mark on
+/// embargoed copy sent to the partners allowed to receive it early,
+/// `<fw:status embargoed-until="…">withheld</fw:status>`.
+pub const LIFECYCLE_NS: &str = "tag:feedwire.dev,2026:lifecycle";
+
 /// A deletion notice for an article id: an RFC 6721
-/// `<at:deleted-entry ref="…" when="…"/>` document for Atom and RSS, and
-/// `{"deleted": {"id": …, "when": …}}` for JSON.
+/// `<at:deleted-entry ref="…" when="…">` document (with `<at:comment>` when a
+/// reason was given) for Atom and RSS, and `{"deleted": {"id": …, "when": …,
+/// "reason": …}}` for JSON.
 pub fn render_deletion(
     cfg: &Config,
     kind: DocKind,
     id: &str,
     when: DateTime<FixedOffset>,
+    reason: Option<&str>,
 ) -> Result<Vec<u8>> {
     let entry_id = site::entry_id(cfg, id);
     let when = when.to_rfc3339();
@@ -213,15 +249,26 @@ pub fn render_deletion(
                 ("ref", entry_id.as_str()),
                 ("when", when.as_str()),
             ]);
-            writer.write_event(Event::Empty(tombstone))?;
+            match reason {
+                None => writer.write_event(Event::Empty(tombstone))?,
+                Some(reason) => {
+                    writer.write_event(Event::Start(tombstone.borrow()))?;
+                    writer
+                        .create_element("at:comment")
+                        .write_text_content(quick_xml::events::BytesText::new(reason))?;
+                    writer.write_event(Event::End(tombstone.to_end()))?;
+                }
+            }
             let mut out = writer.into_inner();
             out.push(b'\n');
             Ok(out)
         }
         DocKind::Json => {
-            let mut out = serde_json::to_vec_pretty(&serde_json::json!({
-                "deleted": { "id": entry_id, "when": when }
-            }))?;
+            let mut deleted = serde_json::json!({ "id": entry_id, "when": when });
+            if let Some(reason) = reason {
+                deleted["reason"] = reason.into();
+            }
+            let mut out = serde_json::to_vec_pretty(&serde_json::json!({ "deleted": deleted }))?;
             out.push(b'\n');
             Ok(out)
         }
@@ -233,8 +280,9 @@ pub fn render_deletion(
 struct Context<'a> {
     cfg: &'a Config,
     info: &'a FeedInfo,
-    /// The feed's own date: its newest entry's `updated`.
+    /// The feed's own date: its newest entry's `updated` (or tombstone's).
     updated: DateTime<FixedOffset>,
+    tombstones: &'a [Tombstone],
 }
 
 impl Context<'_> {
@@ -264,16 +312,33 @@ fn epoch() -> DateTime<FixedOffset> {
 }
 
 /// The full HTML of an entry as feeds carry it: the lead (bold, as a news
-/// page shows it) followed by the body.
+/// page shows it), the body, and a correction note at the end, marked as one.
 fn full_html(entry: &Entry) -> String {
-    match &entry.summary {
+    let mut html = match &entry.summary {
         Some(lead) => format!(
             "<p><strong>{}</strong></p>\n{}",
             escape_html(lead),
             entry.content_html
         ),
         None => entry.content_html.clone(),
+    };
+    if let Some(note) = &entry.correction {
+        html.push_str(&format!(
+            "\n<p class=\"correction\"><strong>Đính chính:</strong> {}</p>",
+            escape_html(note)
+        ));
     }
+    html
+}
+
+/// When a withheld entry becomes public, as its mark says it.
+fn embargo_mark(entry: &Entry) -> Option<String> {
+    (entry.status == crate::article::Status::Withheld).then(|| {
+        entry
+            .embargoed_until
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    })
 }
 
 /// RFC 822 date as RSS wants it: two-digit day, four-digit year, numeric zone,

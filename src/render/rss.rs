@@ -103,7 +103,26 @@ fn item(ctx: &Context, e: &Entry) -> rss::Item {
             ..Default::default()
         }),
         enclosure,
-        extensions,
+        extensions: {
+            // The same mark Atom carries on embargoed copy for partners.
+            if let Some(until) = super::embargo_mark(e) {
+                let mark = Extension {
+                    name: "fw:status".into(),
+                    value: Some("withheld".into()),
+                    attrs: [
+                        ("xmlns:fw".to_string(), super::LIFECYCLE_NS.to_string()),
+                        ("embargoed-until".to_string(), until),
+                    ]
+                    .into(),
+                    ..Default::default()
+                };
+                extensions
+                    .entry("fw".into())
+                    .or_default()
+                    .insert("status".into(), vec![mark]);
+            }
+            extensions
+        },
         ..Default::default()
     }
 }

@@ -34,6 +34,7 @@ h2{font-size:1.25rem;margin:2rem 0 .5rem;border-bottom:1px solid var(--line);pad
 a{color:var(--accent)}\
 .meta{color:var(--muted);font-size:.9rem;margin:.25rem 0}\
 .lead{font-weight:600}\
+.correction{border-left:3px solid var(--accent);padding:.25rem .75rem;margin:1rem 0}\
 .subscribe{font-size:.9rem}\
 .subscribe a{display:inline-block;margin-right:.75rem}\
 ul.entries,ul.feeds{list-style:none;padding:0;margin:0}\

@@ -13,7 +13,7 @@ use super::html::{self, Page};
 use super::representation::{self, Representation, put};
 use super::{AppState, with_catalog};
 use crate::article::{Category, Entry};
-use crate::catalog::FeedKey;
+use crate::catalog::{ArticleState, FeedKey};
 use crate::config::Config;
 use crate::render::{DocKind, FeedInfo};
 use axum::body::Bytes;
@@ -177,9 +177,12 @@ pub async fn article(
     let Ok(Path(id)) = id else {
         return not_found_page(&state);
     };
-    let entry = match with_catalog(&state, move |c| c.entry(&id)).await {
-        Ok(Some(e)) => e,
-        Ok(None) => return not_found_page(&state),
+    let entry = match with_catalog(&state, move |c| c.article(&id)).await {
+        Ok(ArticleState::Public(e)) => e,
+        // Embargoed copy does not exist for the public, not even as a 404
+        // that differs from any other.
+        Ok(ArticleState::Withheld | ArticleState::Unknown) => return not_found_page(&state),
+        Ok(ArticleState::Killed { at, reason }) => return gone_page(&state, at, reason),
         Err(e) => return server_error(&state, "article", e),
     };
     let page = article_page(&state.cfg, &entry);
@@ -275,6 +278,11 @@ fn article_page<'a>(cfg: &Config, e: &'a Entry) -> Page<'a> {
             // (an allow-list of tags and attributes), so it is markup to
             // keep, not text to escape.
             div.body { (PreEscaped(&e.content_html)) }
+            @if let Some(note) = &e.correction {
+                aside.correction {
+                    p { strong { "Đính chính: " } (note) }
+                }
+            }
         }
     };
     Page {
@@ -305,6 +313,42 @@ fn not_found_body() -> Page<'static> {
         main: html! {
             h1 { "Không tìm thấy trang" }
             p { "Trang bạn tìm không tồn tại hoặc đã bị gỡ." }
+            p { a href="/" { "Về trang chủ" } }
+        },
+    }
+}
+
+/// A killed article: `410 Gone` with a short notice (and the reason, when
+/// the editors gave one), so readers and crawlers know it was withdrawn.
+fn gone_page(
+    state: &AppState,
+    at: chrono::DateTime<chrono::Utc>,
+    reason: Option<String>,
+) -> Response {
+    html::respond(
+        &state.cfg,
+        StatusCode::GONE,
+        "article",
+        gone_body(&state.cfg, at, reason.as_deref()),
+    )
+}
+
+fn gone_body(
+    cfg: &Config,
+    at: chrono::DateTime<chrono::Utc>,
+    reason: Option<&str>,
+) -> Page<'static> {
+    let when = html::time(cfg, &at.fixed_offset());
+    let reason = reason.map(str::to_string);
+    Page {
+        title: "Bài viết đã bị gỡ",
+        head: html! {},
+        main: html! {
+            h1 { "Bài viết đã bị gỡ" }
+            p.meta { "Bài viết này đã được gỡ bỏ lúc " (when) "." }
+            @if let Some(reason) = &reason {
+                p { strong { "Lý do: " } (reason) }
+            }
             p { a href="/" { "Về trang chủ" } }
         },
     }

@@ -26,24 +26,35 @@ pub(crate) fn kind(p: &Partner) -> DocKind {
     }
 }
 
-/// Whether a change matches the partner's category filter (empty = all).
+/// Whether a partner is told of a change: its category filter (empty =
+/// all), and for embargoed copy, whether it may receive it early. A kill is
+/// told to whoever heard of the article: everyone it matched once public,
+/// only the partners allowed embargoed copy before that.
 pub(crate) fn wants(p: &Partner, change: &Change) -> bool {
-    if p.categories.is_empty() {
-        return true;
-    }
+    let in_filter = |slugs: Vec<&str>| {
+        p.categories.is_empty() || slugs.iter().any(|s| p.categories.iter().any(|c| c == s))
+    };
     match change {
-        Change::Added(e) | Change::Updated(e) => e
-            .categories
-            .iter()
-            .any(|c| p.categories.iter().any(|s| s == &c.slug)),
-        Change::Removed { categories, .. } => categories
-            .iter()
-            .any(|c| p.categories.iter().any(|s| s == c)),
+        Change::Added(e) | Change::Updated(e) => in_filter(slugs(e)),
+        Change::Withheld(e) => p.embargoed && in_filter(slugs(e)),
+        Change::Killed {
+            categories,
+            was_public,
+            ..
+        } => {
+            (*was_public || p.embargoed)
+                && in_filter(categories.iter().map(String::as_str).collect())
+        }
     }
 }
 
-/// Render a change for a partner: a single-entry document, or a deletion
-/// notice (RFC 6721 tombstone; `{"deleted": …}` for JSON).
+fn slugs(e: &crate::article::Entry) -> Vec<&str> {
+    e.categories.iter().map(|c| c.slug.as_str()).collect()
+}
+
+/// Render a change for a partner: a single-entry document (embargoed copy
+/// marked as withheld), or a deletion notice (RFC 6721 tombstone with the
+/// reason as `at:comment`; `{"deleted": …}` for JSON).
 pub(crate) fn document(
     cfg: &Config,
     p: &Partner,
@@ -52,17 +63,17 @@ pub(crate) fn document(
 ) -> Result<PartnerDoc> {
     let kind = kind(p);
     let (body, content_type) = match change {
-        Change::Added(e) | Change::Updated(e) => (
+        Change::Added(e) | Change::Updated(e) | Change::Withheld(e) => (
             render::render_single(cfg, kind, e)?,
             match kind {
                 DocKind::Atom => "application/atom+xml; type=entry; charset=utf-8",
                 other => other.content_type(),
             },
         ),
-        Change::Removed { id, .. } => {
+        Change::Killed { id, reason, .. } => {
             let when = now.with_timezone(&cfg.time_zone()?).fixed_offset();
             (
-                render::render_deletion(cfg, kind, id, when)?,
+                render::render_deletion(cfg, kind, id, when, reason.as_deref())?,
                 match kind {
                     DocKind::Json => "application/json; charset=utf-8",
                     _ => "application/atom+xml; charset=utf-8",
@@ -128,16 +139,20 @@ mod tests {
     fn filter_and_deletion_notice() {
         let cfg = cfg();
         let p = &cfg.partners[0];
-        let removed = Change::Removed {
+        let removed = Change::Killed {
             id: "a1".into(),
             categories: vec!["the-thao".into()],
+            reason: None,
+            was_public: true,
         };
         assert!(wants(p, &removed));
         assert!(!wants(
             p,
-            &Change::Removed {
+            &Change::Killed {
                 id: "a2".into(),
-                categories: vec!["kinh-te".into()]
+                categories: vec!["kinh-te".into()],
+                reason: None,
+                was_public: true,
             }
         ));
         let doc = document(&cfg, p, &removed, Utc::now()).unwrap();

@@ -322,6 +322,34 @@ impl Watch {
             else {
                 continue;
             };
+            // A sidecar's change is a change of its article (whichever of
+            // the names exists; the others are not known and are ignored).
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(articles) = source::articles_of_sidecar(&name)
+                && !source::is_ignored_name(&name)
+            {
+                if matches!(event.kind, EventKind::Access(_)) {
+                    continue;
+                }
+                let dir = key.rsplit_once('/').map_or("", |(d, _)| d);
+                for article in articles {
+                    let key = if dir.is_empty() {
+                        article
+                    } else {
+                        format!("{dir}/{article}")
+                    };
+                    let p = self.pending.entry(key).or_insert(Pending {
+                        first_event: at,
+                        last_event: at,
+                        writing: false,
+                    });
+                    p.last_event = p.last_event.max(at);
+                }
+                continue;
+            }
             if source::is_article_path(root, path) {
                 let writing = match event.kind {
                     // Reads (ours included) change nothing: feedwire opening

@@ -13,8 +13,8 @@ mod schema;
 mod tests;
 
 use super::{
-    Backend, FeedKey, FeedRecord, FileStamp, HeldRemoval, Identity, KnownFile, NewDelivery,
-    Rejection, Tx,
+    ArticleRow, ArticleState, Backend, EditorCommand, FeedKey, FeedRecord, FileStamp, HeldRemoval,
+    Identity, KnownFile, NewDelivery, Override, PendingCommand, Rejection, Status, Tombstone, Tx,
 };
 use crate::article::Category;
 use anyhow::{Context, Result};
@@ -78,6 +78,26 @@ fn known_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownFile> {
     })
 }
 
+/// Feed keys as a tombstone stores them (a JSON array).
+fn stored_feeds(json: &str) -> Result<Vec<FeedKey>> {
+    let keys: Vec<String> = serde_json::from_str(json)?;
+    Ok(keys.into_iter().map(FeedKey::from_stored).collect())
+}
+
+/// An `editorial` row (status, embargo_until_us, correction, reason).
+fn override_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Override> {
+    Ok(Override {
+        status: r
+            .get::<_, Option<String>>(0)?
+            .and_then(|s| Status::parse(&s)),
+        embargo_until: r
+            .get::<_, Option<i64>>(1)?
+            .and_then(DateTime::from_timestamp_micros),
+        correction: r.get(2)?,
+        reason: r.get(3)?,
+    })
+}
+
 fn from_unix(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
 }
@@ -125,7 +145,7 @@ impl Backend for Sqlite {
     fn entry(&self, id: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT entry FROM articles WHERE id = ?1")?
+            .prepare_cached("SELECT entry FROM articles WHERE id = ?1 AND state = 'usable'")?
             .query_row([id], |r| r.get(0))
             .optional()?)
     }
@@ -257,6 +277,186 @@ impl Backend for Sqlite {
             .conn
             .pragma_query_value(None, "data_version", |r| r.get(0))?)
     }
+
+    fn article_state(&self, id: &str) -> Result<ArticleState> {
+        let row: Option<(String, String)> = self
+            .conn
+            .prepare_cached("SELECT state, entry FROM articles WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((state, entry)) = row {
+            return Ok(match Status::parse(&state) {
+                Some(Status::Usable) | None => {
+                    ArticleState::Public(Box::new(serde_json::from_str(&entry)?))
+                }
+                _ => ArticleState::Withheld,
+            });
+        }
+        let killed: Option<(Option<i64>, Option<String>)> = self
+            .conn
+            .prepare_cached("SELECT killed_at_us, kill_reason FROM identities WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(match killed {
+            Some((Some(at), reason)) => ArticleState::Killed {
+                at: DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                reason,
+            },
+            _ => ArticleState::Unknown,
+        })
+    }
+
+    fn tombstones(&self, now_us: i64) -> Result<Vec<Tombstone>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, killed_at_us, reason, feeds, expires_at_us FROM tombstones WHERE expires_at_us > ?1",
+        )?;
+        let rows = stmt.query_map([now_us], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, killed, reason, feeds, expires) = row?;
+            out.push(Tombstone {
+                id,
+                killed_at: DateTime::from_timestamp_micros(killed).unwrap_or_default(),
+                reason,
+                feeds: stored_feeds(&feeds)?,
+                expires_at: DateTime::from_timestamp_micros(expires).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn next_lifecycle_deadline(&self) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT min(t) FROM (
+                SELECT min(embargo_until_us) AS t FROM articles
+                 WHERE state = 'withheld' AND embargo_until_us IS NOT NULL
+                UNION ALL SELECT min(expires_at_us) FROM tombstones)",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn lapsed_embargoes(&self, now_us: i64) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path FROM articles WHERE state = 'withheld' AND embargo_until_us <= ?1 ORDER BY path",
+        )?;
+        let rows = stmt.query_map([now_us], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn file_of(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT path FROM files WHERE article_id = ?1 ORDER BY path LIMIT 1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn record_command(
+        &self,
+        id: &str,
+        command: &EditorCommand,
+        who: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let at_us = at.timestamp_micros();
+        Ok(write_transaction_on(&self.conn, |tx| {
+            let argument: Option<String> = match command {
+                EditorCommand::Embargo { until } => Some(until.to_rfc3339()),
+                EditorCommand::Kill { reason } => reason.clone(),
+                EditorCommand::Correct { note } => Some(note.clone()),
+                EditorCommand::Reinstate => None,
+            };
+            tx.execute(
+                "INSERT INTO operator_commands(command, article_id, argument, who, at_us) VALUES(?1, ?2, ?3, ?4, ?5)",
+                params![command.name(), id, argument, who, at_us],
+            )?;
+            match command {
+                EditorCommand::Embargo { until } => tx.execute(
+                    "INSERT INTO editorial(id, status, embargo_until_us, updated_at_us) VALUES(?1, 'withheld', ?2, ?3)
+                     ON CONFLICT(id) DO UPDATE SET status = 'withheld', embargo_until_us = excluded.embargo_until_us,
+                       updated_at_us = excluded.updated_at_us",
+                    params![id, until.timestamp_micros(), at_us],
+                ),
+                EditorCommand::Kill { reason } => tx.execute(
+                    "INSERT INTO editorial(id, status, reason, updated_at_us) VALUES(?1, 'canceled', ?2, ?3)
+                     ON CONFLICT(id) DO UPDATE SET status = 'canceled', reason = excluded.reason,
+                       updated_at_us = excluded.updated_at_us",
+                    params![id, reason, at_us],
+                ),
+                EditorCommand::Correct { note } => tx.execute(
+                    "INSERT INTO editorial(id, correction, updated_at_us) VALUES(?1, ?2, ?3)
+                     ON CONFLICT(id) DO UPDATE SET correction = excluded.correction,
+                       updated_at_us = excluded.updated_at_us",
+                    params![id, note, at_us],
+                ),
+                // Back to what the file says: the kill and any embargo or
+                // status an editor set are dropped (a correction stays).
+                EditorCommand::Reinstate => tx.execute(
+                    "UPDATE editorial SET status = NULL, embargo_until_us = NULL, reason = NULL,
+                       updated_at_us = ?2 WHERE id = ?1",
+                    params![id, at_us],
+                ),
+            }
+        })
+        .map(|_| ())?)
+    }
+
+    fn pending_commands(&self) -> Result<Vec<PendingCommand>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, article_id, command, who, at_us FROM operator_commands WHERE applied = 0 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PendingCommand {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                command: r.get(2)?,
+                who: r.get(3)?,
+                at: DateTime::from_timestamp_micros(r.get(4)?).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn mark_commands_applied(&self, up_to_seq: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE operator_commands SET applied = 1 WHERE applied = 0 AND seq <= ?1",
+            [up_to_seq],
+        )?;
+        Ok(())
+    }
+
+    fn overrides(&self) -> Result<Vec<(String, Override)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, status, embargo_until_us, correction, reason FROM editorial
+             WHERE status IS NOT NULL OR embargo_until_us IS NOT NULL OR correction IS NOT NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Override {
+                    status: r
+                        .get::<_, Option<String>>(1)?
+                        .and_then(|s| Status::parse(&s)),
+                    embargo_until: r
+                        .get::<_, Option<i64>>(2)?
+                        .and_then(DateTime::from_timestamp_micros),
+                    correction: r.get(3)?,
+                    reason: r.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 /// A batch's transaction. Statements go through the connection's statement
@@ -306,7 +506,9 @@ impl Tx for SqliteTx<'_> {
 
     fn identity(&mut self, id: &str) -> Result<Option<Identity>> {
         Ok(self.row(
-            "SELECT first_seen_us, content_hash, changed_at_us FROM identities WHERE id = ?1",
+            "SELECT first_seen_us, content_hash, changed_at_us, version, public_since_us,
+                    killed_at_us, kill_reason
+             FROM identities WHERE id = ?1",
             [id],
             |r| {
                 Ok(Identity {
@@ -314,16 +516,35 @@ impl Tx for SqliteTx<'_> {
                     first_seen_us: r.get(0)?,
                     content_hash: r.get(1)?,
                     changed_at_us: r.get(2)?,
+                    version: r.get(3)?,
+                    public_since_us: r.get(4)?,
+                    killed_at_us: r.get(5)?,
+                    kill_reason: r.get(6)?,
                 })
             },
         )?)
     }
 
     fn put_identity(&mut self, i: &Identity) -> Result<()> {
+        // First-seen never moves, whatever the caller says.
         self.exec(
-            "INSERT INTO identities(id, first_seen_us, content_hash, changed_at_us) VALUES(?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash, changed_at_us = excluded.changed_at_us",
-            params![i.id, i.first_seen_us, i.content_hash, i.changed_at_us],
+            "INSERT INTO identities(id, first_seen_us, content_hash, changed_at_us, version,
+                                    public_since_us, killed_at_us, kill_reason)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash,
+               changed_at_us = excluded.changed_at_us, version = excluded.version,
+               public_since_us = excluded.public_since_us, killed_at_us = excluded.killed_at_us,
+               kill_reason = excluded.kill_reason",
+            params![
+                i.id,
+                i.first_seen_us,
+                i.content_hash,
+                i.changed_at_us,
+                i.version,
+                i.public_since_us,
+                i.killed_at_us,
+                i.kill_reason
+            ],
         )?;
         Ok(())
     }
@@ -336,13 +557,76 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
-    fn put_article(&mut self, id: &str, path: &str, published_us: i64, entry: &str) -> Result<()> {
+    fn article_status(&mut self, id: &str) -> Result<Option<Status>> {
+        Ok(self
+            .row("SELECT state FROM articles WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })?
+            .map(|s| Status::parse(&s).unwrap_or_default()))
+    }
+
+    fn put_article(&mut self, a: &ArticleRow<'_>) -> Result<()> {
         self.exec(
-            "INSERT INTO articles(id, path, published_us, entry) VALUES(?1, ?2, ?3, ?4)
-             ON CONFLICT(id) DO UPDATE SET path = excluded.path, published_us = excluded.published_us, entry = excluded.entry",
-            params![id, path, published_us, entry],
+            "INSERT INTO articles(id, path, published_us, entry, state, embargo_until_us)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET path = excluded.path, published_us = excluded.published_us,
+               entry = excluded.entry, state = excluded.state, embargo_until_us = excluded.embargo_until_us",
+            params![
+                a.id,
+                a.path,
+                a.published_us,
+                a.entry,
+                a.status.as_str(),
+                a.embargo_until_us
+            ],
         )?;
         Ok(())
+    }
+
+    fn editorial(&mut self, id: &str) -> Result<Option<Override>> {
+        Ok(self.row(
+            "SELECT status, embargo_until_us, correction, reason FROM editorial WHERE id = ?1",
+            [id],
+            override_row,
+        )?)
+    }
+
+    fn put_tombstone(&mut self, t: &Tombstone) -> Result<()> {
+        let feeds: Vec<&str> = t.feeds.iter().map(FeedKey::stored).collect();
+        self.exec(
+            "INSERT INTO tombstones(id, killed_at_us, reason, feeds, expires_at_us) VALUES(?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET killed_at_us = excluded.killed_at_us, reason = excluded.reason,
+               feeds = excluded.feeds, expires_at_us = excluded.expires_at_us",
+            params![
+                t.id,
+                t.killed_at.timestamp_micros(),
+                t.reason,
+                serde_json::to_string(&feeds)?,
+                t.expires_at.timestamp_micros()
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_tombstone(&mut self, id: &str) -> Result<Vec<FeedKey>> {
+        let feeds = self.row("SELECT feeds FROM tombstones WHERE id = ?1", [id], |r| {
+            r.get::<_, String>(0)
+        })?;
+        self.exec("DELETE FROM tombstones WHERE id = ?1", [id])?;
+        feeds.map_or(Ok(Vec::new()), |f| stored_feeds(&f))
+    }
+
+    fn purge_tombstones(&mut self, now_us: i64) -> Result<Vec<FeedKey>> {
+        let lists = self.strings(
+            "SELECT feeds FROM tombstones WHERE expires_at_us <= ?1",
+            [now_us],
+        )?;
+        self.exec("DELETE FROM tombstones WHERE expires_at_us <= ?1", [now_us])?;
+        let mut out = Vec::new();
+        for list in lists {
+            out.extend(stored_feeds(&list)?);
+        }
+        Ok(out)
     }
 
     fn delete_article(&mut self, id: &str) -> Result<()> {

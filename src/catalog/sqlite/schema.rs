@@ -139,6 +139,49 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX syndicate_verifying_topic ON syndicate_verifying(topic);
     CREATE INDEX syndicate_verifying_client ON syndicate_verifying(client);
     ",
+    // 4: the newsroom lifecycle. An id's version and the moment it first
+    // became public; whether it is killed (not published again until
+    // reinstated) and why; an article's state and embargo; tombstones kept
+    // in the feeds for `lifecycle.tombstone_days`; editors' overrides from
+    // the command line, and the log of their commands (who, when).
+    "
+    ALTER TABLE identities ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE identities ADD COLUMN public_since_us INTEGER;
+    ALTER TABLE identities ADD COLUMN killed_at_us INTEGER;
+    ALTER TABLE identities ADD COLUMN kill_reason TEXT;
+    UPDATE identities SET public_since_us = first_seen_us
+        WHERE id IN (SELECT id FROM articles);
+    ALTER TABLE articles ADD COLUMN state TEXT NOT NULL DEFAULT 'usable';
+    ALTER TABLE articles ADD COLUMN embargo_until_us INTEGER;
+    CREATE INDEX articles_by_embargo ON articles(embargo_until_us) WHERE embargo_until_us IS NOT NULL;
+    CREATE TABLE tombstones (
+        id             TEXT PRIMARY KEY,
+        killed_at_us   INTEGER NOT NULL,
+        reason         TEXT,
+        -- The feeds it was in, as a JSON array of stored feed keys.
+        feeds          TEXT NOT NULL,
+        expires_at_us  INTEGER NOT NULL
+    );
+    CREATE INDEX tombstones_by_expiry ON tombstones(expires_at_us);
+    CREATE TABLE editorial (
+        id                TEXT PRIMARY KEY,
+        status            TEXT,
+        embargo_until_us  INTEGER,
+        correction        TEXT,
+        reason            TEXT,
+        updated_at_us     INTEGER NOT NULL
+    );
+    CREATE TABLE operator_commands (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        command     TEXT NOT NULL,
+        article_id  TEXT NOT NULL,
+        argument    TEXT,
+        who         TEXT NOT NULL,
+        at_us       INTEGER NOT NULL,
+        applied     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX operator_commands_pending ON operator_commands(applied) WHERE applied = 0;
+    ",
 ];
 
 /// How many migrations this build knows.

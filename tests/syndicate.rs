@@ -215,10 +215,6 @@ fn article(site: &Site, file: &str, category: &str, title: &str) {
     );
 }
 
-fn parse_feed(body: &[u8]) -> feed_rs::model::Feed {
-    feed_rs::parser::parse(body).unwrap_or_else(|e| panic!("delivery does not parse: {e}"))
-}
-
 fn has_title(body: &[u8], title: &str) -> bool {
     titles(&parse_feed(body)).iter().any(|t| t == title)
 }

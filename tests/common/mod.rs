@@ -93,17 +93,20 @@ impl Site {
         out
     }
 
-    /// Parse a published feed with feed-rs (the independent parser).
+    /// A published feed, parsed; it must exist.
+    #[track_caller]
     pub fn feed(&self, rel: &str) -> feed_rs::model::Feed {
         let bytes = std::fs::read(self.feeds().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        feed_rs::parser::parse(bytes.as_slice())
-            .unwrap_or_else(|e| panic!("{rel} does not parse: {e}"))
+        parse_feed(&bytes)
     }
 
-    /// Parse a feed if it exists and parses.
+    /// A published feed, parsed, or `None` while it cannot be read (not
+    /// published yet). Feeds are published atomically, so one that exists
+    /// and does not parse is a failure, not a "not yet": that panics.
+    #[track_caller]
     pub fn try_feed(&self, rel: &str) -> Option<feed_rs::model::Feed> {
         let bytes = std::fs::read(self.feeds().join(rel)).ok()?;
-        feed_rs::parser::parse(bytes.as_slice()).ok()
+        Some(parse_feed(&bytes))
     }
 
     pub fn start(&self) -> Daemon {
@@ -116,6 +119,24 @@ impl Site {
 pub fn http_client() -> reqwest::blocking::Client {
     feedwire::install_tls_provider();
     reqwest::blocking::Client::new()
+}
+
+/// Parse a feed document (RSS, Atom or JSON Feed) with feed-rs, the parser
+/// independent of feedwire's renderer. Panics naming the error and showing
+/// the start of the document; the location is the caller's.
+#[track_caller]
+pub fn parse_feed(bytes: &[u8]) -> feed_rs::model::Feed {
+    // A `match`, not `unwrap_or_else`: a closure would not report the caller.
+    match feed_rs::parser::parse(bytes) {
+        Ok(feed) => feed,
+        Err(e) => {
+            let start: String = String::from_utf8_lossy(bytes).chars().take(300).collect();
+            panic!(
+                "feed-rs cannot parse this {}-byte document as a feed ({e}); it begins: {start:?}",
+                bytes.len()
+            )
+        }
+    }
 }
 
 /// Entry titles of a parsed feed.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -25,7 +25,6 @@ struct Req {
     query: HashMap<String, String>,
     headers: HashMap<String, String>,
     body: Vec<u8>,
-    at: Instant,
     status: u16,
 }
 
@@ -102,7 +101,6 @@ impl Recorder {
                             })
                             .collect(),
                         body: body.to_vec(),
-                        at: Instant::now(),
                         status: 0,
                     };
                     let (status, out) = behave(&req);
@@ -865,71 +863,78 @@ fn dead_letters_and_redeliver() {
     });
 }
 
-/// MEASUREMENT (prints figures, asserts only correctness): 1,000 WebSub
-/// subscribers on loopback; time from an article's arrival to the last
-/// delivery, and the drain rate.
+/// Fan-out (WS-H11, WS-H14): a change reaches every subscriber of the topic
+/// exactly once, as the full topic document signed with that subscriber's
+/// own secret. The subscribers are all one client (127.0.0.1), so the
+/// per-client limits on subscribing are raised to let them in at once; the
+/// per-client share of deliveries in flight keeps its default, below N, so
+/// the fan-out also queues behind it without losing anyone. How long
+/// 1,000 subscribers take is a benchmark figure, not a test:
+/// `examples/websub_fanout.rs`, run by `bench/run.sh`.
 #[test]
-fn measure_websub_fanout_to_1000_subscribers() {
-    const N: usize = 1000;
+fn fanout_delivers_one_update_to_every_subscriber_signed_with_its_secret() {
+    const N: usize = 20;
     let rec = Recorder::start(echo);
-    // Every subscriber here is one client (127.0.0.1): lift the per-client
-    // limits that would otherwise (rightly) slow it down.
-    let site = site(
-        "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nclient_burst = 2000\n\
-         max_pending_verifications_per_client = 2000\nmax_subscriptions_per_client = 2000\n\
-         max_deliveries_in_flight_per_client = 64\n",
-    );
+    let site = site(&format!(
+        "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nclient_burst = {N}\n\
+         max_pending_verifications_per_client = {N}\n"
+    ));
     let daemon = site.start();
     let topic = format!("{BASE_URL}/feeds/atom.xml");
-    let client = http_client();
+    let secret = |i: usize| format!("secret-of-subscriber-{i}");
     for i in 0..N {
-        let body: String = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("hub.mode", "subscribe")
-            .append_pair("hub.topic", &topic)
-            .append_pair("hub.callback", &rec.url(&format!("/cb/{i}")))
-            .finish();
-        let resp = client
-            .post(format!("http://{}/hub", daemon.http_addr()))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        let callback = rec.url(&format!("/cb/{i}"));
+        let (code, why) = subscribe(&daemon, &topic, &callback, &[("hub.secret", &secret(i))]);
+        assert_eq!(code, 202, "subscriber {i}: {why}");
     }
-    wait_for(
-        "1000 subscriptions active",
-        Duration::from_secs(180),
-        || (active_subscriptions(&site)? == N).then_some(()),
-    );
-    let title = "Đo thời gian phân phối";
-    let t0 = Instant::now();
-    article(&site, "do.txt", "Khoa học", title);
-    let deliveries = wait_for("1000 deliveries", Duration::from_secs(180), || {
-        let got: Vec<Req> = rec
-            .all()
-            .into_iter()
-            .filter(|r| r.method == "POST" && r.path.starts_with("/cb/"))
-            .collect();
-        (got.len() >= N).then_some(got)
+    wait_for(&format!("{N} subscriptions active"), LONG, || {
+        (active_subscriptions(&site)? == N).then_some(())
     });
-    let first = deliveries.iter().map(|r| r.at).min().unwrap();
-    let last = deliveries.iter().map(|r| r.at).max().unwrap();
-    let paths: std::collections::HashSet<&str> =
-        deliveries.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(paths.len(), N, "every subscriber exactly once");
-    assert!(has_title(&deliveries[0].body, title));
-    let spread = last.duration_since(first).as_secs_f64();
-    println!(
-        "MEASUREMENT websub fan-out ({} build): file written → first delivery {:.3} s, → last of {N} {:.3} s; drain {:.0} deliveries/s",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        first.duration_since(t0).as_secs_f64(),
-        last.duration_since(t0).as_secs_f64(),
-        N as f64 / spread.max(1e-3),
+    let title = "Tin cho mọi người đăng ký";
+    article(&site, "moi.txt", "Khoa học", title);
+    let posts = || -> Vec<Req> {
+        rec.all()
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect()
+    };
+    wait_for(&format!("{N} deliveries"), LONG, || {
+        (posts().len() >= N).then_some(())
+    });
+    // Give stray deliveries a chance to show up before counting them.
+    std::thread::sleep(Duration::from_millis(1500));
+    let deliveries = posts();
+    let paths: Vec<&str> = deliveries.iter().map(|r| r.path.as_str()).collect();
+    let distinct: std::collections::HashSet<&str> = paths.iter().copied().collect();
+    assert_eq!(
+        (deliveries.len(), distinct.len()),
+        (N, N),
+        "every subscriber exactly once: {paths:?}"
     );
+    let topic_document = std::fs::read(site.feeds().join("atom.xml")).unwrap();
+    for delivery in &deliveries {
+        let i: usize = delivery
+            .path
+            .strip_prefix("/cb/")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("a delivery to {}", delivery.path));
+        assert_eq!(
+            delivery.headers.get("x-hub-signature"),
+            Some(&format!(
+                "sha256={}",
+                hmac_hex(secret(i).as_bytes(), &delivery.body)
+            )),
+            "subscriber {i}: signed with its own secret"
+        );
+        assert!(
+            has_title(&delivery.body, title),
+            "subscriber {i}: the change"
+        );
+        assert_eq!(
+            delivery.body, topic_document,
+            "subscriber {i}: the full topic document"
+        );
+    }
 }
 
 /// Issue 9, point 18: failed deliveries are not silent. An external hub

@@ -1,10 +1,14 @@
 //! Ingest micro-benchmarks: one article's bytes → `Article`
-//! (`feedwire::ingest::parse`: decode, NFC, layout, sanitised HTML).
+//! (`feedwire::ingest::parse`: decode, NFC, layout, sanitised HTML), and the
+//! worst hostile shapes at two sizes five times apart: with throughput in
+//! bytes, equal rates at both sizes mean the work is linear in the input.
 //!
-//! `cargo bench --bench ingest`
+//! `cargo bench --bench ingest` (`-- hostile` for the hostile group only)
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/hostile.rs"]
+mod hostile;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use feedwire::ingest::{IngestOptions, parse};
@@ -17,6 +21,7 @@ fn opts() -> IngestOptions {
         time_zone: chrono_tz::Asia::Ho_Chi_Minh,
         max_bytes: 4 << 20,
         now: chrono::Utc::now(),
+        limits: Default::default(),
     }
 }
 
@@ -81,5 +86,45 @@ fn bench_ingest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ingest);
+/// The shapes that were quadratic (or worse) before ingest bounded them,
+/// one per cause: tree-builder depth (Markdown quotes, lists, raw HTML),
+/// reopened formatting, foster parenting, the serialiser's rescans, HTML
+/// expansion, YAML flow nesting and aliases; plus two accepted shapes.
+const WORST: [&str; 12] = [
+    "md_quote_no_space",
+    "md_list_one_line",
+    "md_html_div_nested",
+    "md_html_reopened_attribute",
+    "md_html_foster_parented",
+    "md_html_bare_ampersands",
+    "md_link_long_url_ampersands",
+    "md_table_padding",
+    "md_yaml_nested",
+    "md_yaml_aliases",
+    "md_entities_line",
+    "wire_quotes_line",
+];
+
+fn bench_hostile(c: &mut Criterion) {
+    let opts = opts();
+    let mut group = c.benchmark_group("hostile");
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    for name in WORST {
+        let shape = hostile::shape(name).expect("a known shape");
+        for size in [40_000, 200_000] {
+            let bytes = (shape.make)(size);
+            group.throughput(Throughput::Bytes(bytes.len() as u64));
+            group.bench_function(format!("{name}/{}KB", size / 1000), |b| {
+                // Most of these are refused; the time to say so is the point.
+                b.iter(|| parse(black_box(shape.file_name), black_box(&bytes), &opts).is_ok())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_ingest, bench_hostile);
 criterion_main!(benches);

@@ -25,6 +25,7 @@ fn entries(n: u64) -> Vec<Entry> {
         time_zone: chrono_tz::Asia::Ho_Chi_Minh,
         max_bytes: 4 << 20,
         now: chrono::Utc::now(),
+        limits: Default::default(),
     };
     (0..n)
         .rev()

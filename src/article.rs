@@ -82,6 +82,82 @@ pub struct Article {
     pub front_matter: Option<String>,
     /// BCP 47 language tag guessed from the text (`vi` or `en`).
     pub language: String,
+    /// What the file (front matter, or a wire file's sidecar) says about the
+    /// article's lifecycle: embargo, status, correction. Left out of the
+    /// serialised form when empty, so articles without it hash as before.
+    #[serde(default, skip_serializing_if = "Lifecycle::is_empty")]
+    pub lifecycle: Lifecycle,
+}
+
+/// Where an article stands (IPTC's `pubStatus`): published, held back
+/// (embargoed), or withdrawn (killed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Usable,
+    Withheld,
+    Canceled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Usable => "usable",
+            Status::Withheld => "withheld",
+            Status::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "usable" => Some(Status::Usable),
+            "withheld" => Some(Status::Withheld),
+            "canceled" | "cancelled" => Some(Status::Canceled),
+            _ => None,
+        }
+    }
+
+    fn is_usable(&self) -> bool {
+        *self == Status::Usable
+    }
+}
+
+/// What a file says about its article's lifecycle. Editors' commands
+/// (`feedwire embargo/kill/correct/reinstate`) override it in the catalog.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// `status: withheld|canceled` (usable when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Not public before this moment (it makes the article withheld until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embargo: Option<DateTime<FixedOffset>>,
+    /// A correction note shown with the article.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<String>,
+    /// Why it was killed (with `status: canceled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_reason: Option<String>,
+}
+
+impl Lifecycle {
+    pub fn is_empty(&self) -> bool {
+        self == &Lifecycle::default()
+    }
+
+    /// `other`'s fields where it has them (a sidecar over the file's own).
+    pub fn overlaid_with(&self, other: &Lifecycle) -> Lifecycle {
+        Lifecycle {
+            status: other.status.or(self.status),
+            embargo: other.embargo.or(self.embargo),
+            correction: other.correction.clone().or_else(|| self.correction.clone()),
+            kill_reason: other
+                .kill_reason
+                .clone()
+                .or_else(|| self.kill_reason.clone()),
+        }
+    }
 }
 
 impl Article {
@@ -124,6 +200,28 @@ pub struct Entry {
     pub dateline: Option<String>,
     pub published: DateTime<FixedOffset>,
     pub updated: DateTime<FixedOffset>,
+    /// Goes up by one with each change of what the article says (a
+    /// correction included); starts at 1.
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    pub version: u32,
+    /// `Usable` for everything in a public feed; `Withheld` only in
+    /// documents for partners allowed embargoed copy.
+    #[serde(default, skip_serializing_if = "Status::is_usable")]
+    pub status: Status,
+    /// For a withheld entry: when it becomes public.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embargoed_until: Option<DateTime<FixedOffset>>,
+    /// The correction note, shown at the end of the content and on the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correction: Option<String>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+fn is_first_version(v: &u32) -> bool {
+    *v == 1
 }
 
 impl Entry {
@@ -153,6 +251,10 @@ impl Entry {
             dateline: article.dateline.clone(),
             published,
             updated,
+            version: 1,
+            status: Status::Usable,
+            embargoed_until: None,
+            correction: article.lifecycle.correction.clone(),
         }
     }
 }

@@ -111,7 +111,17 @@ impl Default for Feeds {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ingest {
+    /// Larger article files are rejected before they are decoded.
     pub max_bytes: u64,
+    /// The largest body HTML one article may produce; larger ones are
+    /// rejected so that one article cannot crowd the others out of a feed.
+    /// Unset, it is 256 KiB or a quarter of `feeds.max_bytes`, whichever is
+    /// smaller; `validate` fills it in.
+    pub max_html_bytes: Option<usize>,
+    /// How deep quotes, lists, inline markup, HTML elements and front-matter
+    /// values may nest; deeper articles are rejected (parsing costs grow
+    /// with depth for every element).
+    pub max_nesting: usize,
     /// A file still parsing this long after its parse started is rejected as
     /// too complex, so one hostile file delays the others by at most this.
     pub parse_budget_ms: u64,
@@ -119,9 +129,23 @@ pub struct Ingest {
 
 impl Default for Ingest {
     fn default() -> Self {
+        let limits = crate::ingest::Limits::default();
         Ingest {
             max_bytes: 4 << 20,
+            max_html_bytes: None,
+            max_nesting: limits.max_nesting,
             parse_budget_ms: 2000,
+        }
+    }
+}
+
+impl Ingest {
+    /// The bounds ingest applies to every article.
+    pub fn limits(&self) -> crate::ingest::Limits {
+        let defaults = crate::ingest::Limits::default();
+        crate::ingest::Limits {
+            max_html_bytes: self.max_html_bytes.unwrap_or(defaults.max_html_bytes),
+            max_nesting: self.max_nesting,
         }
     }
 }
@@ -518,6 +542,25 @@ impl Config {
         if self.ingest.max_bytes == 0 {
             bail!("ingest.max_bytes must be at least 1");
         }
+        // An entry is carried up to three times its HTML in a feed (Atom
+        // escapes it), so a quarter of the feed still leaves room for others.
+        let quarter = self.feeds.max_bytes / 4;
+        match self.ingest.max_html_bytes {
+            None => {
+                let default = crate::ingest::Limits::DEFAULT_MAX_HTML_BYTES;
+                self.ingest.max_html_bytes = Some(default.min(quarter));
+            }
+            Some(n) if n < 1024 || n > quarter => bail!(
+                "ingest.max_html_bytes must be between 1024 and a quarter of feeds.max_bytes ({quarter}); it is {n}"
+            ),
+            Some(_) => {}
+        }
+        if !(8..=1000).contains(&self.ingest.max_nesting) {
+            bail!(
+                "ingest.max_nesting must be between 8 and 1000 (it is {})",
+                self.ingest.max_nesting
+            );
+        }
         if self.ingest.parse_budget_ms == 0 {
             bail!("ingest.parse_budget_ms must be at least 1");
         }
@@ -673,6 +716,9 @@ mod tests {
         assert_eq!(cfg.paths.articles, PathBuf::from("/srv/feedwire/articles"));
         assert_eq!(cfg.feeds.max_items, 50);
         assert_eq!(cfg.feeds.max_bytes, 1 << 20);
+        assert_eq!(cfg.ingest.limits(), crate::ingest::Limits::default());
+        assert_eq!(cfg.ingest.max_html_bytes, Some(256 << 10));
+        assert_eq!(cfg.ingest.max_nesting, 64);
         assert_eq!(cfg.time_zone().unwrap(), chrono_tz::Asia::Ho_Chi_Minh);
     }
 
@@ -685,6 +731,13 @@ mod tests {
             ("[site]\nbase_url = \"ftp://x\"", "site.base_url"),
             ("[site]\ntime_zone = \"Mars/Base\"", "site.time_zone"),
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[ingest]\nmax_html_bytes = 100", "ingest.max_html_bytes"),
+            (
+                "[feeds]\nmax_bytes = 65536\n[ingest]\nmax_html_bytes = 32768",
+                "ingest.max_html_bytes",
+            ),
+            ("[ingest]\nmax_nesting = 2", "ingest.max_nesting"),
+            ("[ingest]\nmax_nesting = 100000", "ingest.max_nesting"),
             ("[server]\nmax_connections = 0", "server.max_connections"),
             (
                 "[server]\nmax_connections = 10\nmax_connections_per_client = 11",
@@ -729,5 +782,13 @@ mod tests {
                 "error for {text:?} should name {key}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn html_cap_defaults_to_a_quarter_of_a_small_feed() {
+        let small = parse("[feeds]\nmax_bytes = 8192").unwrap();
+        assert_eq!(small.ingest.limits().max_html_bytes, 2048);
+        let set = parse("[feeds]\nmax_bytes = 8192\n[ingest]\nmax_html_bytes = 1500").unwrap();
+        assert_eq!(set.ingest.limits().max_html_bytes, 1500);
     }
 }

@@ -207,6 +207,7 @@ fn check(json: bool, config: Option<&Path>, files: &[PathBuf]) -> Result<ExitCod
         time_zone: cfg.time_zone()?,
         max_bytes: cfg.ingest.max_bytes,
         now: chrono::Utc::now(),
+        limits: cfg.ingest.limits(),
     };
     let mut failed = false;
     for file in files {

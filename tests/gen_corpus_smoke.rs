@@ -14,6 +14,7 @@ fn opts() -> IngestOptions {
         time_zone: chrono_tz::Asia::Ho_Chi_Minh,
         max_bytes: 4 << 20,
         now: chrono::Utc::now(),
+        limits: Default::default(),
     }
 }
 

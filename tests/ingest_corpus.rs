@@ -17,6 +17,7 @@ fn opts() -> IngestOptions {
         time_zone: chrono_tz::Asia::Ho_Chi_Minh,
         max_bytes: 4 << 20,
         now: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        limits: Default::default(),
     }
 }
 

@@ -222,6 +222,7 @@ fn article(id: &str, title: &str, categories: &[&str], published: &str) -> Artic
         updated: None,
         front_matter: None,
         language: "vi".into(),
+        lifecycle: Default::default(),
     }
 }
 

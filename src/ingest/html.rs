@@ -3,8 +3,11 @@
 //! Everything that ends up in [`Article::content_html`](crate::article::Article)
 //! passes through [`sanitize`], so later stages can embed it in a page, an
 //! RSS `<description>` CDATA section or an Atom `<content type="html">`
-//! without thinking about scripts, event handlers or `]]>`.
+//! without thinking about scripts, event handlers, `]]>`, characters XML
+//! forbids, or a size that crowds other entries out of a feed.
 
+use super::text::strip_forbidden;
+use super::{IngestError, Limits, probe};
 use crate::html::escape_html;
 use std::sync::LazyLock;
 
@@ -21,14 +24,39 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     b
 });
 
-/// Sanitise untrusted HTML (rendered Markdown, which may embed raw HTML).
+/// Sanitise untrusted HTML (rendered Markdown, which may embed raw HTML;
+/// `well_formed` says it does not).
+///
+/// Nothing reaches ammonia unless [`probe::check`] found its structure within
+/// `limits` (ammonia's parser and serialiser are quadratic on deep or
+/// repetitive input), or [`probe::needed`] shows it cannot cross them; the
+/// result is at most `limits.max_html_bytes`.
 ///
 /// The result is also made safe for XML-based feeds: `&nbsp;` (which the
 /// serialiser emits for U+00A0 but XML does not define) is written as the
-/// character itself, and `]]>` never appears literally.
-pub fn sanitize(html: &str) -> String {
+/// character itself, `]]>` never appears literally, and characters XML
+/// forbids (which character references such as `&#1;` produce) are dropped.
+pub fn sanitize(html: &str, well_formed: bool, limits: &Limits) -> Result<String, IngestError> {
+    let too_large = IngestError::HtmlTooLarge {
+        limit: limits.max_html_bytes,
+    };
+    if html.len() > limits.max_html_bytes {
+        return Err(too_large);
+    }
+    if probe::needed(html, well_formed, limits) {
+        probe::check(html, limits)?;
+    }
     let clean = SANITIZER.clean(html).to_string();
-    clean.replace("&nbsp;", "\u{a0}").replace("]]>", "]]&gt;")
+    let clean = clean.replace("&nbsp;", "\u{a0}").replace("]]>", "]]&gt;");
+    let clean = match strip_forbidden(&clean) {
+        std::borrow::Cow::Borrowed(_) => clean,
+        std::borrow::Cow::Owned(stripped) => stripped,
+    };
+    // ammonia adds `rel` to every link, so the result can outgrow its input.
+    if clean.len() > limits.max_html_bytes {
+        return Err(too_large);
+    }
+    Ok(clean)
 }
 
 /// `<p>` element for a plain-text paragraph.
@@ -96,7 +124,7 @@ mod tests {
             (r#"<p title="]]>">x</p>"#, &["]]&gt;"], &["]]>"]),
         ];
         for (input, want, forbid) in cases {
-            let got = sanitize(input);
+            let got = sanitize(input, false, &Limits::default()).unwrap();
             for w in want {
                 assert!(got.contains(w), "{input:?} → {got:?} should contain {w:?}");
             }
@@ -111,7 +139,37 @@ mod tests {
 
     #[test]
     fn sanitize_writes_nbsp_as_a_character() {
-        assert_eq!(sanitize("<p>a\u{a0}b</p>"), "<p>a\u{a0}b</p>");
+        assert_eq!(
+            sanitize("<p>a\u{a0}b</p>", false, &Limits::default()).unwrap(),
+            "<p>a\u{a0}b</p>"
+        );
+    }
+
+    #[test]
+    fn sanitize_drops_characters_xml_forbids() {
+        let got = sanitize(
+            "<p title=\"a&#2;b\">x&#1;y&#xFFFE;z&#x81;</p>",
+            false,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(got, "<p title=\"ab\">xyz</p>");
+    }
+
+    #[test]
+    fn sanitize_bounds_the_result() {
+        let limits = Limits {
+            max_html_bytes: 100,
+            ..Limits::default()
+        };
+        let too_large = Err(IngestError::HtmlTooLarge { limit: 100 });
+        assert_eq!(sanitize(&"<p>x</p>".repeat(13), false, &limits), too_large);
+        // 96 bytes in, but ammonia adds rel="noopener noreferrer" to links.
+        assert_eq!(
+            sanitize(&"<a href=\"/x\">y</a>".repeat(6), false, &limits),
+            too_large
+        );
+        assert!(sanitize(&"<p>x</p>".repeat(12), false, &limits).is_ok());
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Markdown articles with optional YAML (`---`) or TOML (`+++`) front matter.
 
-use super::html;
-use super::text::{guess_language, one_line};
-use super::{Decoded, IngestError, IngestOptions};
+use super::text::{guess_language, is_visible, one_line};
+use super::{Decoded, IngestError, IngestOptions, Limits, html, yaml};
 use crate::article::{Article, Format};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use regex::Regex;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -25,17 +25,18 @@ type FrontMatter = BTreeMap<String, Value>;
 pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Article, IngestError> {
     let (kind, fm, body) = split_front_matter(&decoded.text)?;
     let fm = match kind {
-        Some("yaml") => parse_yaml(fm)?,
+        Some("yaml") => parse_yaml(fm, &opts.limits)?,
         Some("toml") => parse_toml(fm)?,
         _ => FrontMatter::new(),
     };
-    let (heading, content_html) = render(body, !fm.contains_key("title"));
+    let (heading, content_html) = render(body, !fm.contains_key("title"), &opts.limits)?;
 
-    let title = match text(&fm, "title")? {
-        Some(t) => Some(t),
-        None => heading,
-    }
-    .ok_or_else(|| IngestError::Missing("title".to_string()))?;
+    // A title that is there but shows as nothing is worse than none: say so.
+    let title = match line(&fm, "title")?.or(heading) {
+        Some(t) if is_visible(&t) => t,
+        Some(t) if !t.is_empty() => return Err(IngestError::Invisible("title".to_string())),
+        _ => return Err(IngestError::Missing("title".to_string())),
+    };
 
     let id = text(&fm, "id")?.unwrap_or_else(|| stem.to_string());
     // `date` is the documented key; `published` is accepted as a synonym.
@@ -77,6 +78,7 @@ pub fn parse(stem: &str, decoded: Decoded, opts: &IngestOptions) -> Result<Artic
         updated,
         front_matter: kind.map(String::from),
         language,
+        lifecycle: Default::default(),
     })
 }
 
@@ -112,7 +114,8 @@ fn unclosed(kind: &str, fence: &str) -> IngestError {
     ))
 }
 
-fn parse_yaml(src: &str) -> Result<FrontMatter, IngestError> {
+fn parse_yaml(src: &str, limits: &Limits) -> Result<FrontMatter, IngestError> {
+    yaml::check(src, limits)?;
     let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(src).map_err(|e| {
         // The parser counts lines from the start of the front matter; the
         // editor sees the file, where the opening `---` is line 1.
@@ -185,8 +188,13 @@ fn from_toml(v: toml::Value) -> Value {
     }
 }
 
-/// A single-line text field; empty counts as absent.
+/// A single-line text field; empty or invisible counts as absent.
 fn text(fm: &FrontMatter, key: &str) -> Result<Option<String>, IngestError> {
+    Ok(line(fm, key)?.filter(|s| is_visible(s)))
+}
+
+/// A single-line text field as written (only an empty one is absent).
+fn line(fm: &FrontMatter, key: &str) -> Result<Option<String>, IngestError> {
     match fm.get(key) {
         None | Some(Value::Other) => Ok(None),
         Some(Value::Text(s)) => Ok(Some(one_line(s)).filter(|s| !s.is_empty())),
@@ -213,7 +221,7 @@ fn list(fm: &FrontMatter, key: &str) -> Result<Vec<String>, IngestError> {
     };
     let mut out: Vec<String> = Vec::new();
     for item in items.iter().map(|s| one_line(s)) {
-        if !item.is_empty() && !out.contains(&item) {
+        if is_visible(&item) && !out.contains(&item) {
             out.push(item);
         }
     }
@@ -312,7 +320,15 @@ fn is_absolute_http_url(s: &str) -> bool {
 
 /// Render the body to sanitised HTML. With `take_heading`, the first level-1
 /// heading is removed from the output and its text returned (it is the title).
-fn render(body: &str, take_heading: bool) -> (Option<String>, String) {
+///
+/// Rendering stops early when the Markdown nests deeper than
+/// `limits.max_nesting` or the HTML outgrows `limits.max_html_bytes`, so
+/// neither the HTML writer nor the sanitiser ever sees such input.
+fn render(
+    body: &str,
+    take_heading: bool,
+    limits: &Limits,
+) -> Result<(Option<String>, String), IngestError> {
     let options =
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
     let mut heading: Option<String> = None;
@@ -345,8 +361,55 @@ fn render(body: &str, take_heading: bool) -> (Option<String>, String) {
             _ => !in_heading,
         }
     });
-    let mut raw = String::new();
-    pulldown_cmark::html::push_html(&mut raw, events);
+    let too_deep = Cell::new(false);
+    let raw_html = Cell::new(false);
+    let mut depth = 0usize;
+    let events = events.map_while(|event| {
+        match event {
+            Event::Start(_) => depth += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Html(_) | Event::InlineHtml(_) => raw_html.set(true),
+            _ => {}
+        }
+        if depth > limits.max_nesting {
+            too_deep.set(true);
+            return None;
+        }
+        Some(event)
+    });
+    let mut raw = Capped {
+        out: String::new(),
+        limit: limits.max_html_bytes,
+    };
+    let written = pulldown_cmark::html::write_html_fmt(&mut raw, events);
+    if too_deep.get() {
+        return Err(IngestError::TooDeep {
+            what: "quotes, lists or inline markup".to_string(),
+            limit: limits.max_nesting,
+        });
+    }
+    if written.is_err() {
+        return Err(IngestError::HtmlTooLarge {
+            limit: limits.max_html_bytes,
+        });
+    }
     let heading = heading.map(|h| one_line(&h)).filter(|h| !h.is_empty());
-    (heading, html::sanitize(&raw))
+    Ok((heading, html::sanitize(&raw.out, !raw_html.get(), limits)?))
+}
+
+/// A string that refuses to grow past `limit` bytes, so that 40 KB of
+/// Markdown cannot first become megabytes of HTML and only then be refused.
+struct Capped {
+    out: String,
+    limit: usize,
+}
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.out.len() + s.len() > self.limit {
+            return Err(std::fmt::Error);
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
 }

@@ -1,5 +1,9 @@
 //! Small text helpers shared by the wire and Markdown parsers.
 
+use regex::Regex;
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 /// True for characters XML 1.0 forbids (C0 controls other than tab, LF and
 /// CR; U+FFFE; U+FFFF) and for the C1 controls U+0080–U+009F, which are
 /// allowed by XML but never meaningful in an article and break many readers.
@@ -7,9 +11,52 @@ pub fn is_forbidden(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}')
 }
 
+/// `s` without the characters [`is_forbidden`] rejects. Decoding already
+/// removed them from the file's text, but character references (`&#1;` in
+/// Markdown or HTML) and YAML/TOML escapes (`"\u0001"`) bring them back, and
+/// one of them in a title or body makes every feed carrying the article
+/// unpublishable.
+pub fn strip_forbidden(s: &str) -> Cow<'_, str> {
+    // Every forbidden character is a C0 control other than tab, LF and CR,
+    // or DEL, or starts with byte C2 (C1 controls) or EF (U+FFFE, U+FFFF): a
+    // byte scan settles most text.
+    let suspect = |b: u8| {
+        (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) | (b == 0x7f) | (b == 0xc2) | (b == 0xef)
+    };
+    // Folding whole chunks (no early exit inside one) lets the compiler use
+    // vector instructions: this runs over every article body.
+    let maybe = s
+        .as_bytes()
+        .chunks(256)
+        .any(|chunk| chunk.iter().fold(false, |acc, &b| acc | suspect(b)));
+    if maybe && s.chars().any(is_forbidden) {
+        Cow::Owned(s.chars().filter(|&c| !is_forbidden(c)).collect())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// A character a reader can see: anything but controls, format characters
+/// (zero-width space and joiners, bidi marks, soft hyphen, BOM, tags), space
+/// and line/paragraph separators (no-break spaces included), the other
+/// default-ignorable code points (variation selectors, Hangul fillers) and the
+/// blank braille pattern.
+static VISIBLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[^\p{Cc}\p{Cf}\p{Z}\p{Default_Ignorable_Code_Point}\x{2800}]")
+        .expect("valid regex")
+});
+
+/// Does `s` contain at least one character a reader can see? A title made
+/// only of zero-width spaces is present but shows as nothing.
+pub fn is_visible(s: &str) -> bool {
+    VISIBLE.is_match(s)
+}
+
 /// A single-line plain-text field: trimmed, every run of whitespace (including
-/// line breaks) collapsed to one space.
+/// line breaks) collapsed to one space, characters XML forbids removed.
 pub fn one_line(s: &str) -> String {
+    let cleaned = strip_forbidden(s);
+    let s = &*cleaned;
     // Fast path: already single spaces between words (the usual case).
     let tidy = !s.starts_with(' ')
         && !s.ends_with(' ')
@@ -116,6 +163,47 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(one_line(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn one_line_drops_forbidden_characters() {
+        for (input, want) in [
+            ("A\u{1}B", "AB"),
+            ("\u{fffe} x \u{85}", "x"),
+            ("Hà Nội", "Hà Nội"),
+        ] {
+            assert_eq!(one_line(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn visibility() {
+        // (text, visible?)
+        let cases = [
+            ("Tin mới", true),
+            ("a", true),
+            ("\u{200b}x\u{200b}", true),
+            ("·", true),
+            ("", false),
+            (" \t", false),
+            ("\u{200b}", false),                 // zero-width space (Cf)
+            ("\u{2060}", false),                 // word joiner (Cf)
+            ("\u{feff}", false),                 // byte order mark (Cf)
+            ("\u{a0}\u{202f}\u{3000}", false),   // no-break and ideographic spaces (Zs)
+            ("\u{200c}\u{200d}", false),         // non-joiner, joiner
+            ("\u{200e}\u{200f}\u{202e}", false), // bidi marks and overrides
+            ("\u{ad}", false),                   // soft hyphen
+            ("\u{2028}\u{2029}", false),         // line and paragraph separators
+            ("\u{180e}", false),                 // Mongolian vowel separator
+            ("\u{3164}\u{ffa0}", false),         // Hangul fillers
+            ("\u{fe0f}", false),                 // variation selector
+            ("\u{e0041}", false),                // tag character
+            ("\u{2800}", false),                 // blank braille pattern
+            ("\u{85}\u{1}", false),              // controls
+        ];
+        for (text, want) in cases {
+            assert_eq!(is_visible(text), want, "{text:?}");
         }
     }
 

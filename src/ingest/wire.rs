@@ -5,8 +5,8 @@
 //! the end mark `/.`, then an optional byline and a scraped "Xem thêm".
 
 use super::html;
-use super::text::one_line;
-use super::{Decoded, IngestError};
+use super::text::{is_visible, one_line};
+use super::{Decoded, IngestError, Limits};
 use crate::article::{Article, Format};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -55,7 +55,10 @@ fn blocks(text: &str) -> Vec<String> {
     out
 }
 
-pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
+/// The category and title must show; a dateline, lead or author made only of
+/// invisible characters counts as absent. The body HTML is at most
+/// `limits.max_html_bytes` (escaping can make it six times the text).
+pub fn parse(stem: &str, decoded: Decoded, limits: &Limits) -> Result<Article, IngestError> {
     let mut blocks = blocks(&decoded.text);
     let see_more = blocks.len() > 2 && blocks.last().is_some_and(|b| b == SEE_MORE);
     if see_more {
@@ -66,6 +69,11 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
     let title = rest
         .next()
         .ok_or_else(|| IngestError::Missing("title".to_string()))?;
+    for (field, value) in [("category", &category), ("title", &title)] {
+        if !is_visible(value) {
+            return Err(IngestError::Invisible(field.to_string()));
+        }
+    }
     let mut rest: Vec<String> = rest.collect();
 
     // The final body paragraph: the last block ending with the end mark.
@@ -98,23 +106,28 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
         },
     };
     let body = &rest[start.min(rest.len())..];
+    let dateline = dateline.filter(|d| is_visible(d));
+    let lead = lead.filter(|l| is_visible(l));
 
     let mut paragraphs = Vec::new();
     let mut captions = Vec::new();
-    let mut content = String::new();
+    let mut content = Html {
+        out: String::new(),
+        limit: limits.max_html_bytes,
+    };
     for block in body {
         if is_caption(block) {
-            content.push_str(&html::caption(block));
+            content.push(&html::caption(block))?;
             captions.push(block.clone());
         } else {
-            content.push_str(&html::paragraph(block));
+            content.push(&html::paragraph(block))?;
             paragraphs.push(block.clone());
         }
     }
     let mut byline = None;
     for block in tail {
         if is_caption(&block) {
-            content.push_str(&html::caption(&block));
+            content.push(&html::caption(&block))?;
             captions.push(block);
         } else if byline.is_none() {
             byline = Some(block);
@@ -131,7 +144,7 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
         .map(|b| {
             b.split(" - ")
                 .map(str::trim)
-                .filter(|a| !a.is_empty())
+                .filter(|a| is_visible(a))
                 .map(String::from)
                 .collect()
         })
@@ -150,13 +163,31 @@ pub fn parse(stem: &str, decoded: Decoded) -> Result<Article, IngestError> {
         paragraphs,
         captions,
         see_more,
-        content_html: content,
+        content_html: content.out,
         image: None,
         published: None,
         updated: None,
         front_matter: None,
         language: "vi".to_string(),
+        // Wire copy has no place for it: a sidecar file carries it.
+        lifecycle: Default::default(),
     })
+}
+
+/// Body HTML that stops growing at `limit` bytes.
+struct Html {
+    out: String,
+    limit: usize,
+}
+
+impl Html {
+    fn push(&mut self, s: &str) -> Result<(), IngestError> {
+        if self.out.len() + s.len() > self.limit {
+            return Err(IngestError::HtmlTooLarge { limit: self.limit });
+        }
+        self.out.push_str(s);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +202,7 @@ mod tests {
                 text: text.to_string(),
                 encoding: Encoding::Utf8,
             },
+            &Limits::default(),
         )
     }
 

@@ -1,26 +1,31 @@
 //! The HTML shell every readable page shares: document head (charset,
 //! viewport, autodiscovery links, the inline stylesheet), site header and
-//! footer, plus the small formatting helpers pages use. Templates are plain
-//! `format!`/`write!`; every piece of text goes through [`esc`], and only
-//! already-sanitised article bodies are inserted raw (by the caller).
+//! footer, plus the fragments pages are built from. Everything is a
+//! `maud::html!` template, so every piece of text and every attribute value
+//! is escaped by the template engine; the one raw insertion is the article
+//! body (in `pages`), which ingest already sanitised.
 
 use super::RouteLabel;
 use crate::article::Entry;
 use crate::config::Config;
-use crate::html::escape_html;
 use crate::render::{DocKind, FeedInfo};
 use axum::http::header::{CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset};
-use std::fmt::Write;
+use maud::{DOCTYPE, Markup, html};
 
 /// Readable on a phone: system fonts, one column, generous line height.
-const STYLE: &str = "\
+///
+/// Spliced into `<style>` as text like everything else, so it must contain
+/// nothing the escaper rewrites (`&`, `<`, `>`, `"`): font names are quoted
+/// with `'`, and selectors use descendant rather than child (`>`)
+/// combinators. A test checks the sheet arrives intact.
+pub(super) const STYLE: &str = "\
 :root{color-scheme:light dark;--fg:#1a1a1a;--muted:#5f6368;--accent:#b3261e;--line:#e3e3e3;--bg:#fff}\
 @media (prefers-color-scheme:dark){:root{--fg:#e8e8e8;--muted:#a0a4a8;--accent:#ff8a80;--line:#333;--bg:#121212}}\
 *{box-sizing:border-box}\
-body{margin:0;background:var(--bg);color:var(--fg);font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"Noto Sans\",\"Helvetica Neue\",Arial,sans-serif;font-size:1.0625rem;line-height:1.6;-webkit-text-size-adjust:100%}\
+body{margin:0;background:var(--bg);color:var(--fg);font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans','Helvetica Neue',Arial,sans-serif;font-size:1.0625rem;line-height:1.6;-webkit-text-size-adjust:100%}\
 .wrap{max-width:46rem;margin:0 auto;padding:0 1rem}\
 header.site{border-bottom:3px solid var(--accent);padding:.75rem 0;margin-bottom:1.25rem}\
 header.site a{color:var(--fg);text-decoration:none;font-weight:700;font-size:1.25rem}\
@@ -46,27 +51,40 @@ footer.site{margin:2.5rem 0 1.5rem;color:var(--muted);font-size:.85rem;border-to
 /// A complete page.
 pub struct Page<'a> {
     pub title: &'a str,
-    /// Raw `<link …>` tags for the head (autodiscovery).
-    pub head: String,
-    /// Raw inner HTML of `<main>`.
-    pub main: String,
+    /// Extra `<head>` content: autodiscovery and canonical links.
+    pub head: Markup,
+    /// Content of `<main>`.
+    pub main: Markup,
 }
 
 /// The complete HTML document for a page.
 pub fn render(cfg: &Config, page: Page<'_>) -> String {
-    let site = esc(&cfg.site.title);
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"vi\">\n<head>\n<meta charset=\"utf-8\">\n\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<title>{title}</title>\n{head}<style>{STYLE}</style>\n</head>\n<body>\n\
-<header class=\"site\"><div class=\"wrap\"><a href=\"/\">{site}</a></div></header>\n\
-<main class=\"wrap\">\n{main}</main>\n\
-<footer class=\"site\"><div class=\"wrap\">{site} · <a href=\"/feeds/\">RSS / Atom / JSON Feed</a> · \
-<a href=\"/feeds/index.opml\">OPML</a></div></footer>\n</body>\n</html>\n",
-        title = esc(page.title),
-        head = page.head,
-        main = page.main,
-    )
+    let site = &cfg.site.title;
+    html! {
+        (DOCTYPE)
+        html lang="vi" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (page.title) }
+                (page.head)
+                style { (STYLE) }
+            }
+            body {
+                header.site { div.wrap { a href="/" { (site) } } }
+                main.wrap { (page.main) }
+                footer.site {
+                    div.wrap {
+                        (site) " · "
+                        a href="/feeds/" { "RSS / Atom / JSON Feed" }
+                        " · "
+                        a href="/feeds/index.opml" { "OPML" }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
 }
 
 /// A page that is an answer about the request (404, 500) rather than a
@@ -82,101 +100,73 @@ pub fn respond(cfg: &Config, status: StatusCode, label: &'static str, page: Page
 
 pub const CONTENT_TYPE_HTML: &str = "text/html; charset=utf-8";
 
-pub fn esc(s: &str) -> String {
-    escape_html(s)
-}
-
 /// `<link rel="alternate">` tags for the three formats of a feed.
-pub fn alternates(cfg: &Config, info: &FeedInfo) -> String {
-    let mut out = String::new();
-    for (kind, mime, name) in [
-        (DocKind::Rss, "application/rss+xml", "RSS"),
-        (DocKind::Atom, "application/atom+xml", "Atom"),
-        (DocKind::Json, "application/feed+json", "JSON Feed"),
-    ] {
-        let _ = writeln!(
-            out,
-            "<link rel=\"alternate\" type=\"{mime}\" href=\"{href}\" title=\"{title} ({name})\">",
-            href = esc(&crate::site::feed_url(cfg, &info.path(kind))),
-            title = esc(&info.title),
-        );
+pub fn alternates(cfg: &Config, info: &FeedInfo) -> Markup {
+    html! {
+        @for (kind, mime, name) in [
+            (DocKind::Rss, "application/rss+xml", "RSS"),
+            (DocKind::Atom, "application/atom+xml", "Atom"),
+            (DocKind::Json, "application/feed+json", "JSON Feed"),
+        ] {
+            link rel="alternate" type=(mime)
+                href=(crate::site::feed_url(cfg, &info.path(kind)))
+                title={ (info.title) " (" (name) ")" };
+        }
     }
-    out
 }
 
 /// Subscribe links (RSS · Atom · JSON Feed) for a feed.
-pub fn subscribe_links(cfg: &Config, info: &FeedInfo) -> String {
-    let mut out = String::from("<p class=\"subscribe\">Theo dõi: ");
-    for (kind, name) in [
-        (DocKind::Rss, "RSS"),
-        (DocKind::Atom, "Atom"),
-        (DocKind::Json, "JSON Feed"),
-    ] {
-        let _ = write!(
-            out,
-            "<a href=\"{}\" type=\"{}\">{name}</a>",
-            esc(&crate::site::feed_url(cfg, &info.path(kind))),
-            kind.content_type()
-                .split(';')
-                .next()
-                .unwrap_or("application/xml"),
-        );
+pub fn subscribe_links(cfg: &Config, info: &FeedInfo) -> Markup {
+    html! {
+        p.subscribe {
+            "Theo dõi: "
+            @for (kind, name) in [
+                (DocKind::Rss, "RSS"),
+                (DocKind::Atom, "Atom"),
+                (DocKind::Json, "JSON Feed"),
+            ] {
+                a href=(crate::site::feed_url(cfg, &info.path(kind)))
+                    type=(kind.content_type().split(';').next().unwrap_or("application/xml"))
+                    { (name) }
+            }
+        }
     }
-    out.push_str("</p>\n");
-    out
-}
-
-/// Site-relative link to an article page.
-pub fn article_href(id: &str) -> String {
-    crate::site::article_path(id)
-}
-
-/// Site-relative link to a category's readable feed view.
-pub fn category_href(slug: &str) -> String {
-    crate::site::category_path(slug)
 }
 
 /// A date in the configured zone, as Vietnamese readers write it:
 /// `14:05, 03/08/2023`, inside a machine-readable `<time>`.
-pub fn time(cfg: &Config, t: &DateTime<FixedOffset>) -> String {
+pub fn time(cfg: &Config, t: &DateTime<FixedOffset>) -> Markup {
     let tz = cfg.time_zone().unwrap_or(chrono_tz::UTC);
     let local = t.with_timezone(&tz);
-    format!(
-        "<time datetime=\"{}\">{}</time>",
-        t.to_rfc3339(),
-        local.format("%H:%M, %d/%m/%Y")
-    )
+    html! {
+        time datetime=(t.to_rfc3339()) { (local.format("%H:%M, %d/%m/%Y")) }
+    }
 }
 
 /// A list of entries: headline linking to the article page, date, category
 /// (optionally), lead.
-pub fn entry_list(cfg: &Config, entries: &[Entry], show_category: bool) -> String {
-    if entries.is_empty() {
-        return "<p class=\"meta\">Chưa có bài viết.</p>\n".into();
-    }
-    let mut out = String::from("<ul class=\"entries\">\n");
-    for e in entries {
-        let _ = write!(
-            out,
-            "<li><h3><a href=\"{}\">{}</a></h3><p class=\"meta\">{}",
-            esc(&article_href(&e.id)),
-            esc(&e.title),
-            time(cfg, &e.published),
-        );
-        if let Some(c) = e.categories.first().filter(|_| show_category) {
-            let _ = write!(
-                out,
-                " · <a href=\"{}\">{}</a>",
-                esc(&category_href(&c.slug)),
-                esc(&c.name)
-            );
+pub fn entry_list(cfg: &Config, entries: &[Entry], show_category: bool) -> Markup {
+    html! {
+        @if entries.is_empty() {
+            p.meta { "Chưa có bài viết." }
+        } @else {
+            ul.entries {
+                @for e in entries {
+                    li {
+                        h3 { a href=(crate::site::article_path(&e.id)) { (e.title) } }
+                        p.meta {
+                            (time(cfg, &e.published))
+                            @if let Some(c) = e.categories.first().filter(|_| show_category) {
+                                " · "
+                                a href=(crate::site::category_path(&c.slug)) { (c.name) }
+                            }
+                        }
+                        @if let Some(lead) = e.summary.as_deref().filter(|l| !l.trim().is_empty()) {
+                            p { (lead) }
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</p>");
-        if let Some(lead) = e.summary.as_deref().filter(|l| !l.trim().is_empty()) {
-            let _ = write!(out, "<p>{}</p>", esc(lead));
-        }
-        out.push_str("</li>\n");
     }
-    out.push_str("</ul>\n");
-    out
 }

@@ -4,12 +4,17 @@
 //! need no XSLT and show the same entries the feeds carry; each request reads
 //! the catalog afresh, so a page is never stale. Rendered pages are answered
 //! like feeds: validators, 304s, gzip and brotli ([`page_response`]).
+//!
+//! Each handler loads what its page shows and hands it to a template
+//! function (`home_page`, `feed_page`, `article_page`, …) that only builds
+//! markup, so the templates can be checked without a catalog.
 
-use super::html::{self, Page, esc};
+use super::html::{self, Page};
 use super::representation::{self, Representation, put};
 use super::{AppState, with_catalog};
 use crate::article::{Category, Entry};
 use crate::catalog::FeedKey;
+use crate::config::Config;
 use crate::render::{DocKind, FeedInfo};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
@@ -17,7 +22,7 @@ use axum::extract::{Path, State};
 use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
-use std::fmt::Write;
+use maud::{PreEscaped, html};
 use std::time::SystemTime;
 
 /// Articles listed on the home page.
@@ -34,45 +39,55 @@ pub async fn home(State(state): State<AppState>, method: Method, req: HeaderMap)
         Err(e) => return server_error(&state, "home", e),
     };
     let cfg = &state.cfg;
-    let main_info = FeedInfo::new(cfg, FeedKey::Main, None);
-    let mut main = String::new();
-    let _ = write!(
-        main,
-        "<h1>{}</h1>\n<p>{}</p>\n{}",
-        esc(&cfg.site.title),
-        esc(&cfg.site.description),
-        html::subscribe_links(cfg, &main_info)
-    );
-    main.push_str("<h2>Tin mới nhất</h2>\n");
-    main.push_str(&html::entry_list(cfg, &newest, true));
-    main.push_str("<h2>Chuyên mục</h2>\n<ul class=\"feeds\">\n");
+    let feeds: Vec<FeedInfo> = feeds
+        .into_iter()
+        .map(|(key, category)| FeedInfo::new(cfg, key, category))
+        .collect();
     // The page changes when a listed feed does (a new category, an entry
     // removed), which the shown entries' dates alone would not reveal.
     let mut last_modified = newest_update(&newest);
-    for (key, category) in feeds {
-        let info = FeedInfo::new(cfg, key, category.clone());
+    for info in &feeds {
         if let Some(doc) = state.store.get(&info.path(DocKind::Rss)) {
             last_modified = last_modified.max(Some(SystemTime::from(doc.last_modified)));
         }
-        let (href, name) = match &category {
-            None => ("/feeds/".to_string(), "Tất cả tin".to_string()),
-            Some(c) => (html::category_href(&c.slug), c.name.clone()),
-        };
-        let _ = writeln!(
-            main,
-            "<li><a href=\"{}\"><strong>{}</strong></a>{}</li>",
-            esc(&href),
-            esc(&name),
-            html::subscribe_links(cfg, &info)
-        );
     }
-    main.push_str("</ul>\n<p class=\"subscribe\"><a href=\"/feeds/index.opml\">Tất cả nguồn tin (OPML)</a></p>\n");
-    let page = Page {
-        title: &cfg.site.title,
-        head: html::alternates(cfg, &main_info),
-        main,
-    };
+    let main_info = FeedInfo::new(cfg, FeedKey::Main, None);
+    let page = home_page(cfg, &main_info, &feeds, &newest);
     page_response(&state, &method, &req, "home", page, last_modified)
+}
+
+/// The home page: the site, its newest articles, every feed to subscribe to.
+fn home_page<'a>(
+    cfg: &'a Config,
+    main_info: &FeedInfo,
+    feeds: &[FeedInfo],
+    newest: &[Entry],
+) -> Page<'a> {
+    let main = html! {
+        h1 { (cfg.site.title) }
+        p { (cfg.site.description) }
+        (html::subscribe_links(cfg, main_info))
+        h2 { "Tin mới nhất" }
+        (html::entry_list(cfg, newest, true))
+        h2 { "Chuyên mục" }
+        ul.feeds {
+            @for info in feeds {
+                li {
+                    @match &info.category {
+                        None => a href="/feeds/" { strong { "Tất cả tin" } },
+                        Some(c) => a href=(crate::site::category_path(&c.slug)) { strong { (c.name) } },
+                    }
+                    (html::subscribe_links(cfg, info))
+                }
+            }
+        }
+        p.subscribe { a href="/feeds/index.opml" { "Tất cả nguồn tin (OPML)" } }
+    };
+    Page {
+        title: &cfg.site.title,
+        head: html::alternates(cfg, main_info),
+        main,
+    }
 }
 
 /// `/feeds/`: the site-wide feed as a page.
@@ -121,24 +136,8 @@ async fn feed_view(
         Ok(e) => e,
         Err(e) => return server_error(state, "feed_view", e),
     };
-    let info = FeedInfo::new(cfg, key, category.clone());
-    let mut main = String::new();
-    if category.is_some() {
-        main.push_str("<p class=\"meta\"><a href=\"/feeds/\">Tất cả tin</a></p>\n");
-    }
-    let _ = write!(
-        main,
-        "<h1>{}</h1>\n<p>{}</p>\n{}",
-        esc(&info.title),
-        esc(&info.description),
-        html::subscribe_links(cfg, &info)
-    );
-    main.push_str(&html::entry_list(cfg, &entries, category.is_none()));
-    let page = Page {
-        title: &info.title,
-        head: html::alternates(cfg, &info),
-        main,
-    };
+    let info = FeedInfo::new(cfg, key, category);
+    let page = feed_page(cfg, &info, &entries);
     // The feed's own date moves when an entry leaves it too; the entries'
     // dates alone would not.
     let feed_date = state
@@ -147,6 +146,25 @@ async fn feed_view(
         .map(|doc| SystemTime::from(doc.last_modified));
     let last_modified = newest_update(&entries).max(feed_date);
     page_response(state, method, req, "feed_view", page, last_modified)
+}
+
+/// A feed as a page: its title and description, subscribe links, entries.
+fn feed_page<'a>(cfg: &Config, info: &'a FeedInfo, entries: &[Entry]) -> Page<'a> {
+    let is_category = info.category.is_some();
+    let main = html! {
+        @if is_category {
+            p.meta { a href="/feeds/" { "Tất cả tin" } }
+        }
+        h1 { (info.title) }
+        p { (info.description) }
+        (html::subscribe_links(cfg, info))
+        (html::entry_list(cfg, entries, !is_category))
+    };
+    Page {
+        title: &info.title,
+        head: html::alternates(cfg, info),
+        main,
+    }
 }
 
 /// `/articles/{id}`: the article itself. The id arrives percent-decoded.
@@ -164,22 +182,7 @@ pub async fn article(
         Ok(None) => return not_found_page(&state),
         Err(e) => return server_error(&state, "article", e),
     };
-    let cfg = &state.cfg;
-    let mut head = html::alternates(cfg, &FeedInfo::new(cfg, FeedKey::Main, None));
-    if let Some(c) = entry.categories.first() {
-        let info = FeedInfo::new(cfg, FeedKey::Category(c.slug.clone()), Some(c.clone()));
-        head.push_str(&html::alternates(cfg, &info));
-    }
-    let _ = writeln!(
-        head,
-        "<link rel=\"canonical\" href=\"{}\">",
-        esc(&crate::site::article_link(cfg, &entry.id))
-    );
-    let page = Page {
-        title: &entry.title,
-        head,
-        main: article_body(&state, &entry),
-    };
+    let page = article_page(&state.cfg, &entry);
     let last_modified = Some(SystemTime::from(entry.updated));
     page_response(&state, &method, &req, "article", page, last_modified)
 }
@@ -217,57 +220,68 @@ fn newest_update(entries: &[Entry]) -> Option<SystemTime> {
     entries.iter().map(|e| SystemTime::from(e.updated)).max()
 }
 
-fn article_body(state: &AppState, e: &Entry) -> String {
-    let cfg = &state.cfg;
-    let mut out = String::from("<article>\n");
-    if !e.categories.is_empty() {
-        out.push_str("<p class=\"tags\">");
-        for c in &e.categories {
-            let _ = write!(
-                out,
-                "<a href=\"{}\">{}</a>",
-                esc(&html::category_href(&c.slug)),
-                esc(&c.name)
-            );
+/// An article page, with autodiscovery for its feeds and a canonical link.
+fn article_page<'a>(cfg: &Config, e: &'a Entry) -> Page<'a> {
+    let category_info = e
+        .categories
+        .first()
+        .map(|c| FeedInfo::new(cfg, FeedKey::Category(c.slug.clone()), Some(c.clone())));
+    let head = html! {
+        (html::alternates(cfg, &FeedInfo::new(cfg, FeedKey::Main, None)))
+        @if let Some(info) = &category_info {
+            (html::alternates(cfg, info))
         }
-        out.push_str("</p>\n");
-    }
-    let _ = writeln!(out, "<h1>{}</h1>", esc(&e.title));
-    out.push_str("<p class=\"meta\">");
-    if let Some(place) = e.dateline.as_deref().filter(|d| !d.is_empty()) {
-        let _ = write!(out, "<span class=\"dateline\">{}</span> · ", esc(place));
-    }
-    out.push_str(&html::time(cfg, &e.published));
-    if e.updated > e.published {
-        let _ = write!(out, " · cập nhật {}", html::time(cfg, &e.updated));
-    }
-    if !e.authors.is_empty() {
-        let names: Vec<String> = e.authors.iter().map(|a| esc(a)).collect();
-        let _ = write!(
-            out,
-            " · <span class=\"authors\">{}</span>",
-            names.join(", ")
-        );
-    }
-    out.push_str("</p>\n");
-    if let Some(img) = e
+        link rel="canonical" href=(crate::site::article_link(cfg, &e.id));
+    };
+    let image = e
         .image
         .as_deref()
-        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-    {
-        let _ = writeln!(
-            out,
-            "<figure><img src=\"{}\" alt=\"\" loading=\"lazy\"></figure>",
-            esc(img)
-        );
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let main = html! {
+        article {
+            @if !e.categories.is_empty() {
+                p.tags {
+                    @for c in &e.categories {
+                        a href=(crate::site::category_path(&c.slug)) { (c.name) }
+                    }
+                }
+            }
+            h1 { (e.title) }
+            p.meta {
+                @if let Some(place) = e.dateline.as_deref().filter(|d| !d.is_empty()) {
+                    span.dateline { (place) } " · "
+                }
+                (html::time(cfg, &e.published))
+                @if e.updated > e.published {
+                    " · cập nhật " (html::time(cfg, &e.updated))
+                }
+                @if !e.authors.is_empty() {
+                    " · "
+                    span.authors {
+                        @for (i, author) in e.authors.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (author)
+                        }
+                    }
+                }
+            }
+            @if let Some(src) = image {
+                figure { img src=(src) alt="" loading="lazy"; }
+            }
+            @if let Some(lead) = e.summary.as_deref().filter(|l| !l.trim().is_empty()) {
+                p.lead { (lead) }
+            }
+            // The one raw insertion: ingest sanitised the body with ammonia
+            // (an allow-list of tags and attributes), so it is markup to
+            // keep, not text to escape.
+            div.body { (PreEscaped(&e.content_html)) }
+        }
+    };
+    Page {
+        title: &e.title,
+        head,
+        main,
     }
-    if let Some(lead) = e.summary.as_deref().filter(|l| !l.trim().is_empty()) {
-        let _ = writeln!(out, "<p class=\"lead\">{}</p>", esc(lead));
-    }
-    // Sanitised at ingest (ammonia); inserted as is.
-    let _ = writeln!(out, "<div class=\"body\">\n{}\n</div>", e.content_html);
-    out.push_str("</article>\n");
-    out
 }
 
 /// Fallback for every unknown path.
@@ -280,15 +294,20 @@ pub fn not_found_page(state: &AppState) -> Response {
         &state.cfg,
         StatusCode::NOT_FOUND,
         "not_found",
-        Page {
-            title: "Không tìm thấy trang",
-            head: String::new(),
-            main:
-                "<h1>Không tìm thấy trang</h1>\n<p>Trang bạn tìm không tồn tại hoặc đã bị gỡ.</p>\n\
-<p><a href=\"/\">Về trang chủ</a></p>\n"
-                    .into(),
-        },
+        not_found_body(),
     )
+}
+
+fn not_found_body() -> Page<'static> {
+    Page {
+        title: "Không tìm thấy trang",
+        head: html! {},
+        main: html! {
+            h1 { "Không tìm thấy trang" }
+            p { "Trang bạn tìm không tồn tại hoặc đã bị gỡ." }
+            p { a href="/" { "Về trang chủ" } }
+        },
+    }
 }
 
 fn server_error(state: &AppState, label: &'static str, e: anyhow::Error) -> Response {
@@ -297,11 +316,183 @@ fn server_error(state: &AppState, label: &'static str, e: anyhow::Error) -> Resp
         &state.cfg,
         StatusCode::INTERNAL_SERVER_ERROR,
         label,
-        Page {
-            title: "Lỗi máy chủ",
-            head: String::new(),
-            main: "<h1>Lỗi máy chủ</h1>\n<p>Trang tạm thời không hiển thị được. Vui lòng thử lại sau.</p>\n"
-                .into(),
-        },
+        server_error_body(),
     )
+}
+
+fn server_error_body() -> Page<'static> {
+    Page {
+        title: "Lỗi máy chủ",
+        head: html! {},
+        main: html! {
+            h1 { "Lỗi máy chủ" }
+            p { "Trang tạm thời không hiển thị được. Vui lòng thử lại sau." }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Text that would run script, break out of an attribute or start an
+    /// entity if a template inserted it unescaped.
+    const HOSTILE: &str = r#"<script>alert(1)</script> "x" & y"#;
+    const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt; &quot;x&quot; &amp; y";
+    /// Already sanitised at ingest: must arrive as markup, not as text.
+    const BODY: &str = "<p>Nội dung <em>đã lọc</em></p>";
+
+    fn config() -> Config {
+        // TOML literal strings: HOSTILE holds no `'`.
+        let toml = format!("[site]\ntitle = '{HOSTILE}'\ndescription = 'Mô tả {HOSTILE}'\n");
+        Config::from_toml(&toml, Path::new("/srv/feedwire/config.toml")).unwrap()
+    }
+
+    fn entry() -> Entry {
+        let t = chrono::DateTime::parse_from_rfc3339("2023-08-06T10:00:00+07:00").unwrap();
+        Entry {
+            id: HOSTILE.into(),
+            title: HOSTILE.into(),
+            summary: Some(HOSTILE.into()),
+            content_html: BODY.into(),
+            authors: vec![HOSTILE.into(), "Lê Văn B".into()],
+            categories: vec![Category::new(HOSTILE)],
+            tags: vec![],
+            image: Some(format!("https://img.example/a.jpg?{HOSTILE}")),
+            language: "vi".into(),
+            dateline: Some(HOSTILE.into()),
+            published: t,
+            updated: t + chrono::Duration::hours(1),
+            version: 1,
+            status: Default::default(),
+            embargoed_until: None,
+            correction: Some(HOSTILE.into()),
+        }
+    }
+
+    /// Nothing of HOSTILE got through raw, and every `expected` fragment
+    /// (HOSTILE escaped, in its place) is in the document.
+    fn assert_escaped(route: &str, doc: &str, expected: &[String]) {
+        let without_body = doc.replacen(BODY, "", 1);
+        for raw in ["<script", r#""x""#, "& y"] {
+            assert!(
+                !without_body.contains(raw),
+                "{route}: raw {raw:?} in\n{doc}"
+            );
+        }
+        for fragment in expected {
+            assert!(doc.contains(fragment), "{route}: no {fragment:?} in\n{doc}");
+        }
+    }
+
+    /// What the shell shows of the site title on every page.
+    fn shell() -> Vec<String> {
+        vec![
+            format!(r#"<a href="/">{ESCAPED}</a>"#),
+            format!("<div class=\"wrap\">{ESCAPED} · "),
+        ]
+    }
+
+    #[test]
+    fn serve_home_escapes_every_text() {
+        let cfg = config();
+        let e = entry();
+        let main_info = FeedInfo::new(&cfg, FeedKey::Main, None);
+        let category = e.categories[0].clone();
+        let feeds = [
+            FeedInfo::new(&cfg, FeedKey::Main, None),
+            FeedInfo::new(
+                &cfg,
+                FeedKey::Category(category.slug.clone()),
+                Some(category),
+            ),
+        ];
+        let doc = html::render(&cfg, home_page(&cfg, &main_info, &feeds, &[e]));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED}</title>"),
+            format!(r#"title="{ESCAPED} (RSS)""#),
+            format!("<h1>{ESCAPED}</h1>"),
+            format!("<p>Mô tả {ESCAPED}</p>"),
+            format!(">{ESCAPED}</a></h3>"),
+            format!(r#"/">{ESCAPED}</a></p>"#),
+            format!("<p>{ESCAPED}</p>"),
+            format!("<strong>{ESCAPED}</strong>"),
+        ]);
+        assert_escaped("/", &doc, &expected);
+    }
+
+    #[test]
+    fn serve_feed_views_escape_every_text() {
+        let cfg = config();
+        let e = entry();
+        let main = FeedInfo::new(&cfg, FeedKey::Main, None);
+        let doc = html::render(&cfg, feed_page(&cfg, &main, std::slice::from_ref(&e)));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED}</title>"),
+            format!("<h1>{ESCAPED}</h1>"),
+            format!(">{ESCAPED}</a></h3>"),
+            format!(r#"/">{ESCAPED}</a></p>"#),
+            format!("<p>{ESCAPED}</p>"),
+        ]);
+        assert_escaped("/feeds/", &doc, &expected);
+
+        let category = e.categories[0].clone();
+        let key = FeedKey::Category(category.slug.clone());
+        let info = FeedInfo::new(&cfg, key, Some(category));
+        let doc = html::render(&cfg, feed_page(&cfg, &info, &[e]));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED} — {ESCAPED}</title>"),
+            format!(r#"title="{ESCAPED} — {ESCAPED} (Atom)""#),
+            format!("<h1>{ESCAPED} — {ESCAPED}</h1>"),
+            format!("<p>Mô tả {ESCAPED}: {ESCAPED}</p>"),
+            format!(">{ESCAPED}</a></h3>"),
+        ]);
+        assert_escaped("/feeds/<slug>/", &doc, &expected);
+    }
+
+    #[test]
+    fn serve_article_escapes_every_text_and_keeps_the_sanitised_body() {
+        let cfg = config();
+        let e = entry();
+        let doc = html::render(&cfg, article_page(&cfg, &e));
+        let mut expected = shell();
+        expected.extend([
+            format!("<title>{ESCAPED}</title>"),
+            format!(r#"title="{ESCAPED} — {ESCAPED} (JSON Feed)""#),
+            format!("<h1>{ESCAPED}</h1>"),
+            format!(r#"/">{ESCAPED}</a></p>"#),
+            format!(r#"<span class="dateline">{ESCAPED}</span>"#),
+            format!(r#"<span class="authors">{ESCAPED}, Lê Văn B</span>"#),
+            format!(r#"<img src="https://img.example/a.jpg?{ESCAPED}""#),
+            format!(r#"<p class="lead">{ESCAPED}</p>"#),
+            format!(r#"<div class="body">{BODY}</div>"#),
+        ]);
+        assert_escaped("/articles/{id}", &doc, &expected);
+        let canonical = crate::site::article_link(&cfg, HOSTILE);
+        assert!(
+            doc.contains(&format!(r#"<link rel="canonical" href="{canonical}">"#)),
+            "the id is percent-encoded into the canonical link:\n{doc}"
+        );
+    }
+
+    #[test]
+    fn serve_error_pages_escape_the_site_title() {
+        let cfg = config();
+        for (route, page) in [("404", not_found_body()), ("500", server_error_body())] {
+            let doc = html::render(&cfg, page);
+            assert_escaped(route, &doc, &shell());
+        }
+    }
+
+    /// The stylesheet is spliced as text: it must contain nothing the
+    /// escaper would rewrite, or the CSS would break silently.
+    #[test]
+    fn serve_stylesheet_arrives_intact() {
+        let doc = html::render(&config(), not_found_body());
+        assert!(doc.contains(&format!("<style>{}</style>", html::STYLE)));
+    }
 }

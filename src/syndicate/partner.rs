@@ -166,6 +166,10 @@ mod tests {
             dateline: None,
             published: t,
             updated: t,
+            version: 1,
+            status: Default::default(),
+            embargoed_until: None,
+            correction: None,
         };
         let doc = document(&cfg, &cfg.partners[0], &Change::Added(entry), Utc::now()).unwrap();
         let text = String::from_utf8(doc.body).unwrap();

@@ -115,6 +115,12 @@ rescan_secs = 0
 listen = "127.0.0.1:$FW_PORT"
 [websub]
 allowed_callback_hosts = ["127.0.0.1"]
+# The fan-out's 1,000 subscribers are all one client (127.0.0.1): raise the
+# per-client limits that rightly refuse or slow one client that large.
+client_burst = 2000
+max_pending_verifications_per_client = 2000
+max_subscriptions_per_client = 2000
+max_deliveries_in_flight_per_client = 64
 [log]
 level = "info"
 EOF
@@ -299,17 +305,25 @@ row "daemon RSS, same, peak under the 200+gzip load" "$(mib "$load_kb") MiB" "�
 # ---------------------------------------------------------------- WebSub fan-out (hook)
 # HOOK websub_fanout: when examples/websub_fanout.rs exists it is built above
 # and run here against the daemon over the big archive. Contract: it takes
-# --addr (the daemon's loopback address), --articles, --feeds,
-# --subscribers, --timeout-secs, and prints a line containing fanout_ms=<ms>
-# (time from the triggering change until all subscribers got a signed update).
+# --addr (the daemon's loopback address), --config (the daemon's config: its
+# base_url, articles folder and catalog), --subscribers, --timeout-secs, and
+# prints a line containing fanout_ms=<ms> (time from the triggering change
+# until all subscribers got a signed update); it exits non-zero when any
+# subscriber did not get exactly one correctly signed delivery of the change.
+# This is where the 1,000-subscriber figure comes from (not `cargo test`).
 if (( HAVE_FANOUT )); then
     log "WebSub fan-out to 1000 loopback subscribers"
-    fan=$(timeout 300 "$EX/websub_fanout" --addr "127.0.0.1:$FW_PORT" --articles "$B/articles" \
-        --feeds "$B/feeds" --subscribers 1000 --timeout-secs 60 | tee -a "$WORK/fanout.log" |
-        sed -nE 's/.*fanout_ms=([0-9.]+).*/\1/p' | tail -1)
+    fan=""
+    if timeout 300 "$EX/websub_fanout" --addr "127.0.0.1:$FW_PORT" --config "$B/config.toml" \
+        --subscribers 1000 --timeout-secs 60 >"$WORK/fanout.log" 2>&1; then
+        fan=$(sed -nE 's/.*fanout_ms=([0-9.]+).*/\1/p' "$WORK/fanout.log" | tail -1)
+    fi
     if [[ -n "$fan" ]]; then
+        log "  $(tail -1 "$WORK/fanout.log")"
         row "WebSub: 1 000 loopback subscribers have a signed update" "$fan ms" "≤ 1 000 ms" "$(verdict "$fan" '<=' 1000)"
     else
+        log "websub_fanout failed:"
+        cat "$WORK/fanout.log" >&2
         row "WebSub: 1 000 loopback subscribers have a signed update" "failed (see websub_fanout output)" "≤ 1 000 ms" "**missed**"
     fi
 else

@@ -315,22 +315,11 @@ impl Echo {
 
 // ---------------------------------------------------------------- daemon
 
-/// A site whose daemon listens on a known port, with base_url to match.
-fn site(extra: &str) -> (Site, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let site = Site::new(&format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n{extra}\n"
-    ));
-    let cfg = std::fs::read_to_string(site.config())
-        .unwrap()
-        .replace("http://127.0.0.1:8080", &base);
-    std::fs::write(site.config(), cfg).unwrap();
-    (site, base)
+/// A site whose daemon serves HTTP on a port the system picks (the daemon
+/// logs it; see `Daemon::http_addr`). Topic URLs start with the configured
+/// `site.base_url`, `BASE_URL`, wherever the daemon listens.
+fn site(extra: &str) -> Site {
+    Site::new(&format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n"))
 }
 
 /// An HTTP client whose requests come from `from` (a loopback address).
@@ -350,7 +339,7 @@ struct HubAnswer {
 
 fn subscribe(
     client: &reqwest::blocking::Client,
-    base: &str,
+    daemon: &Daemon,
     topic: &str,
     callback: &str,
 ) -> HubAnswer {
@@ -360,7 +349,7 @@ fn subscribe(
         .append_pair("hub.callback", callback)
         .finish();
     let resp = client
-        .post(format!("{base}/hub"))
+        .post(format!("http://{}/hub", daemon.http_addr()))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
@@ -430,7 +419,7 @@ fn endless_replies_to_every_outbound_request_stay_out_of_memory() {
         _ => Answer::Echo,
     });
     let legit = Echo::start(Duration::ZERO);
-    let (site, base) = site(&format!(
+    let site = site(&format!(
         r#"[websub]
 allowed_callback_hosts = ["127.0.0.1"]
 max_subscriptions_per_topic = 4
@@ -451,16 +440,16 @@ secret = "k"
         partner = hostile.url("/partner"),
     ));
     let daemon = site.start();
-    let atom = format!("{base}/feeds/atom.xml");
-    let rss = format!("{base}/feeds/rss.xml");
-    let json = format!("{base}/feeds/feed.json");
+    let atom = format!("{BASE_URL}/feeds/atom.xml");
+    let rss = format!("{BASE_URL}/feeds/rss.xml");
+    let json = format!("{BASE_URL}/feeds/feed.json");
     let attacker = client_from("127.0.0.1");
 
     // Four subscribers that verify properly and answer deliveries endlessly;
     // they fill atom.xml to its limit.
     for i in 0..4 {
         let cb = hostile.url(&format!("/deliver/{i}"));
-        assert_eq!(subscribe(&attacker, &base, &atom, &cb).status, 202);
+        assert_eq!(subscribe(&attacker, &daemon, &atom, &cb).status, 202);
     }
     wait_for("four delivery subscribers active", LONG, || {
         (active_subscriptions(&site)? == 4).then_some(())
@@ -470,17 +459,17 @@ secret = "k"
     // Over the limit: denied, and the denial GET is answered endlessly.
     for i in 0..2 {
         let cb = hostile.url(&format!("/deny/{i}"));
-        assert_eq!(subscribe(&attacker, &base, &atom, &cb).status, 202);
+        assert_eq!(subscribe(&attacker, &daemon, &atom, &cb).status, 202);
     }
     // The issue's attack: verification GETs answered endlessly.
     for i in 0..4 {
         let cb = hostile.url(&format!("/verify/{i}"));
-        assert_eq!(subscribe(&attacker, &base, &rss, &cb).status, 202);
+        assert_eq!(subscribe(&attacker, &daemon, &rss, &cb).status, 202);
     }
     let t0 = Instant::now();
     let legit_client = client_from("127.0.0.2");
     assert_eq!(
-        subscribe(&legit_client, &base, &json, &legit.url("/legit")).status,
+        subscribe(&legit_client, &daemon, &json, &legit.url("/legit")).status,
         202
     );
     let verified_at = wait_for("the legitimate verification GET", LONG, || {
@@ -546,17 +535,22 @@ fn a_flood_from_one_address_is_rate_limited_and_cannot_fill_a_topic() {
     let flood = env("FEEDWIRE_ABUSE_FLOOD", 2_000);
     let topic_limit = env("FEEDWIRE_ABUSE_TOPIC_LIMIT", 500);
     let echo = Echo::start(Duration::ZERO);
-    let (site, base) = site(&format!(
+    let site = site(&format!(
         "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nmax_subscriptions_per_topic = {topic_limit}\n"
     ));
     let daemon = site.start();
-    let topic = format!("{base}/feeds/atom.xml");
+    let topic = format!("{BASE_URL}/feeds/atom.xml");
     let baseline = peak_rss(&daemon);
     let attacker = client_from("127.0.0.1");
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     let mut retry_after_missing = 0;
     for i in 0..flood {
-        let answer = subscribe(&attacker, &base, &topic, &echo.url(&format!("/flood/{i}")));
+        let answer = subscribe(
+            &attacker,
+            &daemon,
+            &topic,
+            &echo.url(&format!("/flood/{i}")),
+        );
         *statuses.entry(answer.status).or_default() += 1;
         if answer.status == 429 && answer.retry_after.is_none() {
             retry_after_missing += 1;
@@ -564,7 +558,7 @@ fn a_flood_from_one_address_is_rate_limited_and_cannot_fill_a_topic() {
     }
     let t0 = Instant::now();
     let legit = client_from("127.0.0.2");
-    let answer = subscribe(&legit, &base, &topic, &echo.url("/legit"));
+    let answer = subscribe(&legit, &daemon, &topic, &echo.url("/legit"));
     let verified = wait_for("the legitimate subscriber contacted", LONG, || {
         echo.first("/legit", "subscribe")
             .or_else(|| echo.first("/legit", "denied"))
@@ -611,19 +605,19 @@ fn concurrent_subscribes_never_exceed_the_topic_limit() {
     const EACH: usize = 3;
     // Slow echoes keep many verifications in flight at once.
     let echo = Echo::start(Duration::from_millis(300));
-    let (site, base) = site(&format!(
+    let site = site(&format!(
         "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\nmax_subscriptions_per_topic = {LIMIT}\n"
     ));
-    let _daemon = site.start();
-    let topic = format!("{base}/feeds/atom.xml");
+    let daemon = site.start();
+    let topic = format!("{BASE_URL}/feeds/atom.xml");
     std::thread::scope(|s| {
         for c in 0..CLIENTS {
-            let (base, topic, echo_url) = (&base, &topic, &echo);
+            let (daemon, topic, echo_url) = (&daemon, &topic, &echo);
             s.spawn(move || {
                 let client = client_from(&format!("127.0.1.{}", c + 1));
                 for i in 0..EACH {
                     let cb = echo_url.url(&format!("/cb/{c}/{i}"));
-                    assert_eq!(subscribe(&client, base, topic, &cb).status, 202);
+                    assert_eq!(subscribe(&client, daemon, topic, &cb).status, 202);
                 }
             });
         }
@@ -656,15 +650,15 @@ fn callbacks_that_never_answer_do_not_delay_other_subscribers() {
     const SILENT: usize = 320;
     let silent = Hostile::start(|_| Answer::Silent);
     let echo = Echo::start(Duration::ZERO);
-    let (site, base) = site(
+    let site = site(
         "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\n\n[delivery]\ntimeout_ms = 120000\n",
     );
     let daemon = site.start();
-    let topic = format!("{base}/feeds/atom.xml");
+    let topic = format!("{BASE_URL}/feeds/atom.xml");
     let attacker = client_from("127.0.0.1");
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     for i in 0..SILENT {
-        let answer = subscribe(&attacker, &base, &topic, &silent.url(&format!("/s/{i}")));
+        let answer = subscribe(&attacker, &daemon, &topic, &silent.url(&format!("/s/{i}")));
         *statuses.entry(answer.status).or_default() += 1;
     }
     wait_for("the silent callbacks reached", LONG, || {
@@ -673,7 +667,7 @@ fn callbacks_that_never_answer_do_not_delay_other_subscribers() {
     let t0 = Instant::now();
     let legit = client_from("127.0.0.2");
     assert_eq!(
-        subscribe(&legit, &base, &topic, &echo.url("/legit")).status,
+        subscribe(&legit, &daemon, &topic, &echo.url("/legit")).status,
         202
     );
     // Generous, and still far below the 120 s the silent callbacks could
@@ -723,14 +717,14 @@ fn a_failing_subscriber_holds_one_queued_delivery_however_often_the_feed_changes
         "GET" => Answer::Echo,
         _ => Answer::Endless(500),
     });
-    let (site, base) = site(
+    let site = site(
         "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\n\n[delivery]\nretry_base_ms = 60000\n",
     );
-    let _daemon = site.start();
-    let topic = format!("{base}/feeds/atom.xml");
+    let daemon = site.start();
+    let topic = format!("{BASE_URL}/feeds/atom.xml");
     let client = client_from("127.0.0.1");
     assert_eq!(
-        subscribe(&client, &base, &topic, &failing.url("/cb")).status,
+        subscribe(&client, &daemon, &topic, &failing.url("/cb")).status,
         202
     );
     wait_for("subscription active", LONG, || {
@@ -766,23 +760,23 @@ fn subscribers_that_never_answer_deliveries_do_not_delay_others() {
         _ => Answer::Silent,
     });
     let echo = Echo::start(Duration::ZERO);
-    let (site, base) = site(
+    let site = site(
         "[websub]\nallowed_callback_hosts = [\"127.0.0.1\"]\n\n\
          [delivery]\ntimeout_ms = 120000\nwebsub_concurrency = 16\n",
     );
     let daemon = site.start();
-    let topic = format!("{base}/feeds/atom.xml");
+    let topic = format!("{BASE_URL}/feeds/atom.xml");
     let attacker = client_from("127.0.0.1");
     for i in 0..SLOW {
         let cb = slow.url(&format!("/slow/{i}"));
         // Within the rate limit's burst; wait out the pending-queue share.
         wait_for("the hub accepting the request", LONG, || {
-            (subscribe(&attacker, &base, &topic, &cb).status == 202).then_some(())
+            (subscribe(&attacker, &daemon, &topic, &cb).status == 202).then_some(())
         });
     }
     let legit = client_from("127.0.0.2");
     assert_eq!(
-        subscribe(&legit, &base, &topic, &echo.url("/legit")).status,
+        subscribe(&legit, &daemon, &topic, &echo.url("/legit")).status,
         202
     );
     wait_for("every subscription active", LONG, || {

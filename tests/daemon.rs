@@ -490,7 +490,7 @@ fn served_feed_follows_the_folder_over_http() {
     });
     let new_etag = changed.headers()["etag"].to_str().unwrap().to_string();
     assert_ne!(new_etag, etag);
-    let feed = feed_rs::parser::parse(changed.bytes().unwrap().as_ref()).unwrap();
+    let feed = parse_feed(&changed.bytes().unwrap());
     let mut got = titles(&feed);
     got.sort();
     assert_eq!(got, vec![T000.to_string(), T001.to_string()]);

@@ -92,10 +92,12 @@ fn run_refuses_a_missing_articles_folder() {
 #[test]
 fn a_mass_removal_is_held_until_approved_or_restored() {
     // The partner's address refuses connections, so whatever is queued for
-    // it stays visible in `status` as pending.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_port = dead.local_addr().unwrap().port();
-    drop(dead);
+    // it stays visible in `status` as pending. A socket bound to the port
+    // but never listening makes the refusal, and holds the port for the
+    // whole test so that nothing else can start answering there.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead_port = refusing.local_addr().unwrap().port();
     let site = daemon_site(&format!(
         "max_removals = 50\n[feeds]\nmax_items = 100\n[[partners]]\nname = \"portal\"\nurl = \"http://127.0.0.1:{dead_port}/in\"\nsecret = \"k\"\n"
     ));

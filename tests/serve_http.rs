@@ -6,7 +6,10 @@
 //! Articles are put into the catalog directly (not parsed from files) so these
 //! tests depend only on catalog → render → publish → serve.
 
+mod common;
+
 use chrono::{DateTime, Utc};
+use common::parse_feed;
 use feedwire::article::{Article, Encoding, Format};
 use feedwire::catalog::{Catalog, FileStamp};
 use feedwire::config::Config;
@@ -248,10 +251,6 @@ fn raw_request(addr: &str, method: &str, target: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
     (status, text)
-}
-
-fn parse_feed(bytes: &[u8]) -> feed_rs::model::Feed {
-    feed_rs::parser::parse(bytes).expect("the served feed parses")
 }
 
 fn ungzip(b: &[u8]) -> Vec<u8> {

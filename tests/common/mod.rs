@@ -5,8 +5,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The `site.base_url` every test site is given. Nothing listens there: a
+/// daemon binds port 0 and tests talk to `Daemon::http_addr()`; the base URL
+/// only names things (topic URLs, self links, the hub's link header).
+pub const BASE_URL: &str = "http://127.0.0.1:8080";
 
 /// The binary under test: this build's, or `FEEDWIRE_TEST_BIN` when set,
 /// which is how a new test is shown to fail against an older build
@@ -36,7 +41,7 @@ impl Site {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("articles")).unwrap();
         let config = format!(
-            "[site]\ntitle = \"Tin thử\"\nbase_url = \"http://127.0.0.1:8080\"\ntag_authority = \"test.example,2026\"\n\n{extra}\n"
+            "[site]\ntitle = \"Tin thử\"\nbase_url = \"{BASE_URL}\"\ntag_authority = \"test.example,2026\"\n\n{extra}\n"
         );
         let config = if config.contains("[server]") {
             config
@@ -93,17 +98,20 @@ impl Site {
         out
     }
 
-    /// Parse a published feed with feed-rs (the independent parser).
+    /// A published feed, parsed; it must exist.
+    #[track_caller]
     pub fn feed(&self, rel: &str) -> feed_rs::model::Feed {
         let bytes = std::fs::read(self.feeds().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        feed_rs::parser::parse(bytes.as_slice())
-            .unwrap_or_else(|e| panic!("{rel} does not parse: {e}"))
+        parse_feed(&bytes)
     }
 
-    /// Parse a feed if it exists and parses.
+    /// A published feed, parsed, or `None` while it cannot be read (not
+    /// published yet). Feeds are published atomically, so one that exists
+    /// and does not parse is a failure, not a "not yet": that panics.
+    #[track_caller]
     pub fn try_feed(&self, rel: &str) -> Option<feed_rs::model::Feed> {
         let bytes = std::fs::read(self.feeds().join(rel)).ok()?;
-        feed_rs::parser::parse(bytes.as_slice()).ok()
+        Some(parse_feed(&bytes))
     }
 
     pub fn start(&self) -> Daemon {
@@ -116,6 +124,24 @@ impl Site {
 pub fn http_client() -> reqwest::blocking::Client {
     feedwire::install_tls_provider();
     reqwest::blocking::Client::new()
+}
+
+/// Parse a feed document (RSS, Atom or JSON Feed) with feed-rs, the parser
+/// independent of feedwire's renderer. Panics naming the error and showing
+/// the start of the document; the location is the caller's.
+#[track_caller]
+pub fn parse_feed(bytes: &[u8]) -> feed_rs::model::Feed {
+    // A `match`, not `unwrap_or_else`: a closure would not report the caller.
+    match feed_rs::parser::parse(bytes) {
+        Ok(feed) => feed,
+        Err(e) => {
+            let start: String = String::from_utf8_lossy(bytes).chars().take(300).collect();
+            panic!(
+                "feed-rs cannot parse this {}-byte document as a feed ({e}); it begins: {start:?}",
+                bytes.len()
+            )
+        }
+    }
 }
 
 /// Entry titles of a parsed feed.
@@ -154,6 +180,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Opti
 pub struct Daemon {
     pub child: Child,
     pub log: Arc<Mutex<String>>,
+    /// Read from the log once: it never changes while the daemon runs.
+    http_addr: OnceLock<String>,
 }
 
 impl Daemon {
@@ -194,7 +222,11 @@ impl Daemon {
                 l.push('\n');
             }
         });
-        let d = Daemon { child, log };
+        let d = Daemon {
+            child,
+            log,
+            http_addr: OnceLock::new(),
+        };
         wait_for("daemon ready", Duration::from_secs(60), || {
             d.log().contains("ready").then_some(())
         });
@@ -205,14 +237,19 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
-    /// The HTTP address the daemon logged.
+    /// The address the daemon's HTTP server listens on (`127.0.0.1:PORT`),
+    /// as it logged it: the way to reach a daemon configured with port 0.
     pub fn http_addr(&self) -> String {
-        wait_for("http address", Duration::from_secs(30), || {
-            let log = self.log();
-            let at = log.find("serving http://")?;
-            let rest = &log[at + "serving http://".len()..];
-            Some(rest[..rest.find('/')?].to_string())
-        })
+        self.http_addr
+            .get_or_init(|| {
+                wait_for("http address", Duration::from_secs(30), || {
+                    let log = self.log();
+                    let at = log.find("serving http://")?;
+                    let rest = &log[at + "serving http://".len()..];
+                    Some(rest[..rest.find('/')?].to_string())
+                })
+            })
+            .clone()
     }
 
     /// Peak resident memory so far (`VmHWM`), in KiB.

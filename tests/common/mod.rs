@@ -2,6 +2,8 @@
 //! `feedwire` binary, and feed parsing with the independent `feed-rs` crate.
 #![allow(dead_code)]
 
+pub mod recorder;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -258,12 +258,27 @@ fn editor_command(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Who runs a command, for the log: the login behind `sudo`, else the user.
+/// Who runs a command, for the log: the login behind `sudo`, else the user
+/// (from the environment, else the account of the process's uid).
 fn operator() -> String {
-    ["SUDO_USER", "USER", "LOGNAME"]
+    if let Some(name) = ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+    {
+        return name;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn build(cfg: Config) -> Result<ExitCode> {

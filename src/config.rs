@@ -386,14 +386,24 @@ impl Default for WebSub {
 #[serde(deny_unknown_fields)]
 pub struct Partner {
     pub name: String,
-    pub url: String,
+    /// Where changes are pushed (`POST`); a partner that only pulls has none.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// What pushes carry: `atom`, `rss`, `json` or `ninjs`.
     #[serde(default = "default_partner_format")]
     pub format: String,
     /// Category slugs; empty means everything.
     #[serde(default)]
     pub categories: Vec<String>,
-    /// HMAC-SHA256 key; `env:NAME` reads it from the environment.
+    /// HMAC-SHA256 key for pushes; `env:NAME` reads it from the
+    /// environment. Needed with `url`.
+    #[serde(default)]
     pub secret: String,
+    /// Opens `/partners/<name>/{atom.xml,rss.xml,feed.json,ninjs.json}` to
+    /// `Authorization: Bearer <token>`; `env:NAME` reads it from the
+    /// environment. `None`: the partner does not pull.
+    #[serde(default)]
+    pub pull_token: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_partner_concurrency")]
@@ -449,9 +459,17 @@ impl std::fmt::Debug for Partner {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("concurrency", &self.concurrency)
             .field("embargoed", &self.embargoed)
+            .field(
+                "pull_token",
+                &self.pull_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
+
+/// A pull token shorter than this is refused: it is all that stands
+/// between the internet and the partner's full text and embargoed copy.
+pub const MIN_PULL_TOKEN_BYTES: usize = 16;
 
 fn default_partner_format() -> String {
     "atom".into()
@@ -666,16 +684,20 @@ impl Config {
                     p.name
                 );
             }
-            if url::Url::parse(&p.url).is_err() {
+            if p.url.is_none() && p.pull_token.is_none() {
                 bail!(
-                    "partners `{}`.url: `{}` is not an absolute URL",
-                    p.name,
-                    p.url
+                    "partners `{}`: give it a `url` to push to, a `pull_token` to pull with, or both",
+                    p.name
                 );
             }
-            if !matches!(p.format.as_str(), "atom" | "rss" | "json") {
+            if let Some(url) = &p.url
+                && url::Url::parse(url).is_err()
+            {
+                bail!("partners `{}`.url: `{url}` is not an absolute URL", p.name);
+            }
+            if !matches!(p.format.as_str(), "atom" | "rss" | "json" | "ninjs") {
                 bail!(
-                    "partners `{}`.format: `{}` must be atom, rss or json",
+                    "partners `{}`.format: `{}` must be atom, rss, json or ninjs",
                     p.name,
                     p.format
                 );
@@ -685,11 +707,31 @@ impl Config {
             }
             p.secret =
                 resolve_env(&p.secret).with_context(|| format!("partners `{}`.secret", p.name))?;
-            if p.secret.is_empty() {
+            if p.url.is_some() && p.secret.is_empty() {
                 bail!(
                     "partners `{}`.secret must not be empty (deliveries are signed with it)",
                     p.name
                 );
+            }
+            if let Some(token) = &mut p.pull_token {
+                *token = resolve_env(token)
+                    .with_context(|| format!("partners `{}`.pull_token", p.name))?;
+                if token.len() < MIN_PULL_TOKEN_BYTES {
+                    bail!(
+                        "partners `{}`.pull_token must be at least {MIN_PULL_TOKEN_BYTES} bytes (make one with `openssl rand -hex 32`)",
+                        p.name
+                    );
+                }
+                if !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                {
+                    bail!(
+                        "partners `{}`.name: a partner that pulls is reached at /partners/<name>/, so its name may hold only letters, digits, `-`, `_` and `.`",
+                        p.name
+                    );
+                }
             }
             for (k, v) in p.headers.iter_mut() {
                 *v =

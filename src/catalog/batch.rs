@@ -206,6 +206,7 @@ impl<'c> Batch<'c> {
         };
         entry.status = status;
         entry.embargoed_until = embargo;
+        entry.first_seen = Some(self.local(first_seen));
         let entry_json = serde_json::to_string(&entry).context("an entry does not encode")?;
 
         let old = self.tx.article_entry(&article.id)?;
@@ -216,16 +217,30 @@ impl<'c> Batch<'c> {
             // Same article, same dates, same state: only the file stamp moves.
             return Ok(());
         }
-        let old_feeds = self.tx.memberships(&article.id)?;
         let published_us = published.timestamp_micros();
-        self.tx.put_article(&ArticleRow {
+        let row = ArticleRow {
             id: &article.id,
             path,
             published_us,
             entry: &entry_json,
             status,
             embargo_until_us: embargo.map(|e| e.timestamp_micros()),
-        })?;
+        };
+        // An entry stored by an earlier build lacks the facts kept since
+        // (first-seen time, the file's own date). Adding them is not news:
+        // a release re-reads every file, and must not re-send the archive
+        // to every partner.
+        let stored = old
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Entry>(json).ok());
+        if stored.is_some_and(|s| {
+            s.first_seen.is_none() && s.without_later_facts() == entry.without_later_facts()
+        }) {
+            self.tx.put_article(&row)?;
+            return Ok(());
+        }
+        let old_feeds = self.tx.memberships(&article.id)?;
+        self.tx.put_article(&row)?;
         // Only public articles are members of feeds.
         let mut new_feeds = Vec::new();
         if status == Status::Usable {

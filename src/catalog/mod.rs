@@ -385,6 +385,9 @@ pub(crate) trait Backend: outbox::OutboxBackend + Send {
     fn next_lifecycle_deadline(&self) -> Result<Option<i64>>;
     /// Files of withheld articles whose embargo ended by `now_us`.
     fn lapsed_embargoes(&self, now_us: i64) -> Result<Vec<String>>;
+    /// Entries (JSON) of withheld articles, newest first by published time
+    /// then id descending, skipping `offset`: few, and indexed.
+    fn withheld(&self, offset: usize, limit: usize) -> Result<Vec<String>>;
     /// The file that provides an id (accepted, withheld or killed).
     fn file_of(&self, id: &str) -> Result<Option<String>>;
     /// Record an editor's command and its override, in one transaction.
@@ -412,6 +415,12 @@ pub trait ArticleReader: Send {
     fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>>;
     /// The display name of a category slug.
     fn category(&self, slug: &str) -> Result<Option<Category>>;
+    /// A partner's view: see [`Catalog::newest_for`].
+    fn newest_for(&self, categories: &[String], withheld: bool, limit: usize)
+    -> Result<Vec<Entry>>;
+    /// Tombstones alive now in any of these categories' feeds (every feed
+    /// when empty), newest first.
+    fn tombstones_in(&self, categories: &[String]) -> Result<Vec<Tombstone>>;
 }
 
 impl ArticleReader for Catalog {
@@ -426,6 +435,40 @@ impl ArticleReader for Catalog {
     }
     fn category(&self, slug: &str) -> Result<Option<Category>> {
         Catalog::category(self, slug)
+    }
+    fn newest_for(
+        &self,
+        categories: &[String],
+        withheld: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        Catalog::newest_for(self, categories, withheld, limit)
+    }
+    fn tombstones_in(&self, categories: &[String]) -> Result<Vec<Tombstone>> {
+        let now = Utc::now();
+        let mut out: Vec<Tombstone> = Vec::new();
+        for key in feed_keys(categories) {
+            for t in self.tombstones_for(&key, now)? {
+                if !out.iter().any(|seen| seen.id == t.id) {
+                    out.push(t);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.killed_at.cmp(&a.killed_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+}
+
+/// The feeds a reader of these category slugs reads: the main feed when
+/// none are named.
+fn feed_keys(categories: &[String]) -> Vec<FeedKey> {
+    if categories.is_empty() {
+        vec![FeedKey::Main]
+    } else {
+        categories
+            .iter()
+            .map(|slug| FeedKey::Category(slug.clone()))
+            .collect()
     }
 }
 
@@ -556,6 +599,52 @@ impl Catalog {
             .iter()
             .map(|json| decode(json))
             .collect()
+    }
+
+    /// The newest `limit` entries in any of these categories (slugs; every
+    /// article when empty), newest first: a partner's pull feed. With
+    /// `withheld`, embargoed articles of those categories are among them,
+    /// marked as withheld (only for partners allowed embargoed copy). Reads
+    /// at most `limit` entries per category plus the withheld ones looked
+    /// at, never the archive.
+    pub fn newest_for(
+        &self,
+        categories: &[String],
+        withheld: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut out: Vec<Entry> = Vec::new();
+        for key in feed_keys(categories) {
+            out.extend(self.newest(&key, limit)?);
+        }
+        if withheld {
+            let wanted = |e: &Entry| {
+                categories.is_empty()
+                    || e.categories
+                        .iter()
+                        .any(|c| categories.iter().any(|s| s == &c.slug))
+            };
+            let mut offset = 0;
+            let mut found = 0;
+            while found < limit {
+                let page = self.backend.withheld(offset, limit)?;
+                offset += page.len();
+                for json in &page {
+                    let entry = decode(json)?;
+                    if wanted(&entry) {
+                        found += 1;
+                        out.push(entry);
+                    }
+                }
+                if page.len() < limit {
+                    break;
+                }
+            }
+        }
+        out.sort_by(|a, b| b.published.cmp(&a.published).then(b.id.cmp(&a.id)));
+        out.dedup_by(|a, b| a.id == b.id);
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// One entry by article id.

@@ -11,6 +11,7 @@
 //! `watch.max_removals` articles holds those removals for an operator.
 
 pub mod driver;
+mod ninjs;
 mod read;
 
 use read::{ChunkReader, Read};
@@ -95,6 +96,8 @@ pub struct Pipeline {
     /// Articles removed (not approved by an operator) in the last
     /// [`REMOVAL_WINDOW`], by batch.
     recent_removals: std::collections::VecDeque<(Instant, usize)>,
+    /// Each article's ninjs document: which changed since the last publish.
+    article_docs: ninjs::ArticleDocs,
 }
 
 /// A batch stopped because the daemon is shutting down; its transaction was
@@ -136,14 +139,16 @@ impl Pipeline {
             .thread_name(|i| format!("feedwire-read-{i}"))
             .build()
             .context("cannot start the reader threads")?;
+        let article_docs = ninjs::ArticleDocs::new();
         Ok(Pipeline {
             cfg,
             catalog,
             publisher,
-            hooks: Vec::new(),
+            hooks: vec![article_docs.hook()],
             readers,
             interrupted: Arc::default(),
             recent_removals: Default::default(),
+            article_docs,
         })
     }
 
@@ -261,6 +266,7 @@ impl Pipeline {
         let budget = Duration::from_millis(self.cfg.ingest.parse_budget_ms);
         let max_removals = self.cfg.watch.max_removals;
         let mut outcome = Outcome::default();
+        self.article_docs.before_batch(&self.catalog)?;
         let mut batch = self.catalog.batch()?;
         let mut retry: Vec<String> = Vec::new();
         let now = Utc::now();
@@ -470,6 +476,7 @@ impl Pipeline {
         } else {
             self.reread(lapsed)?
         };
+        self.article_docs.before_batch(&self.catalog)?;
         let mut batch = self.catalog.batch()?;
         batch.purge_tombstones()?;
         let (affected, _) = batch.commit()?;
@@ -487,6 +494,7 @@ impl Pipeline {
             return Ok(Outcome::default());
         };
         let mut files = BTreeSet::new();
+        self.article_docs.before_batch(&self.catalog)?;
         let mut batch = self.catalog.batch()?;
         for c in &pending {
             tracing::info!(
@@ -498,6 +506,7 @@ impl Pipeline {
             );
             if c.command == "reinstate" {
                 batch.reinstate(&c.id)?;
+                self.article_docs.note(&c.id);
             }
         }
         let (mut affected, _) = batch.commit()?;
@@ -518,6 +527,7 @@ impl Pipeline {
         if !kills.is_empty() {
             let overrides: HashMap<String, crate::catalog::Override> =
                 self.catalog.overrides()?.into_iter().collect();
+            self.article_docs.before_batch(&self.catalog)?;
             let mut batch = self.catalog.batch()?;
             for c in kills {
                 let reason = overrides.get(&c.id).and_then(|o| o.reason.clone());
@@ -538,7 +548,9 @@ impl Pipeline {
     }
 
     /// Render and publish feeds: the given ones, or all of them (`None`). The
-    /// OPML index is refreshed too.
+    /// OPML index is refreshed too, and the ninjs documents of the articles
+    /// that changed (of every article with `None`, when a crash may have
+    /// left one behind).
     pub fn publish(&mut self, only: Option<&BTreeSet<FeedKey>>) -> Result<publish::Report> {
         let all = self.catalog.feeds()?;
         let mut targets: Vec<FeedInfo> = Vec::new();
@@ -582,11 +594,20 @@ impl Pipeline {
             .map(|(k, c)| FeedInfo::new(&self.cfg, k, c))
             .collect();
         docs.push(render::render_opml(&self.cfg, &index)?);
-        let report = self.publisher.publish(docs)?;
+        let mut report = self.publisher.publish(docs)?;
         for (path, version) in &report.new_versions {
             self.catalog
                 .record_published(path, &version.hash, version.first_published)?;
         }
+        let articles = self.article_docs.flush(
+            &self.cfg,
+            &self.catalog,
+            &mut self.publisher,
+            only.is_none(),
+        )?;
+        report.written.extend(articles.written);
+        report.unchanged += articles.unchanged;
+        report.refused.extend(articles.refused);
         Ok(report)
     }
 

@@ -10,6 +10,7 @@
 //! rewritten, so file mtimes and HTTP validators only move when content does.
 //! Each version's first-publish time is its `Last-Modified`.
 
+mod articles;
 mod atomic;
 mod folder;
 mod gate;
@@ -64,6 +65,9 @@ pub trait Target: Send + Sync {
     /// Write the documents, each atomically (a reader sees the old or the new
     /// version, never a mix), all durably before returning.
     fn write(&mut self, docs: &[(&Document, blake3::Hash)]) -> Result<()>;
+    /// Remove documents (an article's ninjs document when the article is
+    /// withheld again); a path the target does not hold is not an error.
+    fn remove(&mut self, paths: &[&str]) -> Result<()>;
 }
 
 pub struct Publisher {

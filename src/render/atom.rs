@@ -16,7 +16,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         ),
         link(&ctx.info.html_url(cfg), "alternate", Some("text/html")),
     ];
-    for hub in site::advertised_hubs(cfg) {
+    for hub in ctx.hubs() {
         links.push(link(&hub, "hub", None));
     }
     let feed = atom::Feed {

@@ -96,7 +96,8 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         authors: vec![Author {
             name: &cfg.site.author,
         }],
-        hubs: crate::site::advertised_hubs(cfg)
+        hubs: ctx
+            .hubs()
             .into_iter()
             .map(|url| Hub {
                 kind: "WebSub",

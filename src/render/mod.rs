@@ -1,5 +1,5 @@
 //! Render: catalog entries → feed documents (RSS 2.0, Atom 1.0, JSON Feed 1.1,
-//! OPML). One file per format.
+//! OPML) and IPTC ninjs 3.1 documents. One file per format.
 //!
 //! Rendering is a pure function of the entries and the configuration: the
 //! same articles give byte-identical documents, and a feed's date is its
@@ -8,6 +8,7 @@
 
 mod atom;
 mod json;
+mod ninjs;
 mod opml;
 mod rss;
 
@@ -19,6 +20,8 @@ use crate::site;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
+pub use ninjs::{NINJS_SCHEMA, NINJS_VERSION, ninjs_path, render_canceled, render_ninjs};
+pub(crate) use ninjs::parse_back as ninjs_parse_back;
 pub use opml::render_opml;
 
 /// The kinds of document feedwire publishes.
@@ -28,6 +31,9 @@ pub enum DocKind {
     Atom,
     Json,
     Opml,
+    /// IPTC ninjs 3.1: one article (`ninjs/<id>.json`, partners' pushes), or
+    /// a partner's pull feed (`ninjs.json`, a JSON array of articles).
+    Ninjs,
 }
 
 impl DocKind {
@@ -39,6 +45,7 @@ impl DocKind {
             DocKind::Atom => "atom.xml",
             DocKind::Json => "feed.json",
             DocKind::Opml => "index.opml",
+            DocKind::Ninjs => "ninjs.json",
         }
     }
 
@@ -48,6 +55,8 @@ impl DocKind {
             DocKind::Atom => "application/atom+xml; charset=utf-8",
             DocKind::Json => "application/feed+json; charset=utf-8",
             DocKind::Opml => "text/x-opml; charset=utf-8",
+            // IPTC registers no media type of its own for ninjs.
+            DocKind::Ninjs => "application/json; charset=utf-8",
         }
     }
 
@@ -80,6 +89,9 @@ pub struct FeedInfo {
     pub category: Option<Category>,
     pub title: String,
     pub description: String,
+    /// A partner's pull feed (`/partners/<name>/…`): its own self links and
+    /// id, no hub (it is never published, and WebSub is for the public).
+    pub partner: Option<String>,
 }
 
 impl FeedInfo {
@@ -96,12 +108,28 @@ impl FeedInfo {
             category,
             title,
             description,
+            partner: None,
+        }
+    }
+
+    /// The pull feed of partner `name` (`/partners/<name>/atom.xml` …).
+    pub fn for_partner(cfg: &Config, name: &str) -> FeedInfo {
+        FeedInfo {
+            key: FeedKey::Main,
+            category: None,
+            title: format!("{} — {name}", cfg.site.title),
+            description: format!("{}: {name}", cfg.site.description),
+            partner: Some(name.to_string()),
         }
     }
 
     /// Folder of this feed under the feeds folder, with a trailing slash
-    /// (empty for the main feed).
+    /// (empty for the main feed). A partner's feed is never published: its
+    /// "folder" only names it (`partners/<name>/`).
     pub fn dir(&self) -> String {
+        if let Some(name) = &self.partner {
+            return format!("partners/{}/", site::encode_segment(name));
+        }
         match &self.key {
             FeedKey::Main => String::new(),
             FeedKey::Category(slug) => format!("{slug}/"),
@@ -112,8 +140,12 @@ impl FeedInfo {
         format!("{}{}", self.dir(), kind.file_name())
     }
 
-    /// The human-readable page for this feed (served by feedwire).
+    /// The human-readable page for this feed (served by feedwire); a
+    /// partner's feed has none of its own: the site's home page.
     pub fn html_url(&self, cfg: &Config) -> String {
+        if self.partner.is_some() {
+            return format!("{}/", cfg.site.base_url);
+        }
         format!("{}/feeds/{}", cfg.site.base_url, self.dir())
     }
 }
@@ -133,7 +165,10 @@ pub fn render_feed(
         .collect()
 }
 
-fn render_capped(
+/// One format of one feed, capped to `feeds.max_bytes` like the published
+/// ones: a partner's pull feed in its `kind` (ninjs: a JSON array of
+/// articles, then a canceled notice per tombstone).
+pub fn render_capped(
     cfg: &Config,
     info: &FeedInfo,
     entries: &[Entry],
@@ -193,6 +228,7 @@ fn render_one(
         DocKind::Rss => rss::render(&ctx, entries),
         DocKind::Atom => atom::render(&ctx, entries),
         DocKind::Json => json::render(&ctx, entries),
+        DocKind::Ninjs => ninjs::render_list(&ctx, entries),
         DocKind::Opml => anyhow::bail!("OPML is rendered by render_opml"),
     }
 }
@@ -213,6 +249,7 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         DocKind::Atom => atom::render_entry(&ctx, entry),
         DocKind::Rss => rss::render(&ctx, entries),
         DocKind::Json => json::render(&ctx, entries),
+        DocKind::Ninjs => ninjs::render_ninjs(cfg, entry),
         DocKind::Opml => anyhow::bail!("OPML has no single-entry form"),
     }
 }
@@ -227,8 +264,8 @@ pub const LIFECYCLE_NS: &str = "tag:feedwire.dev,2026:lifecycle";
 
 /// A deletion notice for an article id: an RFC 6721
 /// `<at:deleted-entry ref="…" when="…">` document (with `<at:comment>` when a
-/// reason was given) for Atom and RSS, and `{"deleted": {"id": …, "when": …,
-/// "reason": …}}` for JSON.
+/// reason was given) for Atom and RSS, `{"deleted": {"id": …, "when": …,
+/// "reason": …}}` for JSON, and a `pubStatus: canceled` document for ninjs.
 pub fn render_deletion(
     cfg: &Config,
     kind: DocKind,
@@ -236,6 +273,9 @@ pub fn render_deletion(
     when: DateTime<FixedOffset>,
     reason: Option<&str>,
 ) -> Result<Vec<u8>> {
+    if kind == DocKind::Ninjs {
+        return ninjs::render_canceled(cfg, id, when, reason);
+    }
     let entry_id = site::entry_id(cfg, id);
     let when = when.to_rfc3339();
     match kind {
@@ -272,7 +312,7 @@ pub fn render_deletion(
             out.push(b'\n');
             Ok(out)
         }
-        DocKind::Opml => anyhow::bail!("OPML has no deletion notice"),
+        DocKind::Ninjs | DocKind::Opml => anyhow::bail!("no deletion notice in {kind:?}"),
     }
 }
 
@@ -287,14 +327,31 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn self_url(&self, kind: DocKind) -> String {
-        site::feed_url(self.cfg, &self.info.path(kind))
+        match &self.info.partner {
+            Some(_) => format!(
+                "{}/{}",
+                self.cfg.site.base_url,
+                self.info.path(kind)
+            ),
+            None => site::feed_url(self.cfg, &self.info.path(kind)),
+        }
     }
     fn feed_id(&self) -> String {
-        format!(
-            "tag:{}:feeds/{}",
-            self.cfg.site.tag_authority,
-            self.info.dir()
-        )
+        match &self.info.partner {
+            Some(_) => format!("tag:{}:{}", self.cfg.site.tag_authority, self.info.dir()),
+            None => format!(
+                "tag:{}:feeds/{}",
+                self.cfg.site.tag_authority,
+                self.info.dir()
+            ),
+        }
+    }
+    /// Hubs the feed advertises: none in a partner's feed.
+    fn hubs(&self) -> Vec<String> {
+        match &self.info.partner {
+            Some(_) => Vec::new(),
+            None => site::advertised_hubs(self.cfg),
+        }
     }
 }
 

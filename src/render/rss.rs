@@ -20,7 +20,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         mime_type: Some("application/rss+xml".into()),
         ..Default::default()
     }];
-    for hub in site::advertised_hubs(cfg) {
+    for hub in ctx.hubs() {
         links.push(Link {
             href: hub,
             rel: "hub".into(),

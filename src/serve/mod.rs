@@ -21,8 +21,10 @@ mod documents;
 mod health;
 mod html;
 mod negotiate;
+mod ninjs;
 mod page_cache;
 mod pages;
+mod partners;
 mod representation;
 
 pub use connections::SHUTDOWN_GRACE;
@@ -67,6 +69,8 @@ pub struct AppState {
     catalog_jobs: mpsc::Sender<CatalogJob>,
     /// Compressed copies of rendered pages.
     pages: Arc<PageCache>,
+    /// Partners' pull tokens, for `/partners/…`.
+    pull: Arc<partners::PullAuth>,
 }
 
 impl AppState {
@@ -88,12 +92,14 @@ impl AppState {
             })
             .context("cannot start the thread that reads the catalog for HTML pages")?;
         let pages = Arc::new(PageCache::new(cfg.server.page_cache_bytes));
+        let pull = Arc::new(partners::PullAuth::new(&cfg));
         Ok(AppState {
             cfg,
             store,
             metrics,
             catalog_jobs,
             pages,
+            pull,
         })
     }
 }
@@ -146,6 +152,8 @@ pub fn router(state: AppState) -> Router {
         .route("/feeds/", get(pages::main_feed_view))
         .route("/feeds/{*path}", get(documents::feeds_path))
         .route("/articles/{id}", get(pages::article))
+        .route("/ninjs/{file}", get(ninjs::article))
+        .route("/partners/{name}/{file}", get(partners::feed))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(pages::not_found)
@@ -205,6 +213,8 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
         Some("/feeds/") => "feed_view",
         Some("/feeds/{*path}") => "feeds",
         Some("/articles/{id}") => "article",
+        Some("/ninjs/{file}") => "ninjs",
+        Some("/partners/{name}/{file}") => "partner_feed",
         Some("/healthz") => "healthz",
         Some("/metrics") => "metrics",
         _ => "not_found",

@@ -412,6 +412,8 @@ mod tests {
             status: Default::default(),
             embargoed_until: None,
             correction: Some(HOSTILE.into()),
+            first_seen: None,
+            content_created: None,
         }
     }
 

@@ -352,6 +352,15 @@ impl Backend for Sqlite {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn withheld(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT entry FROM articles WHERE state = 'withheld'
+             ORDER BY published_us DESC, id DESC LIMIT ?1 OFFSET ?2",
+        )?;
+        let rows = stmt.query_map(params![limit as i64, offset as i64], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn file_of(&self, id: &str) -> Result<Option<String>> {
         Ok(self
             .conn

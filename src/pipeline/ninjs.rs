@@ -1,0 +1,197 @@
+//! Each article's ninjs document in the publish targets
+//! (`ninjs/<id>.json`), kept in line with the catalog:
+//!
+//! - public: the full document, rewritten when the article changes;
+//! - withheld (embargoed, or put back under embargo): no document (removed
+//!   if there was one): the feeds folder is public;
+//! - killed after it was public: a `pubStatus: canceled` document in its
+//!   place, kept (until a reinstatement), so whoever copied the article
+//!   learns it was withdrawn; killed before it was ever public: nothing.
+//!
+//! A commit hook notes which articles a batch changed; after the commit,
+//! [`ArticleDocs::flush`] renders those from the catalog and publishes them.
+//! A catalog marker (`meta` key [`MARKER`]) says whether every document is
+//! current: it is set to `pending` before a batch and to `current` after
+//! the flush, so a crash in between (or a catalog from before ninjs
+//! documents existed) makes the next full publish (start-up, `build`)
+//! render every article's document once; unchanged files are not rewritten.
+
+use super::CommitHook;
+use crate::catalog::{ArticleState, Catalog, Change, FeedKey};
+use crate::config::Config;
+use crate::publish::{Publisher, Report};
+use crate::render::{self, DocKind, Document};
+use anyhow::Result;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// The catalog `meta` key that says whether the documents are current.
+pub(crate) const MARKER: &str = "ninjs_documents";
+
+/// Articles rendered and published at a time: one chunk of documents in
+/// memory, whatever the archive's size.
+const CHUNK: usize = 256;
+
+/// Per-article documents: what changed since the last flush.
+pub(crate) struct ArticleDocs {
+    /// Ids whose document may have changed, noted by the commit hook.
+    pending: Arc<Mutex<BTreeSet<String>>>,
+    /// The catalog's marker is `pending` (set by this process).
+    marked: bool,
+}
+
+impl ArticleDocs {
+    pub(crate) fn new() -> ArticleDocs {
+        ArticleDocs {
+            pending: Arc::default(),
+            marked: false,
+        }
+    }
+
+    /// The commit hook that notes every article a batch changed. A kill of
+    /// an article that was never public is not noted: it has no document,
+    /// and a canceled one would tell the public its id.
+    pub(crate) fn hook(&self) -> CommitHook {
+        let pending = self.pending.clone();
+        Box::new(move |batch| {
+            let mut pending = pending.lock().expect("pending ninjs lock");
+            for change in batch.changes() {
+                if let Change::Killed {
+                    was_public: false, ..
+                } = change
+                {
+                    continue;
+                }
+                pending.insert(change.id().to_string());
+            }
+            Ok(())
+        })
+    }
+
+    /// Note an article whose document may have changed outside a batch's
+    /// changes (a reinstated id).
+    pub(crate) fn note(&self, id: &str) {
+        self.pending
+            .lock()
+            .expect("pending ninjs lock")
+            .insert(id.to_string());
+    }
+
+    /// Before a batch: record in the catalog that documents may fall behind
+    /// it, so a crash before [`flush`](Self::flush) is repaired at the next
+    /// start. Written once until the next flush.
+    pub(crate) fn before_batch(&mut self, catalog: &Catalog) -> Result<()> {
+        if !self.marked {
+            catalog.set_meta(MARKER, "pending")?;
+            self.marked = true;
+        }
+        Ok(())
+    }
+
+    /// Publish the documents of the articles noted since the last flush;
+    /// with `full`, of every article, but only when the marker says a
+    /// document may be missing or stale.
+    pub(crate) fn flush(
+        &mut self,
+        cfg: &Config,
+        catalog: &Catalog,
+        publisher: &mut Publisher,
+        full: bool,
+    ) -> Result<Report> {
+        let noted = std::mem::take(&mut *self.pending.lock().expect("pending ninjs lock"));
+        let everything = full && catalog.meta(MARKER)?.as_deref() != Some("current");
+        let mut report = Report::default();
+        if everything {
+            // Every stored article (its file is known), and every article
+            // killed recently enough to have a tombstone (its file may be
+            // gone): the kills a crash may have kept from their document.
+            let now = chrono::Utc::now();
+            // Every public article is in the main feed, so its tombstones
+            // are every tombstone.
+            let tombstones: BTreeSet<String> = catalog
+                .tombstones_for(&FeedKey::Main, now)?
+                .into_iter()
+                .map(|t| t.id)
+                .collect();
+            let mut ids: BTreeSet<String> = catalog
+                .known_files()?
+                .into_values()
+                .filter_map(|f| f.id)
+                .collect();
+            ids.extend(tombstones.iter().cloned());
+            tracing::info!(
+                articles = ids.len(),
+                "publishing every article's ninjs document"
+            );
+            let ids: Vec<String> = ids.into_iter().collect();
+            for chunk in ids.chunks(CHUNK) {
+                merge(
+                    &mut report,
+                    publish_chunk(cfg, catalog, publisher, chunk, Some(&tombstones))?,
+                );
+            }
+        } else {
+            let ids: Vec<String> = noted.into_iter().collect();
+            for chunk in ids.chunks(CHUNK) {
+                merge(
+                    &mut report,
+                    publish_chunk(cfg, catalog, publisher, chunk, None)?,
+                );
+            }
+        }
+        if self.marked || everything {
+            catalog.set_meta(MARKER, "current")?;
+            self.marked = false;
+        }
+        Ok(report)
+    }
+}
+
+fn merge(into: &mut Report, from: Report) {
+    into.written.extend(from.written);
+    into.unchanged += from.unchanged;
+    into.refused.extend(from.refused);
+}
+
+/// Render these articles' documents from the catalog's current state and
+/// publish them. In a full pass (`tombstoned` given), a killed article
+/// without a tombstone is left alone: it was never public (nothing to
+/// write), or its canceled document was written when it was killed.
+fn publish_chunk(
+    cfg: &Config,
+    catalog: &Catalog,
+    publisher: &mut Publisher,
+    ids: &[String],
+    tombstoned: Option<&BTreeSet<String>>,
+) -> Result<Report> {
+    let tz = cfg.time_zone()?;
+    let mut docs = Vec::new();
+    let mut gone = Vec::new();
+    for id in ids {
+        let path = render::ninjs_path(id);
+        match catalog.article_state(id)? {
+            ArticleState::Public(entry) => docs.push(Document {
+                bytes: render::render_ninjs(cfg, &entry)?,
+                path,
+                kind: DocKind::Ninjs,
+                entries: 1,
+                updated: Some(entry.updated),
+            }),
+            ArticleState::Killed { at, reason } => {
+                if tombstoned.is_some_and(|t| !t.contains(id)) {
+                    continue;
+                }
+                let when = at.with_timezone(&tz).fixed_offset();
+                docs.push(Document {
+                    bytes: render::render_canceled(cfg, id, when, reason.as_deref())?,
+                    path,
+                    kind: DocKind::Ninjs,
+                    entries: 1,
+                    updated: Some(when),
+                });
+            }
+            ArticleState::Withheld | ArticleState::Unknown => gone.push(path),
+        }
+    }
+    publisher.publish_articles(docs, &gone)
+}

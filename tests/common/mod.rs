@@ -2,6 +2,7 @@
 //! `feedwire` binary, and feed parsing with the independent `feed-rs` crate.
 #![allow(dead_code)]
 
+pub mod ninjs;
 pub mod recorder;
 
 use std::io::{BufRead, BufReader};

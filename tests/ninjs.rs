@@ -77,7 +77,10 @@ fn pushes(rec: &Recorder, secret: &str, id: &str) -> Vec<serde_json::Value> {
             mac.update(b".");
             mac.update(&r.body);
             let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-            assert_eq!(r.headers["x-feedwire-signature"], want, "signed like every push");
+            assert_eq!(
+                r.headers["x-feedwire-signature"], want,
+                "signed like every push"
+            );
             assert_eq!(r.headers["content-type"], "application/json; charset=utf-8");
             assert_valid(&v);
             v
@@ -135,7 +138,10 @@ fn every_article_has_a_ninjs_document_on_disk_over_http_and_pushed() {
     assert_eq!(v["by"], "Lê Văn A, Trần Thị B");
     assert_eq!(v["located"], "Hà Nội", "the dateline");
     assert_eq!(v["subjects"][0]["name"], "Kinh tế");
-    assert_eq!(v["subjects"][0]["literal"], "kinh-te", "the category's slug");
+    assert_eq!(
+        v["subjects"][0]["literal"], "kinh-te",
+        "the category's slug"
+    );
     assert!(v.get("embargoedUntil").is_none());
     assert!(
         v.get("contentCreated").is_none(),
@@ -178,8 +184,7 @@ fn every_article_has_a_ninjs_document_on_disk_over_http_and_pushed() {
     assert_eq!(gz_headers["content-encoding"], "gzip");
     assert_eq!(&gz[..2], &[0x1f, 0x8b]);
     let mut unzipped = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
-        .unwrap();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped).unwrap();
     assert_eq!(unzipped, body);
 
     // The Markdown article: its own date, image, author, tags.
@@ -187,7 +192,10 @@ fn every_article_has_a_ninjs_document_on_disk_over_http_and_pushed() {
     assert_eq!(status, 200);
     let v = parse_item(&body);
     assert_eq!(v["contentCreated"], "2026-03-01T08:00:00+07:00");
-    assert_ne!(v["firstCreated"], v["contentCreated"], "first seen ≠ written");
+    assert_ne!(
+        v["firstCreated"], v["contentCreated"],
+        "first seen ≠ written"
+    );
     assert_eq!(v["by"], "Nguyễn Văn C");
     assert!(v.get("located").is_none(), "no dateline in Markdown");
     assert_eq!(v["descriptions"][0]["value"], "Tóm tắt trận đấu.");
@@ -203,9 +211,9 @@ fn every_article_has_a_ninjs_document_on_disk_over_http_and_pushed() {
     assert_eq!(image["contentType"], "image/jpeg");
     let subjects = v["subjects"].as_array().unwrap();
     assert!(
-        subjects
-            .iter()
-            .any(|s| s["name"] == "Thể thao" && s["literal"] == "the-thao" && s["rel"] == "category")
+        subjects.iter().any(|s| s["name"] == "Thể thao"
+            && s["literal"] == "the-thao"
+            && s["rel"] == "category")
     );
     assert!(
         subjects
@@ -232,9 +240,17 @@ fn every_article_has_a_ninjs_document_on_disk_over_http_and_pushed() {
         let v = parse_item(&body);
         (status == 200 && v["version"] == "2").then_some(v)
     });
-    assert!(v2["bodies"][0]["value"].as_str().unwrap().contains("hôm qua"));
+    assert!(
+        v2["bodies"][0]["value"]
+            .as_str()
+            .unwrap()
+            .contains("hôm qua")
+    );
     assert!(v2["versionCreated"].as_str() > v["versionCreated"].as_str());
-    assert_eq!(v2["firstCreated"], v["firstCreated"], "first seen never moves");
+    assert_eq!(
+        v2["firstCreated"], v["firstCreated"],
+        "first seen never moves"
+    );
     wait_for("version 2 on disk", WAIT, || {
         let disk = std::fs::read(a.site.feeds().join("ninjs/bong-da.json")).ok()?;
         (parse_item(&disk)["version"] == "2").then_some(())
@@ -272,11 +288,7 @@ fn withheld_and_killed_articles_in_every_ninjs_output() {
         wire_text("Kinh tế", "Số liệu sai", &["Nội dung."], "PV"),
     );
     wait_for("the public article's document", WAIT, || {
-        a.site
-            .feeds()
-            .join("ninjs/sai.json")
-            .exists()
-            .then_some(())
+        a.site.feeds().join("ninjs/sai.json").exists().then_some(())
     });
 
     // Withheld: only the early partner hears of it, marked.
@@ -284,8 +296,8 @@ fn withheld_and_killed_articles_in_every_ninjs_output() {
         pushes(&a.early, "k-early", "cam").into_iter().next()
     });
     assert_eq!(early["pubStatus"], "withheld");
-    let marked = chrono::DateTime::parse_from_rfc3339(early["embargoedUntil"].as_str().unwrap())
-        .unwrap();
+    let marked =
+        chrono::DateTime::parse_from_rfc3339(early["embargoedUntil"].as_str().unwrap()).unwrap();
     assert_eq!(marked.timestamp(), until.timestamp());
     assert_eq!(early["headlines"][0]["value"], "Tin cấm đăng");
     assert!(pushes(&a.plain, "k-plain", "cam").is_empty());
@@ -322,7 +334,11 @@ fn withheld_and_killed_articles_in_every_ninjs_output() {
         "--config",
         cfg.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (status, headers, body) = wait_for("410 for the killed article", WAIT, || {
         let r = get(&daemon, "/ninjs/sai.json", &[]);
         (r.0 == 410).then_some(r)
@@ -344,21 +360,23 @@ fn withheld_and_killed_articles_in_every_ninjs_output() {
         wait_for("the canceled push", WAIT, || {
             pushes(rec, secret, "sai")
                 .iter()
-                .any(|p| p["pubStatus"] == "canceled" && p["edNote"] == "Số liệu chưa được kiểm chứng")
+                .any(|p| {
+                    p["pubStatus"] == "canceled" && p["edNote"] == "Số liệu chưa được kiểm chứng"
+                })
                 .then_some(())
         });
     }
 
     // Put back under embargo: its public document goes.
     let later = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
-    let out = a.site.cli(&[
-        "embargo",
-        "cam",
-        &later,
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = a
+        .site
+        .cli(&["embargo", "cam", &later, "--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for("the document removed", WAIT, || {
         (!a.site.feeds().join("ninjs/cam.json").exists()).then_some(())
     });

@@ -81,7 +81,10 @@ fn text(a: &Answer) -> String {
 #[test]
 fn pull_feeds_need_the_partner_s_own_token_and_refuse_alike() {
     let site = site();
-    site.write("tran-dau.md", markdown("tran-dau", "Trận đấu", "Thể thao", ""));
+    site.write(
+        "tran-dau.md",
+        markdown("tran-dau", "Trận đấu", "Thể thao", ""),
+    );
     let daemon = site.start();
     assert_eq!(pull(&daemon, "sport", "atom.xml", SPORT_TOKEN).status, 200);
     let refusals = [
@@ -112,7 +115,10 @@ fn pull_feeds_need_the_partner_s_own_token_and_refuse_alike() {
         assert!(!text(r).contains("Trận đấu"));
     }
     // Once admitted, an unknown file is an ordinary 404.
-    assert_eq!(pull(&daemon, "sport", "index.opml", SPORT_TOKEN).status, 404);
+    assert_eq!(
+        pull(&daemon, "sport", "index.opml", SPORT_TOKEN).status,
+        404
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -124,8 +130,14 @@ fn pull_feeds_need_the_partner_s_own_token_and_refuse_alike() {
 #[test]
 fn pull_feeds_carry_the_partner_s_categories_with_withheld_copy_only_when_allowed() {
     let site = site();
-    site.write("tran-dau.md", markdown("tran-dau", "Trận đấu", "Thể thao", ""));
-    site.write("gia-vang.md", markdown("gia-vang", "Giá vàng", "Kinh tế", ""));
+    site.write(
+        "tran-dau.md",
+        markdown("tran-dau", "Trận đấu", "Thể thao", ""),
+    );
+    site.write(
+        "gia-vang.md",
+        markdown("gia-vang", "Giá vàng", "Kinh tế", ""),
+    );
     let until = chrono::Utc::now() + chrono::Duration::days(1);
     site.write(
         "chung-ket.md",
@@ -150,7 +162,10 @@ fn pull_feeds_carry_the_partner_s_categories_with_withheld_copy_only_when_allowe
             "{file}: full text"
         );
         assert!(!text(&a).contains("withheld"), "{file}");
-        assert!(!text(&a).contains("/hub"), "{file}: no hub in a private feed");
+        assert!(
+            !text(&a).contains("/hub"),
+            "{file}: no hub in a private feed"
+        );
         assert!(
             text(&a).contains(&format!("{BASE_URL}/partners/sport/{file}")),
             "{file}: its own self link"
@@ -216,7 +231,11 @@ fn pull_feeds_carry_the_partner_s_categories_with_withheld_copy_only_when_allowe
     assert!(again.body.is_empty());
     assert!(again.headers["cache-control"].contains("private"));
     // Without the token, even a matching ETag gets the 401.
-    let sneaky = get(&daemon, "/partners/sport/atom.xml", &[("if-none-match", &etag)]);
+    let sneaky = get(
+        &daemon,
+        "/partners/sport/atom.xml",
+        &[("if-none-match", &etag)],
+    );
     assert_eq!(sneaky.status, 401);
 
     // A kill: a tombstone for sport's Atom, a canceled ninjs item.
@@ -229,7 +248,11 @@ fn pull_feeds_carry_the_partner_s_categories_with_withheld_copy_only_when_allowe
         "--config",
         cfg.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let atom = wait_for("the kill in sport's feed", WAIT, || {
         let a = pull(&daemon, "sport", "atom.xml", SPORT_TOKEN);
         titles(&parse_feed(&a.body)).is_empty().then_some(a)
@@ -262,7 +285,11 @@ fn pull_feeds_are_bounded_by_max_items() {
             markdown(
                 &format!("a{i}"),
                 &format!("Bài {i}"),
-                if i % 2 == 0 { "Thể thao" } else { "Kinh tế" },
+                if i % 2 == 0 {
+                    "Thể thao"
+                } else {
+                    "Kinh tế"
+                },
                 &format!("date: 2026-01-0{}T08:00:00+07:00\n", i + 1),
             ),
         );
@@ -283,14 +310,23 @@ fn pull_feeds_are_bounded_by_max_items() {
 #[test]
 fn pull_feeds_are_counted_per_partner_and_never_linked_publicly() {
     let site = site();
-    site.write("tran-dau.md", markdown("tran-dau", "Trận đấu", "Thể thao", ""));
+    site.write(
+        "tran-dau.md",
+        markdown("tran-dau", "Trận đấu", "Thể thao", ""),
+    );
     let daemon = site.start();
     for _ in 0..3 {
         assert_eq!(pull(&daemon, "sport", "rss.xml", SPORT_TOKEN).status, 200);
     }
-    assert_eq!(pull(&daemon, "sport", "rss.xml", "wrong-token-0123456789").status, 401);
+    assert_eq!(
+        pull(&daemon, "sport", "rss.xml", "wrong-token-0123456789").status,
+        401
+    );
     assert_eq!(pull(&daemon, "desk", "feed.json", DESK_TOKEN).status, 200);
-    assert_eq!(pull(&daemon, "ghost-partner", "rss.xml", DESK_TOKEN).status, 401);
+    assert_eq!(
+        pull(&daemon, "ghost-partner", "rss.xml", DESK_TOKEN).status,
+        401
+    );
     let metrics = text(&get(&daemon, "/metrics", &[]));
     for line in [
         "feedwire_partner_pull_requests_total{partner=\"sport\",result=\"ok\"} 3",
@@ -356,7 +392,10 @@ fn pull_tokens_are_checked_at_start() {
             "name = \"p\"\npull_token = \"env:FEEDWIRE_TEST_UNSET_PULL_TOKEN\"\n",
             "partners `p`.pull_token",
         ),
-        ("name = \"p\"\n", "give it a `url` to push to, a `pull_token`"),
+        (
+            "name = \"p\"\n",
+            "give it a `url` to push to, a `pull_token`",
+        ),
     ] {
         let site = Site::new(&format!("[[partners]]\n{partner}"));
         let out = site.cli(&["build", "--config", site.config().to_str().unwrap()]);

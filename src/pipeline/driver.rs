@@ -297,6 +297,10 @@ fn finish_batch(
 ) -> Result<()> {
     report_outcome(&outcome, root, watch);
     if outcome.affected.is_empty() {
+        // No feed changed, but an article's ninjs document may have (one
+        // withheld again, or killed before it was public), and the catalog's
+        // marker should say the documents are current.
+        pipeline.publish_article_documents()?;
         if !outcome.accepted.is_empty() {
             tracing::debug!(files = outcome.accepted.len(), "no feed content changed");
         }

@@ -139,7 +139,7 @@ impl Pipeline {
             .thread_name(|i| format!("feedwire-read-{i}"))
             .build()
             .context("cannot start the reader threads")?;
-        let article_docs = ninjs::ArticleDocs::new();
+        let article_docs = ninjs::ArticleDocs::open(&catalog)?;
         Ok(Pipeline {
             cfg,
             catalog,
@@ -609,6 +609,13 @@ impl Pipeline {
         report.unchanged += articles.unchanged;
         report.refused.extend(articles.refused);
         Ok(report)
+    }
+
+    /// Publish the ninjs documents of the articles changed since the last
+    /// publish, when no feed changed (see [`Pipeline::publish`]).
+    pub fn publish_article_documents(&mut self) -> Result<publish::Report> {
+        self.article_docs
+            .flush(&self.cfg, &self.catalog, &mut self.publisher, false)
     }
 
     /// Reconcile and publish every feed: `feedwire build`.

@@ -36,16 +36,22 @@ const CHUNK: usize = 256;
 pub(crate) struct ArticleDocs {
     /// Ids whose document may have changed, noted by the commit hook.
     pending: Arc<Mutex<BTreeSet<String>>>,
-    /// The catalog's marker is `pending` (set by this process).
+    /// The catalog's marker says `pending`.
     marked: bool,
+    /// The marker did not say `current` when this process opened the
+    /// catalog: the next full publish renders every document.
+    repair: bool,
 }
 
 impl ArticleDocs {
-    pub(crate) fn new() -> ArticleDocs {
-        ArticleDocs {
+    /// Read the marker before this process's first batch sets it.
+    pub(crate) fn open(catalog: &Catalog) -> Result<ArticleDocs> {
+        let marker = catalog.meta(MARKER)?;
+        Ok(ArticleDocs {
             pending: Arc::default(),
-            marked: false,
-        }
+            marked: marker.as_deref() == Some("pending"),
+            repair: marker.as_deref() != Some("current"),
+        })
     }
 
     /// The commit hook that notes every article a batch changed. A kill of
@@ -89,8 +95,8 @@ impl ArticleDocs {
     }
 
     /// Publish the documents of the articles noted since the last flush;
-    /// with `full`, of every article, but only when the marker says a
-    /// document may be missing or stale.
+    /// with `full`, of every article, but only when the marker said, as
+    /// this process started, that a document may be missing or stale.
     pub(crate) fn flush(
         &mut self,
         cfg: &Config,
@@ -99,7 +105,7 @@ impl ArticleDocs {
         full: bool,
     ) -> Result<Report> {
         let noted = std::mem::take(&mut *self.pending.lock().expect("pending ninjs lock"));
-        let everything = full && catalog.meta(MARKER)?.as_deref() != Some("current");
+        let everything = full && self.repair;
         let mut report = Report::default();
         if everything {
             // Every stored article (its file is known), and every article
@@ -143,6 +149,7 @@ impl ArticleDocs {
             catalog.set_meta(MARKER, "current")?;
             self.marked = false;
         }
+        self.repair &= !everything;
         Ok(report)
     }
 }
@@ -235,7 +242,7 @@ mod tests {
         assert_eq!(doc(dir.path(), "old").unwrap()["pubStatus"], "usable");
         assert!(doc(dir.path(), "new").is_none());
 
-        let mut p = Pipeline::open(cfg, None).unwrap();
+        let mut p = Pipeline::open(cfg.clone(), None).unwrap();
         p.reconcile().unwrap();
         p.publish(None).unwrap();
         assert_eq!(doc(dir.path(), "old").unwrap()["pubStatus"], "canceled");
@@ -245,8 +252,12 @@ mod tests {
             Some("current")
         );
 
-        // Current: a full publish (every restart) renders no document.
+        // Current: a restart's full publish (after its reconciliation)
+        // renders no document.
+        drop(p);
         std::fs::remove_file(dir.path().join("feeds/ninjs/new.json")).unwrap();
+        let mut p = Pipeline::open(cfg, None).unwrap();
+        p.reconcile().unwrap();
         p.publish(None).unwrap();
         assert!(doc(dir.path(), "new").is_none());
     }

@@ -20,8 +20,8 @@ use crate::site;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
-pub use ninjs::{NINJS_SCHEMA, NINJS_VERSION, ninjs_path, render_canceled, render_ninjs};
 pub(crate) use ninjs::parse_back as ninjs_parse_back;
+pub use ninjs::{NINJS_SCHEMA, NINJS_VERSION, ninjs_path, render_canceled, render_ninjs};
 pub use opml::render_opml;
 
 /// The kinds of document feedwire publishes.
@@ -328,11 +328,7 @@ struct Context<'a> {
 impl Context<'_> {
     fn self_url(&self, kind: DocKind) -> String {
         match &self.info.partner {
-            Some(_) => format!(
-                "{}/{}",
-                self.cfg.site.base_url,
-                self.info.path(kind)
-            ),
+            Some(_) => format!("{}/{}", self.cfg.site.base_url, self.info.path(kind)),
             None => site::feed_url(self.cfg, &self.info.path(kind)),
         }
     }

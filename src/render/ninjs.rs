@@ -379,7 +379,10 @@ mod tests {
         );
         assert_eq!(v["renditions"][0]["contentType"], "image/png");
         assert_eq!(v["altIds"][0]["value"], "a/b c");
-        assert_eq!(parse_back(&render_ninjs(&cfg(), &entry()).unwrap()).unwrap(), 1);
+        assert_eq!(
+            parse_back(&render_ninjs(&cfg(), &entry()).unwrap()).unwrap(),
+            1
+        );
     }
 
     #[test]

@@ -68,7 +68,13 @@ pub async fn article(
                         HeaderValue::from_static(DocKind::Ninjs.content_type()),
                     );
                     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-                    (StatusCode::GONE, headers, Extension(RouteLabel(LABEL)), bytes).into_response()
+                    (
+                        StatusCode::GONE,
+                        headers,
+                        Extension(RouteLabel(LABEL)),
+                        bytes,
+                    )
+                        .into_response()
                 }
                 Err(e) => server_error(&e),
             }

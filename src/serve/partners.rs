@@ -112,9 +112,12 @@ pub async fn feed(
     let partner = state.cfg.partners.iter().find(|p| p.name == name);
     let count = |result: &str| {
         if let Some(p) = partner.filter(|p| p.pull_token.is_some()) {
-            state
-                .metrics
-                .add(COUNTER, COUNTER_HELP, &[("partner", &p.name), ("result", result)], 1);
+            state.metrics.add(
+                COUNTER,
+                COUNTER_HELP,
+                &[("partner", &p.name), ("result", result)],
+                1,
+            );
         }
     };
     let Some(partner) = partner.filter(|_| admitted) else {
@@ -221,8 +224,14 @@ mod tests {
         assert!(!a.admits("p", Some(b"Basic 0123456789abcdef0123")));
         assert!(!a.admits("p", Some(b"0123456789abcdef0123")));
         assert!(!a.admits("p", None));
-        assert!(!a.admits("other", Some(ok)), "a token opens its own partner only");
-        assert!(!a.admits("push", Some(ok)), "a partner without pull_token never pulls");
+        assert!(
+            !a.admits("other", Some(ok)),
+            "a token opens its own partner only"
+        );
+        assert!(
+            !a.admits("push", Some(ok)),
+            "a partner without pull_token never pulls"
+        );
         assert!(!a.admits("push", Some(b"Bearer ")));
     }
 }

@@ -79,7 +79,10 @@ pub fn parse_item(bytes: &[u8]) -> serde_json::Value {
 #[track_caller]
 pub fn parse_list(bytes: &[u8]) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-    let items = v.as_array().expect("a ninjs pull feed is a JSON array").clone();
+    let items = v
+        .as_array()
+        .expect("a ninjs pull feed is a JSON array")
+        .clone();
     for item in &items {
         assert_valid(item);
     }

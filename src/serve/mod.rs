@@ -8,7 +8,8 @@
 //! in-memory [`Store`] by exact key, never from disk, so no request path can
 //! reach a file; the readable HTML pages are rendered from the catalog on a
 //! second, read-only connection with a thread of its own and answered with validators and
-//! compression like feeds.
+//! compression like feeds; so are an article's ninjs document ([`ninjs`])
+//! and a partner's private pull feeds ([`partners`], behind its token).
 //!
 //! The daemon builds an [`AppState`], calls [`router`] (merging in its own
 //! routers such as the WebSub `/hub`), binds a listener and hands both to

@@ -146,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/feeds/", get(pages::main_feed_view))
         .route("/feeds/{*path}", get(documents::feeds_path))
         .route("/articles/{id}", get(pages::article))
+        .route("/extensions", get(pages::extensions))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(pages::not_found)
@@ -205,6 +206,7 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
         Some("/feeds/") => "feed_view",
         Some("/feeds/{*path}") => "feeds",
         Some("/articles/{id}") => "article",
+        Some("/extensions") => "extensions",
         Some("/healthz") => "healthz",
         Some("/metrics") => "metrics",
         _ => "not_found",

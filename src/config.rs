@@ -502,7 +502,8 @@ pub struct PublishS3 {
     /// Requests to the store in flight at once (uploads and look-ups).
     pub concurrency: usize,
     /// One request's whole time (connect, send, answer); a request that
-    /// fails is retried a few times within the same time again.
+    /// fails is retried (a few times) while less than this has passed since
+    /// its first try.
     pub timeout_secs: u64,
 }
 
@@ -571,7 +572,9 @@ impl Publish {
             }
         }
         if s3.region.trim().is_empty() {
-            bail!("publish.s3.region must not be empty (AWS: the bucket's region; other stores: usually us-east-1)");
+            bail!(
+                "publish.s3.region must not be empty (AWS: the bucket's region; other stores: usually us-east-1)"
+            );
         }
         for (key, value) in [
             ("access_key_id", &mut s3.access_key_id),
@@ -965,8 +968,14 @@ mod tests {
             ),
             ("[publish]\nfolder = false", "publish.folder"),
             ("[publish]\ntarget = \"https://x/y\"", "publish.target"),
-            ("[publish]\ntarget = \"s3://Upper_Case/y\"", "publish.target"),
-            ("[publish]\ntarget = \"s3://bucket-a/a//b\"", "publish.target"),
+            (
+                "[publish]\ntarget = \"s3://Upper_Case/y\"",
+                "publish.target",
+            ),
+            (
+                "[publish]\ntarget = \"s3://bucket-a/a//b\"",
+                "publish.target",
+            ),
             ("[publish.s3]\nregion = \"eu-west-1\"", "publish.target"),
             ("[publish.s3]\nbucket = \"b\"", "bucket"),
             (
@@ -1055,8 +1064,10 @@ mod tests {
         assert_eq!((s3.concurrency, s3.timeout_secs), (8, 30));
         let shown = format!("{cfg:?}");
         assert!(!shown.contains(&secret) && !shown.contains("AKIDEXAMPLE"));
-        let root = parse(&format!("{S3_KEYS}secret_access_key = \"s\"").replace("bucket-a/feeds", "bucket-a"))
-            .unwrap();
+        let root = parse(
+            &format!("{S3_KEYS}secret_access_key = \"s\"").replace("bucket-a/feeds", "bucket-a"),
+        )
+        .unwrap();
         assert_eq!(root.publish.location.unwrap().prefix, "");
     }
 

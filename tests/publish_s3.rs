@@ -31,17 +31,21 @@ const PREFIX: &str = "site/feeds";
 fn endpoint(test: &str) -> Option<String> {
     match std::env::var("FEEDWIRE_TEST_S3_ENDPOINT") {
         Ok(e) if !e.is_empty() => {
-            let _ = writeln!(std::io::stderr(), "s3 test ran: {test} against {e}");
+            say(&format!("s3 test ran: {test} against {e}"));
             Some(e)
         }
         _ => {
-            let _ = writeln!(
-                std::io::stderr(),
+            say(&format!(
                 "s3 test skipped: {test}: FEEDWIRE_TEST_S3_ENDPOINT not set (see .ci/run)"
-            );
+            ));
             None
         }
     }
+}
+
+/// A line on the process's stderr, past the harness's capture, in one write.
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 /// A new, empty bucket for one test. moto creates buckets on an unsigned
@@ -221,9 +225,9 @@ fn build_publishes_every_document_to_s3_with_its_type_cache_control_and_gzip_cop
     // The secret comes from the environment (`env:NAME`), as in production;
     // the folder stays on by default alongside.
     let toml = publish_toml(&endpoint, &bucket, "").replace(
-            "secret_access_key = \"testing\"",
-            "secret_access_key = \"env:FEEDWIRE_TEST_S3_SECRET\"",
-        );
+        "secret_access_key = \"testing\"",
+        "secret_access_key = \"env:FEEDWIRE_TEST_S3_SECRET\"",
+    );
     let site = Site::new(&format!(
         "{toml}\n[server]\nenabled = false\ncache_control = \"public, max-age=17\"\n"
     ));
@@ -244,16 +248,36 @@ fn build_publishes_every_document_to_s3_with_its_type_cache_control_and_gzip_cop
             .get(&key)
             .unwrap_or_else(|| panic!("{key} not published"));
         assert_eq!(plain.body, on_disk, "{key}: same bytes as the folder");
-        assert_eq!(plain.content_type.as_deref(), Some(kind.content_type()), "{key}");
-        assert_eq!(plain.cache_control.as_deref(), Some("public, max-age=17"), "{key}");
+        assert_eq!(
+            plain.content_type.as_deref(),
+            Some(kind.content_type()),
+            "{key}"
+        );
+        assert_eq!(
+            plain.cache_control.as_deref(),
+            Some("public, max-age=17"),
+            "{key}"
+        );
         assert_eq!(plain.content_encoding, None, "{key}");
         let gz = s3
             .get(&format!("{key}.gz"))
             .unwrap_or_else(|| panic!("{key}.gz not published"));
         assert_eq!(gz.content_encoding.as_deref(), Some("gzip"), "{key}.gz");
-        assert_eq!(gz.content_type.as_deref(), Some(kind.content_type()), "{key}.gz");
-        assert_eq!(gz.cache_control.as_deref(), Some("public, max-age=17"), "{key}.gz");
-        assert_eq!(gunzip(&gz.body), on_disk, "{key}.gz holds the same document");
+        assert_eq!(
+            gz.content_type.as_deref(),
+            Some(kind.content_type()),
+            "{key}.gz"
+        );
+        assert_eq!(
+            gz.cache_control.as_deref(),
+            Some("public, max-age=17"),
+            "{key}.gz"
+        );
+        assert_eq!(
+            gunzip(&gz.body),
+            on_disk,
+            "{key}.gz holds the same document"
+        );
         if kind != DocKind::Opml {
             let feed = feed_rs::parser::parse(plain.body.as_slice())
                 .unwrap_or_else(|e| panic!("{key} does not parse: {e}"));
@@ -265,8 +289,13 @@ fn build_publishes_every_document_to_s3_with_its_type_cache_control_and_gzip_cop
     expected_keys.sort();
     let listed: Vec<String> = s3.list().into_keys().collect();
     assert_eq!(listed, expected_keys, "nothing else (no temporary objects)");
-    let main = feed_rs::parser::parse(s3.get(&format!("{PREFIX}/atom.xml")).unwrap().body.as_slice())
-        .unwrap();
+    let main = feed_rs::parser::parse(
+        s3.get(&format!("{PREFIX}/atom.xml"))
+            .unwrap()
+            .body
+            .as_slice(),
+    )
+    .unwrap();
     let mut got = titles(&main);
     got.sort();
     let mut want = vec![T1.to_string(), T3.to_string()];
@@ -275,7 +304,7 @@ fn build_publishes_every_document_to_s3_with_its_type_cache_control_and_gzip_cop
 }
 
 #[test]
-fn the_daemon_publishes_a_new_article_to_s3() {
+fn the_daemon_publishes_a_new_article_to_s3_and_retries_after_a_lost_race() {
     let test = "the_daemon_publishes";
     let Some(endpoint) = endpoint(test) else {
         return;
@@ -296,10 +325,25 @@ fn the_daemon_publishes_a_new_article_to_s3() {
             .unwrap_or_default()
     };
     assert_eq!(feed_titles("rss.xml"), vec![T1.to_string()]);
+    // Someone else (another instance) replaces the main feed behind the
+    // daemon's back: its next write of it must fail rather than overwrite
+    // what it has not seen, and its retry must read it again and then
+    // publish over it.
+    s3.put(&format!("{PREFIX}/rss.xml"), b"another instance's rss.xml");
     article(&site, "b.txt", "Thời sự", T2);
     wait_for("the new article in the S3 main feed", WAIT, || {
-        feed_titles("rss.xml").contains(&T2.to_string()).then_some(())
+        feed_titles("rss.xml")
+            .contains(&T2.to_string())
+            .then_some(())
     });
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!(
+            "s3://{bucket}/{PREFIX}/rss.xml was changed by someone else"
+        )) && log.contains("another feedwire instance may be publishing"),
+        "the refused write is logged, naming the object: {log}"
+    );
+    assert!(log.contains("recovered"), "{log}");
     wait_for("the new article in the S3 category feed", WAIT, || {
         feed_titles("thoi-su/atom.xml")
             .contains(&T2.to_string())
@@ -329,7 +373,10 @@ fn unchanged_documents_are_not_rewritten() {
     assert!(!first.contains("; 0 feed documents written"), "{first}");
     let s3 = Bucket::new(&endpoint, &bucket);
     let before = s3.list();
-    assert!(before.contains_key(&format!("{PREFIX}/the-thao/rss.xml.gz")), "{before:?}");
+    assert!(
+        before.contains_key(&format!("{PREFIX}/the-thao/rss.xml.gz")),
+        "{before:?}"
+    );
 
     // S3 times are whole seconds: wait past one, so a rewrite would show.
     std::thread::sleep(Duration::from_millis(1100));
@@ -345,13 +392,26 @@ fn unchanged_documents_are_not_rewritten() {
     std::thread::sleep(Duration::from_millis(1100));
     build_with_env(&site, &[]);
     let after = s3.list();
-    for key in ["rss.xml", "atom.xml", "thoi-su/rss.xml", "thoi-su/feed.json.gz"] {
+    for key in [
+        "rss.xml",
+        "atom.xml",
+        "thoi-su/rss.xml",
+        "thoi-su/feed.json.gz",
+    ] {
         let key = format!("{PREFIX}/{key}");
         assert_ne!(after[&key], before[&key], "{key} changed and was rewritten");
     }
-    for key in ["the-thao/rss.xml", "the-thao/atom.xml.gz", "the-thao/feed.json", "index.opml"] {
+    for key in [
+        "the-thao/rss.xml",
+        "the-thao/atom.xml.gz",
+        "the-thao/feed.json",
+        "index.opml",
+    ] {
         let key = format!("{PREFIX}/{key}");
-        assert_eq!(after[&key], before[&key], "{key} did not change and was left alone");
+        assert_eq!(
+            after[&key], before[&key],
+            "{key} did not change and was left alone"
+        );
     }
 }
 
@@ -359,7 +419,8 @@ fn unchanged_documents_are_not_rewritten() {
 fn target(endpoint: &str, bucket: &str, extra_s3: &str) -> S3 {
     let toml = format!(
         "[server]\nenabled = false\n{}",
-        publish_toml(endpoint, bucket, extra_s3).replace("[publish]\n", "[publish]\nfolder = false\n")
+        publish_toml(endpoint, bucket, extra_s3)
+            .replace("[publish]\n", "[publish]\nfolder = false\n")
     );
     let cfg = Config::from_toml(&toml, Path::new("/nonexistent/config.toml")).unwrap();
     S3::new(&cfg).unwrap()
@@ -414,11 +475,19 @@ fn a_stale_publisher_cannot_overwrite_a_newer_feed() {
         .expect_err("a stale writer must not overwrite a newer object");
     let message = format!("{err:#}");
     assert!(
-        message.contains(&format!("s3://{bucket}/{key}")) && message.contains("another feedwire instance"),
+        message.contains(&format!("s3://{bucket}/{key}"))
+            && message.contains("another feedwire instance"),
         "the error names the object and the likely cause: {message}"
     );
-    assert_eq!(s3.get(&key).unwrap().body, b"version 2", "the newer bytes stay");
-    assert_eq!(gunzip(&s3.get(&format!("{key}.gz")).unwrap().body), b"version 2");
+    assert_eq!(
+        s3.get(&key).unwrap().body,
+        b"version 2",
+        "the newer bytes stay"
+    );
+    assert_eq!(
+        gunzip(&s3.get(&format!("{key}.gz")).unwrap().body),
+        b"version 2"
+    );
 
     // Its next attempt reads the object again first, and so replaces only
     // what it has now seen.
@@ -431,8 +500,14 @@ fn a_stale_publisher_cannot_overwrite_a_newer_feed() {
     early.look_up(&["atom.xml"]).unwrap();
     s3.put(&format!("{PREFIX}/atom.xml"), b"someone else's");
     let err = publish(&mut early, &document("atom.xml", b"ours")).unwrap_err();
-    assert!(format!("{err:#}").contains("another feedwire instance"), "{err:#}");
-    assert_eq!(s3.get(&format!("{PREFIX}/atom.xml")).unwrap().body, b"someone else's");
+    assert!(
+        format!("{err:#}").contains("another feedwire instance"),
+        "{err:#}"
+    );
+    assert_eq!(
+        s3.get(&format!("{PREFIX}/atom.xml")).unwrap().body,
+        b"someone else's"
+    );
 }
 
 #[test]
@@ -487,12 +562,11 @@ fn concurrent_conditional_writes_never_lose_an_update() {
         }
     });
     let last = s3.get(&key).unwrap().body;
-    let _ = writeln!(
-        std::io::stderr(),
+    say(&format!(
         "s3 concurrent writes: {} succeeded, {} refused by their precondition",
         WRITERS * EACH,
         refused.load(Ordering::Relaxed)
-    );
+    ));
     assert_eq!(
         String::from_utf8(last).unwrap(),
         (WRITERS * EACH).to_string(),

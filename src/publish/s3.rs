@@ -35,8 +35,8 @@ use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as Key;
 use object_store::{
-    Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig, UpdateVersion,
+    Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, UpdateVersion,
 };
 use std::collections::HashMap;
 use std::io::Read;
@@ -381,7 +381,8 @@ impl Target for S3 {
                         }
                         e => {
                             failed.get_or_insert(
-                                anyhow!(e).context(format!("cannot write {}", self.url(&upload.name))),
+                                anyhow!(e)
+                                    .context(format!("cannot write {}", self.url(&upload.name))),
                             );
                         }
                     }
@@ -399,7 +400,7 @@ impl Target for S3 {
                 n => format!(" ({} more objects likewise)", n - 1),
             };
             bail!(
-                "{url} {what}{more}: another feedwire instance may be publishing to {}. Nothing of theirs was overwritten; this publish is retried after reading the objects again (run one publisher per target, or make sure they render the same catalog)",
+                "{url} {what}{more}: another feedwire instance may be publishing to {}. Nothing was overwritten; the next attempt (the daemon retries by itself) reads the objects again first. If two instances publish different content, give each its own prefix",
                 self.location
             );
         }

@@ -439,6 +439,19 @@ mod tests {
         assert!(!s3.holds("rss.xml", &blake3::hash(b"x")));
     }
 
+    /// `Pipeline::open` runs inside the daemon's runtime: a target dropped
+    /// there (start-up failing after it was built) must not panic, as
+    /// dropping a runtime inside another normally does.
+    #[tokio::test]
+    async fn dropping_the_target_inside_a_runtime_is_safe() {
+        let cfg = Config::from_toml(
+            "[publish]\ntarget = \"s3://bucket-a\"\n[publish.s3]\naccess_key_id = \"k\"\nsecret_access_key = \"s\"",
+            std::path::Path::new("/srv/feedwire/config.toml"),
+        )
+        .unwrap();
+        drop(S3::new(&cfg).unwrap());
+    }
+
     #[test]
     fn gunzip_reads_our_gzip_and_refuses_anything_else() {
         assert_eq!(gunzip(&gzip(b"feed")).as_deref(), Some(&b"feed"[..]));

@@ -197,6 +197,9 @@ pub struct Server {
     pub listen: String,
     /// `Cache-Control` sent with feeds and pages.
     pub cache_control: String,
+    /// Connections the kernel completes and queues for the daemon to
+    /// accept: a burst of readers beyond it waits for a retried handshake.
+    pub listen_backlog: u32,
     /// Connections served at once, whoever they come from. Kept below the
     /// open-file limit (with room for files, the catalog and outbound
     /// connections), so a flood cannot starve the rest of the daemon.
@@ -228,6 +231,7 @@ impl Default for Server {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             cache_control: "public, max-age=60".into(),
+            listen_backlog: 1024,
             max_connections: 1024,
             max_connections_per_client: 64,
             header_read_timeout_secs: 10,
@@ -259,6 +263,7 @@ impl Server {
             Ok(())
         };
         at_least("max_connections", self.max_connections as u64, 1)?;
+        at_least("listen_backlog", self.listen_backlog as u64, 1)?;
         at_least(
             "max_connections_per_client",
             self.max_connections_per_client as u64,

@@ -77,7 +77,7 @@ async fn run_async(mut cfg: Config) -> Result<()> {
     // Bind before anything slow so a busy port fails fast and loudly.
     let listener = if cfg.server.enabled {
         let addr = cfg.server.listen_addr()?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        let listener = listen(addr, cfg.server.listen_backlog).with_context(|| {
             format!("cannot listen on {addr} (server.listen): is another feedwire or web server running there?")
         })?;
         tracing::info!("serving http://{}/", listener.local_addr()?);
@@ -189,6 +189,20 @@ async fn run_async(mut cfg: Config) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Bind with a backlog of our own: tokio's default (128) is small for a
+/// daemon that allows a thousand connections, and a burst of readers beyond
+/// it would see dropped handshakes and seconds of delay.
+fn listen(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 async fn wait_for_signal() {

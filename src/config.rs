@@ -29,6 +29,7 @@ pub struct Config {
     pub websub: WebSub,
     pub partners: Vec<Partner>,
     pub delivery: Delivery,
+    pub publish: Publish,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +197,9 @@ pub struct Server {
     pub listen: String,
     /// `Cache-Control` sent with feeds and pages.
     pub cache_control: String,
+    /// Connections the kernel completes and queues for the daemon to
+    /// accept: a burst of readers beyond it waits for a retried handshake.
+    pub listen_backlog: u32,
     /// Connections served at once, whoever they come from. Kept below the
     /// open-file limit (with room for files, the catalog and outbound
     /// connections), so a flood cannot starve the rest of the daemon.
@@ -227,6 +231,7 @@ impl Default for Server {
             enabled: true,
             listen: "127.0.0.1:8080".into(),
             cache_control: "public, max-age=60".into(),
+            listen_backlog: 1024,
             max_connections: 1024,
             max_connections_per_client: 64,
             header_read_timeout_secs: 10,
@@ -258,6 +263,7 @@ impl Server {
             Ok(())
         };
         at_least("max_connections", self.max_connections as u64, 1)?;
+        at_least("listen_backlog", self.listen_backlog as u64, 1)?;
         at_least(
             "max_connections_per_client",
             self.max_connections_per_client as u64,
@@ -478,6 +484,194 @@ fn default_partner_concurrency() -> usize {
     4
 }
 
+/// Where published documents go besides the in-memory set HTTP serves: the
+/// feeds folder, object storage, or both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Publish {
+    /// Write documents to `paths.feeds` (also when `target` is set, so a
+    /// local copy can stay alongside object storage).
+    pub folder: bool,
+    /// Object storage to publish to as well: `s3://bucket/prefix`.
+    pub target: Option<String>,
+    /// How to reach `target`; only meaningful with it.
+    pub s3: Option<PublishS3>,
+    /// `target`, checked and split by `validate`.
+    #[serde(skip)]
+    pub location: Option<S3Location>,
+}
+
+impl Default for Publish {
+    fn default() -> Self {
+        Publish {
+            folder: true,
+            target: None,
+            s3: None,
+            location: None,
+        }
+    }
+}
+
+/// A bucket and the key prefix every document is published under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Without leading or trailing `/`; empty means the bucket's root.
+    pub prefix: String,
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// `[publish.s3]`: the S3 (or S3-compatible) service `publish.target` is on.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishS3 {
+    /// The service's address; empty means AWS's own for `region`.
+    pub endpoint: String,
+    pub region: String,
+    /// `env:NAME` reads it from the environment.
+    pub access_key_id: String,
+    /// `env:NAME` reads it from the environment.
+    pub secret_access_key: String,
+    /// Allow a plain-http `endpoint` (a store on the same host or network).
+    pub allow_http: bool,
+    /// Also write `<key>.gz`, gzip-encoded, for a CDN to serve to clients
+    /// that accept gzip.
+    pub gzip: bool,
+    /// Requests to the store in flight at once (uploads and look-ups).
+    pub concurrency: usize,
+    /// One request's whole time (connect, send, answer); a request that
+    /// fails is retried (a few times) while less than this has passed since
+    /// its first try.
+    pub timeout_secs: u64,
+}
+
+impl Default for PublishS3 {
+    fn default() -> Self {
+        PublishS3 {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+            gzip: true,
+            concurrency: 8,
+            timeout_secs: 30,
+        }
+    }
+}
+
+/// Keys never reach logs through `{:?}`.
+impl std::fmt::Debug for PublishS3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishS3")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &"<redacted>")
+            .field("secret_access_key", &"<redacted>")
+            .field("allow_http", &self.allow_http)
+            .field("gzip", &self.gzip)
+            .field("concurrency", &self.concurrency)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl Publish {
+    fn validate(&mut self) -> Result<()> {
+        let Some(target) = &self.target else {
+            if self.s3.is_some() {
+                bail!(
+                    "publish.s3 is set but publish.target is not: add publish.target = \"s3://bucket/prefix\", or remove [publish.s3]"
+                );
+            }
+            if !self.folder {
+                bail!(
+                    "publish.folder is false and publish.target is not set: nothing would be published; set either"
+                );
+            }
+            return Ok(());
+        };
+        self.location = Some(parse_s3_target(target).with_context(|| {
+            format!("publish.target: `{target}` must look like s3://bucket/prefix")
+        })?);
+        let s3 = self.s3.get_or_insert_with(PublishS3::default);
+        if !s3.endpoint.is_empty() {
+            match url::Url::parse(&s3.endpoint) {
+                Ok(u) if u.scheme() == "https" => {}
+                Ok(u) if u.scheme() == "http" && s3.allow_http => {}
+                Ok(u) if u.scheme() == "http" => bail!(
+                    "publish.s3.endpoint: `{}` is plain http; set publish.s3.allow_http = true to allow it (requests, their signatures and the feeds then cross the network unencrypted)",
+                    s3.endpoint
+                ),
+                _ => bail!(
+                    "publish.s3.endpoint: `{}` must be an absolute http(s) URL like https://s3.example.com",
+                    s3.endpoint
+                ),
+            }
+        }
+        if s3.region.trim().is_empty() {
+            bail!(
+                "publish.s3.region must not be empty (AWS: the bucket's region; other stores: usually us-east-1)"
+            );
+        }
+        for (key, value) in [
+            ("access_key_id", &mut s3.access_key_id),
+            ("secret_access_key", &mut s3.secret_access_key),
+        ] {
+            *value = resolve_env(value).with_context(|| format!("publish.s3.{key}"))?;
+            if value.is_empty() {
+                bail!(
+                    "publish.s3.{key} must be set (requests are signed with it; `env:NAME` reads it from the environment)"
+                );
+            }
+        }
+        if s3.concurrency == 0 {
+            bail!("publish.s3.concurrency must be at least 1");
+        }
+        if s3.timeout_secs == 0 {
+            bail!("publish.s3.timeout_secs must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// `s3://bucket/prefix` → bucket and prefix, checked against S3's naming
+/// rules so a typo is caught here rather than as a signing error later.
+fn parse_s3_target(target: &str) -> Result<S3Location> {
+    let rest = target
+        .strip_prefix("s3://")
+        .context("only s3:// targets are supported")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid_bucket {
+        bail!(
+            "the bucket name `{bucket}` must be 3 to 63 lowercase letters, digits, dots or hyphens, starting and ending with a letter or digit"
+        );
+    }
+    let prefix = prefix.trim_end_matches('/');
+    if !prefix.is_empty()
+        && prefix
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        bail!("the prefix `{prefix}` must not contain empty, `.` or `..` parts");
+    }
+    Ok(S3Location {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+    })
+}
+
 /// The file as written, before path resolution and checks.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -493,6 +687,7 @@ struct RawConfig {
     websub: WebSub,
     partners: Vec<Partner>,
     delivery: Delivery,
+    publish: Publish,
 }
 
 impl Config {
@@ -542,6 +737,7 @@ impl Config {
             websub: raw.websub,
             partners: raw.partners,
             delivery: raw.delivery,
+            publish: raw.publish,
         };
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
@@ -738,6 +934,7 @@ impl Config {
                     resolve_env(v).with_context(|| format!("partners `{}`.headers.{k}", p.name))?;
             }
         }
+        self.publish.validate()?;
         Ok(())
     }
 
@@ -838,6 +1035,22 @@ mod tests {
                 "[[partners]]\nname=\"a\"\nurl=\"http://127.0.0.1:1/\"\nsecret=\"env:FEEDWIRE_TEST_UNSET_VAR\"",
                 "FEEDWIRE_TEST_UNSET_VAR",
             ),
+            ("[publish]\nfolder = false", "publish.folder"),
+            ("[publish]\ntarget = \"https://x/y\"", "publish.target"),
+            (
+                "[publish]\ntarget = \"s3://Upper_Case/y\"",
+                "publish.target",
+            ),
+            (
+                "[publish]\ntarget = \"s3://bucket-a/a//b\"",
+                "publish.target",
+            ),
+            ("[publish.s3]\nregion = \"eu-west-1\"", "publish.target"),
+            ("[publish.s3]\nbucket = \"b\"", "bucket"),
+            (
+                "[publish]\ntarget = \"s3://bucket-a/feeds\"",
+                "publish.s3.access_key_id",
+            ),
         ];
         for (text, key) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());
@@ -846,6 +1059,85 @@ mod tests {
                 "error for {text:?} should name {key}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn s3_errors_name_the_key() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                format!("{S3_KEYS}secret_access_key = \"\""),
+                "publish.s3.secret_access_key",
+            ),
+            (
+                format!("{S3_KEYS}secret_access_key = \"env:FEEDWIRE_TEST_UNSET_VAR\""),
+                "publish.s3.secret_access_key",
+            ),
+            (
+                format!("{S3_KEYS}secret_access_key = \"s\"\nendpoint = \"http://127.0.0.1:9000\""),
+                "publish.s3.allow_http",
+            ),
+            (
+                format!("{S3_KEYS}secret_access_key = \"s\"\nendpoint = \"localhost\""),
+                "publish.s3.endpoint",
+            ),
+            (
+                format!("{S3_KEYS}secret_access_key = \"s\"\nregion = \"\""),
+                "publish.s3.region",
+            ),
+            (
+                format!("{S3_KEYS}secret_access_key = \"s\"\nconcurrency = 0"),
+                "publish.s3.concurrency",
+            ),
+            (
+                format!("{S3_KEYS}secret_access_key = \"s\"\ntimeout_secs = 0"),
+                "publish.s3.timeout_secs",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                err.contains(key),
+                "error for {text:?} should name {key}: {err}"
+            );
+        }
+    }
+
+    /// A target and an access key id; each case adds the rest.
+    const S3_KEYS: &str =
+        "[publish]\ntarget = \"s3://bucket-a/feeds\"\n[publish.s3]\naccess_key_id = \"k\"\n";
+
+    #[test]
+    fn publish_defaults_to_the_folder_alone() {
+        let cfg = parse("").unwrap();
+        assert!(cfg.publish.folder);
+        assert_eq!(cfg.publish.location, None);
+        assert!(cfg.publish.s3.is_none());
+    }
+
+    #[test]
+    fn an_s3_target_is_split_its_keys_resolved_and_never_logged() {
+        // PATH is always set; setting a variable here would race the other tests' reads.
+        let secret = std::env::var("PATH").unwrap();
+        let cfg = parse(
+            "[publish]\nfolder = false\ntarget = \"s3://news.example-1/site/feeds/\"\n[publish.s3]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"env:PATH\"",
+        )
+        .unwrap();
+        let location = cfg.publish.location.clone().unwrap();
+        assert_eq!(location.bucket, "news.example-1");
+        assert_eq!(location.prefix, "site/feeds");
+        assert_eq!(location.to_string(), "s3://news.example-1/site/feeds");
+        let s3 = cfg.publish.s3.clone().unwrap();
+        assert_eq!(s3.secret_access_key, secret);
+        assert_eq!(s3.region, "us-east-1");
+        assert!(s3.gzip);
+        assert_eq!((s3.concurrency, s3.timeout_secs), (8, 30));
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains(&secret) && !shown.contains("AKIDEXAMPLE"));
+        let root = parse(
+            &format!("{S3_KEYS}secret_access_key = \"s\"").replace("bucket-a/feeds", "bucket-a"),
+        )
+        .unwrap();
+        assert_eq!(root.publish.location.unwrap().prefix, "");
     }
 
     #[test]

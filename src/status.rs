@@ -16,11 +16,18 @@ pub fn render(cfg: &Config) -> Result<String> {
         cfg.paths.articles.display()
     )?;
     let feeds = catalog.published_feeds()?;
+    let mut places = Vec::new();
+    if cfg.publish.folder {
+        places.push(cfg.paths.feeds.display().to_string());
+    }
+    if let Some(location) = &cfg.publish.location {
+        places.push(location.to_string());
+    }
     writeln!(
         out,
-        "feeds     {} published under {}",
+        "feeds     {} published to {}",
         feeds.len(),
-        cfg.paths.feeds.display()
+        places.join(" and ")
     )?;
     for f in &feeds {
         writeln!(

@@ -134,7 +134,7 @@ impl Pipeline {
                 )
             })
             .collect();
-        let publisher = Publisher::new(cfg.paths.feeds.clone(), store, known)?;
+        let publisher = Publisher::new(publish::targets(&cfg)?, store, known);
         let readers = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("feedwire-read-{i}"))
             .build()

@@ -26,6 +26,15 @@ impl Publisher {
         let mut report = Report::default();
         let mut passed = Vec::new();
         for (doc, gate) in docs.iter().zip(gated) {
+            // A category whose slug is `ninjs` has its feeds in the same
+            // folder: its `feed.json` wins over an article with id `feed`.
+            let gate = gate.and_then(|hash| match self.versions.contains_key(&doc.path) {
+                true => Err(format!(
+                    "{} is a feed's path (a category with the slug `ninjs`); give the article another id or rename the category",
+                    doc.path
+                )),
+                false => Ok(hash),
+            });
             match gate {
                 Ok(hash) => passed.push((doc, hash)),
                 Err(reason) => {
@@ -35,8 +44,12 @@ impl Publisher {
             }
         }
         let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+        let paths: Vec<&str> = passed.iter().map(|(doc, _)| doc.path.as_str()).collect();
         let mut written = std::collections::BTreeSet::new();
         for target in &mut self.targets {
+            target
+                .look_up(&paths)
+                .with_context(|| format!("cannot publish to {}", target.describe()))?;
             let changed: Vec<(&Document, blake3::Hash)> = passed
                 .par_iter()
                 .filter(|(doc, hash)| !target.holds(&doc.path, hash))

@@ -1,12 +1,12 @@
-//! Publish: rendered documents → publish targets (the feeds folder; object
-//! storage is another [`Target`]) and the in-memory set HTTP serves, through a
-//! gate that never lets a broken document out.
+//! Publish: rendered documents → publish targets (the feeds folder,
+//! [`Folder`]; object storage, [`S3`]) and the in-memory set HTTP serves,
+//! through a gate that never lets a broken document out.
 //!
 //! Every document is parsed back by the same crates a reader would use before
 //! it replaces anything; a document that fails keeps the last good one in
 //! place and the failure is reported. A target replaces each document
 //! atomically ([`Folder`]: temp file in the same folder, fsync, rename, fsync
-//! of the folder), and a document whose bytes did not change is not
+//! of the folder; [`S3`]: one conditional PUT per object), and a document whose bytes did not change is not
 //! rewritten, so file mtimes and HTTP validators only move when content does.
 //! Each version's first-publish time is its `Last-Modified`.
 
@@ -14,19 +14,21 @@ mod articles;
 mod atomic;
 mod folder;
 mod gate;
+mod s3;
 mod store;
 
 pub use atomic::{sync_dir, write_synced};
 pub use folder::Folder;
 pub use gate::verify;
+pub use s3::S3;
 pub use store::{Served, Store};
 pub(crate) use store::{brotli, gzip};
 
+use crate::config::Config;
 use crate::render::Document;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 /// What one publish round did.
 #[derive(Debug, Default)]
@@ -52,14 +54,20 @@ pub struct Version {
     pub first_published: DateTime<Utc>,
 }
 
-/// Where published documents are written: today a folder on local disk
-/// ([`Folder`]); object storage is another implementation. Documents reach a
-/// target only after the gate, and only when their bytes differ from what the
-/// target holds, so an unchanged feed is never rewritten (its mtime, and any
-/// CDN's cache of it, stay put).
+/// Where published documents are written: a folder on local disk
+/// ([`Folder`]), object storage ([`S3`]). Documents reach a target only after
+/// the gate, and only when their bytes differ from what the target holds, so
+/// an unchanged feed is never rewritten (its mtime, and any CDN's cache of
+/// it, stay put).
 pub trait Target: Send + Sync {
-    /// For logs and errors: `folder /srv/feeds`.
+    /// For logs and errors: `the feeds folder /srv/feeds`.
     fn describe(&self) -> String;
+    /// Learn what the target holds at these paths, where it cannot tell
+    /// cheaply (a remote store is asked once per path, all paths at once),
+    /// so that [`Target::holds`] need not ask. Called before `holds`.
+    fn look_up(&self, _paths: &[&str]) -> Result<()> {
+        Ok(())
+    }
     /// Does the target hold exactly these bytes at `path` already?
     fn holds(&self, path: &str, hash: &blake3::Hash) -> bool;
     /// Write the documents, each atomically (a reader sees the old or the new
@@ -77,19 +85,32 @@ pub struct Publisher {
     store: Option<Store>,
 }
 
+/// The targets the configuration asks for: the feeds folder
+/// (`publish.folder`, the default) and object storage (`publish.target`).
+pub fn targets(cfg: &Config) -> Result<Vec<Box<dyn Target>>> {
+    let mut targets: Vec<Box<dyn Target>> = Vec::new();
+    if cfg.publish.folder {
+        targets.push(Box::new(Folder::new(cfg.paths.feeds.clone())?));
+    }
+    if cfg.publish.location.is_some() {
+        targets.push(Box::new(S3::new(cfg)?));
+    }
+    Ok(targets)
+}
+
 impl Publisher {
-    /// Publish to the feeds folder (and the in-memory store, when given).
+    /// Publish to these targets (and the in-memory store, when given).
     /// `known` is what the catalog recorded of earlier rounds (path → version).
     pub fn new(
-        feeds_dir: PathBuf,
+        targets: Vec<Box<dyn Target>>,
         store: Option<Store>,
         known: HashMap<String, Version>,
-    ) -> Result<Publisher> {
-        Ok(Publisher {
-            targets: vec![Box::new(Folder::new(feeds_dir)?)],
+    ) -> Publisher {
+        Publisher {
+            targets,
             versions: known,
             store,
-        })
+        }
     }
 
     /// The version of a path as a new round with these bytes makes it: the
@@ -140,7 +161,11 @@ impl Publisher {
             }
         }
         let mut written = std::collections::BTreeSet::new();
+        let paths: Vec<&str> = passed.iter().map(|(doc, _)| doc.path.as_str()).collect();
         for target in &mut self.targets {
+            target
+                .look_up(&paths)
+                .with_context(|| format!("cannot publish to {}", target.describe()))?;
             let changed: Vec<(&Document, blake3::Hash)> = passed
                 .par_iter()
                 .filter(|(doc, hash)| !target.holds(&doc.path, hash))

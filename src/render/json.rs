@@ -26,7 +26,7 @@ struct Feed<'a> {
 
 #[derive(Serialize)]
 struct FeedExtension {
-    about: &'static str,
+    about: String,
     deleted: Vec<Deleted>,
 }
 
@@ -41,15 +41,17 @@ struct Deleted {
 /// feedwire's extension on an item: the mark on embargoed copy.
 #[derive(Serialize)]
 struct ItemExtension {
-    about: &'static str,
+    about: String,
     status: &'static str,
     #[serde(skip_serializing_if = "String::is_empty")]
     embargoed_until: String,
 }
 
-/// Where the extension is described (JSON Feed asks for it).
-const ABOUT: &str =
-    "https://github.com/feedwire/feedwire/blob/main/README.md#what-partners-and-readers-receive";
+/// Where the extension is described (JSON Feed asks for it): a page feedwire
+/// serves itself.
+fn about(cfg: &crate::config::Config) -> String {
+    format!("{}/extensions", cfg.site.base_url)
+}
 
 #[derive(Serialize)]
 struct Author<'a> {
@@ -108,7 +110,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         feedwire: (!ctx.tombstones.is_empty()).then(|| {
             let tz = cfg.time_zone().unwrap_or(chrono_tz::UTC);
             FeedExtension {
-                about: ABOUT,
+                about: about(cfg),
                 deleted: ctx
                     .tombstones
                     .iter()
@@ -148,7 +150,7 @@ fn item<'a>(ctx: &Context, e: &'a Entry) -> Item<'a> {
         tags,
         language: &e.language,
         feedwire: super::embargo_mark(e).map(|until| ItemExtension {
-            about: ABOUT,
+            about: about(cfg),
             status: "withheld",
             embargoed_until: until,
         }),

@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/articles/{id}", get(pages::article))
         .route("/ninjs/{file}", get(ninjs::article))
         .route("/partners/{name}/{file}", get(partners::feed))
+        .route("/extensions", get(pages::extensions))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .fallback(pages::not_found)
@@ -216,6 +217,7 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
         Some("/articles/{id}") => "article",
         Some("/ninjs/{file}") => "ninjs",
         Some("/partners/{name}/{file}") => "partner_feed",
+        Some("/extensions") => "extensions",
         Some("/healthz") => "healthz",
         Some("/metrics") => "metrics",
         _ => "not_found",

@@ -318,6 +318,36 @@ fn not_found_body() -> Page<'static> {
     }
 }
 
+/// `/extensions`: what feedwire's extension elements and objects mean (JSON
+/// Feed's `about` points here).
+pub async fn extensions(State(state): State<AppState>, method: Method, req: HeaderMap) -> Response {
+    let page = Page {
+        title: "feedwire extensions",
+        head: html! {},
+        main: html! {
+            h1 { "feedwire extensions" }
+            h2 { "Killed articles" }
+            p {
+                "Atom feeds carry RFC 6721 tombstones (" code { "at:deleted-entry" }
+                ", namespace " code { (crate::render::TOMBSTONES_NS) } ") for articles withdrawn "
+                "in the last days, with " code { "at:comment" } " giving the reason when there is one. "
+                "JSON Feed carries the same as " code { "_feedwire.deleted" } ": a list of objects with "
+                code { "id" } " (the entry id), " code { "when" } " (RFC 3339) and an optional "
+                code { "reason" } ". Remove such entries."
+            }
+            h2 { "Embargoed copy" }
+            p {
+                "Partners allowed to receive embargoed copy early get it marked: in Atom and RSS "
+                code { "<fw:status embargoed-until=\"…\">withheld</fw:status>" } " (namespace "
+                code { (crate::render::LIFECYCLE_NS) } "), in JSON Feed items "
+                code { "_feedwire.status = \"withheld\"" } " with " code { "_feedwire.embargoed_until" }
+                ". Do not publish such copy before that moment."
+            }
+        },
+    };
+    page_response(&state, &method, &req, "extensions", page, None)
+}
+
 /// A killed article: `410 Gone` with a short notice (and the reason, when
 /// the editors gave one), so readers and crawlers know it was withdrawn.
 fn gone_page(

@@ -60,12 +60,16 @@ impl DocKind {
         }
     }
 
-    /// The kind a published path has, from its file name.
+    /// The kind a published path has, from its file name (an article's
+    /// ninjs document: `ninjs/<id>.json`).
     pub fn from_path(path: &str) -> Option<DocKind> {
         let name = path.rsplit('/').next()?;
         [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Opml]
             .into_iter()
             .find(|k| k.file_name() == name)
+            .or_else(|| {
+                (path.starts_with("ninjs/") && path.ends_with(".json")).then_some(DocKind::Ninjs)
+            })
     }
 }
 

@@ -305,7 +305,7 @@ fn pull_feeds_are_bounded_by_max_items() {
 }
 
 /// Point 4: `/metrics` counts each partner's requests by result (only
-/// configured partners: a stranger's made-up names add no series), and no
+/// configured partners: a stranger's made-up names share one series), and no
 /// public page, OPML, published file or feed mentions the pull feeds.
 #[test]
 fn pull_feeds_are_counted_per_partner_and_never_linked_publicly() {
@@ -336,6 +336,12 @@ fn pull_feeds_are_counted_per_partner_and_never_linked_publicly() {
         assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
     }
     assert!(!metrics.contains("ghost-partner"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "feedwire_partner_pull_requests_total{partner=\"(unknown)\",result=\"unauthorized\"} 1"
+        ),
+        "made-up names share one series: {metrics}"
+    );
 
     for path in [
         "/",

@@ -33,7 +33,10 @@ use std::collections::HashMap;
 const LABEL: &str = "partner_feed";
 /// Requests for each configured partner's pull feeds, by result.
 const COUNTER: &str = "feedwire_partner_pull_requests_total";
-const COUNTER_HELP: &str = "Requests for a partner's pull feeds, by partner and result (ok, not_modified, unauthorized, not_found, error).";
+const COUNTER_HELP: &str = "Requests for a partner's pull feeds, by partner and result (ok, not_modified, unauthorized, not_found, error); `(unknown)`: names that are no pulling partner's.";
+/// The label of requests for names that are no pulling partner's (a pulling
+/// partner's name cannot hold parentheses).
+const UNKNOWN: &str = "(unknown)";
 
 /// The pull tokens, kept only as HMACs under a key of this process.
 pub(crate) struct PullAuth {
@@ -108,17 +111,23 @@ pub async fn feed(
     };
     let presented = req.get(AUTHORIZATION).map(HeaderValue::as_bytes);
     let admitted = state.pull.admits(&name, presented);
-    // Counted under the configured name only: labels stay a bounded set.
-    let partner = state.cfg.partners.iter().find(|p| p.name == name);
+    // The whole list, whatever the name, and one count either way: a name
+    // that is no pulling partner's costs what a wrong token does.
+    let partner = state
+        .cfg
+        .partners
+        .iter()
+        .filter(|p| p.pull_token.is_some() && p.name == name)
+        .last();
+    // Labels stay a bounded set: configured names, and one for the rest.
+    let label = partner.map_or(UNKNOWN, |p| p.name.as_str());
     let count = |result: &str| {
-        if let Some(p) = partner.filter(|p| p.pull_token.is_some()) {
-            state.metrics.add(
-                COUNTER,
-                COUNTER_HELP,
-                &[("partner", &p.name), ("result", result)],
-                1,
-            );
-        }
+        state.metrics.add(
+            COUNTER,
+            COUNTER_HELP,
+            &[("partner", label), ("result", result)],
+            1,
+        );
     };
     let Some(partner) = partner.filter(|_| admitted) else {
         count("unauthorized");

@@ -113,12 +113,13 @@ pub async fn feed(
     let admitted = state.pull.admits(&name, presented);
     // The whole list, whatever the name, and one count either way: a name
     // that is no pulling partner's costs what a wrong token does.
-    let partner = state
-        .cfg
-        .partners
-        .iter()
-        .filter(|p| p.pull_token.is_some() && p.name == name)
-        .last();
+    let partner = state.cfg.partners.iter().fold(None, |found, p| {
+        if p.pull_token.is_some() && p.name == name {
+            Some(p)
+        } else {
+            found
+        }
+    });
     // Labels stay a bounded set: configured names, and one for the rest.
     let label = partner.map_or(UNKNOWN, |p| p.name.as_str());
     let count = |result: &str| {

@@ -44,7 +44,7 @@ macro_rules! in_tx {
     }};
 }
 
-mod bridge;
+pub(super) mod bridge;
 mod copy;
 mod outbox;
 mod schema;
@@ -780,3 +780,6 @@ impl Tx for PgTx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -535,6 +535,17 @@ impl PostgresUrl {
         })
     }
 
+    /// A URL as an operator writes it (`env:NAME` allowed), with this
+    /// config's pool settings; `key` names where it came from.
+    pub fn from_setting(value: &str, key: &str, settings: &CatalogConfig) -> Result<PostgresUrl> {
+        let value = resolve_env(value).with_context(|| key.to_string())?;
+        let mut url = PostgresUrl::parse(&value, key)?;
+        url.max_connections = settings.max_connections;
+        url.connect_timeout = std::time::Duration::from_secs(settings.connect_timeout_secs);
+        url.acquire_timeout = std::time::Duration::from_secs(settings.acquire_timeout_secs);
+        Ok(url)
+    }
+
     /// The URL with its password, for the client only.
     pub fn secret_url(&self) -> &str {
         &self.url
@@ -842,16 +853,10 @@ impl Config {
     /// the SQLite file inside the state folder.
     pub fn catalog_path(&self) -> CatalogLocation {
         match &self.catalog.url {
-            Some(url) => {
-                let mut pg = PostgresUrl::parse(url, "catalog.url")
-                    .expect("catalog.url was checked by validate");
-                pg.max_connections = self.catalog.max_connections;
-                pg.connect_timeout =
-                    std::time::Duration::from_secs(self.catalog.connect_timeout_secs);
-                pg.acquire_timeout =
-                    std::time::Duration::from_secs(self.catalog.acquire_timeout_secs);
-                CatalogLocation::Postgres(pg)
-            }
+            Some(url) => CatalogLocation::Postgres(
+                PostgresUrl::from_setting(url, "catalog.url", &self.catalog)
+                    .expect("catalog.url was checked by validate"),
+            ),
             None => CatalogLocation::Sqlite(self.sqlite_catalog_path()),
         }
     }

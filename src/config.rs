@@ -480,30 +480,6 @@ impl CatalogLocation {
     }
 }
 
-impl From<&Path> for CatalogLocation {
-    fn from(path: &Path) -> Self {
-        CatalogLocation::Sqlite(path.to_path_buf())
-    }
-}
-
-impl From<&PathBuf> for CatalogLocation {
-    fn from(path: &PathBuf) -> Self {
-        CatalogLocation::Sqlite(path.clone())
-    }
-}
-
-impl From<PathBuf> for CatalogLocation {
-    fn from(path: PathBuf) -> Self {
-        CatalogLocation::Sqlite(path)
-    }
-}
-
-impl From<&CatalogLocation> for CatalogLocation {
-    fn from(location: &CatalogLocation) -> Self {
-        location.clone()
-    }
-}
-
 /// A PostgreSQL connection URL with its pool settings. `Display` and
 /// `Debug` leave the password out, so it cannot reach a log or `status`.
 #[derive(Clone, PartialEq, Eq)]

@@ -315,6 +315,30 @@ impl ArticleReader for Catalog {
     }
 }
 
+/// What [`Catalog::open`] accepts: a SQLite file's path, or where the
+/// config says the catalog is (`Config::catalog_path`).
+pub trait Locate {
+    fn catalog_location(&self) -> CatalogLocation;
+}
+
+impl Locate for Path {
+    fn catalog_location(&self) -> CatalogLocation {
+        CatalogLocation::Sqlite(self.to_path_buf())
+    }
+}
+
+impl Locate for std::path::PathBuf {
+    fn catalog_location(&self) -> CatalogLocation {
+        CatalogLocation::Sqlite(self.clone())
+    }
+}
+
+impl Locate for CatalogLocation {
+    fn catalog_location(&self) -> CatalogLocation {
+        self.clone()
+    }
+}
+
 /// A handle on the catalog. Each handle holds its own connection; open one
 /// per thread or task that needs it.
 pub struct Catalog {
@@ -325,8 +349,8 @@ pub struct Catalog {
 impl Catalog {
     /// Open (creating and migrating if needed) the catalog: a SQLite file
     /// (a path) or a PostgreSQL database (`Config::catalog_path`).
-    pub fn open(at: impl Into<CatalogLocation>, tz: Tz) -> Result<Catalog> {
-        let backend: Box<dyn Backend> = match at.into() {
+    pub fn open(at: &(impl Locate + ?Sized), tz: Tz) -> Result<Catalog> {
+        let backend: Box<dyn Backend> = match at.catalog_location() {
             CatalogLocation::Sqlite(path) => Box::new(sqlite::Sqlite::open(&path)?),
             CatalogLocation::Postgres(url) => Box::new(postgres::Postgres::open(&url)?),
         };
@@ -335,8 +359,8 @@ impl Catalog {
 
     /// Open for commands (`status`, `apply-removals`): like `open`, but a
     /// missing catalog is an error, not a new empty one.
-    pub fn open_existing(at: impl Into<CatalogLocation>, tz: Tz) -> Result<Catalog> {
-        match at.into() {
+    pub fn open_existing(at: &(impl Locate + ?Sized), tz: Tz) -> Result<Catalog> {
+        match at.catalog_location() {
             CatalogLocation::Sqlite(path) => {
                 if !path.exists() {
                     anyhow::bail!(
@@ -344,7 +368,7 @@ impl Catalog {
                         path.display()
                     );
                 }
-                Self::open(path, tz)
+                Self::open(&path, tz)
             }
             CatalogLocation::Postgres(url) => Ok(Catalog {
                 backend: Box::new(postgres::Postgres::open_existing(&url)?),

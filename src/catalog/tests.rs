@@ -35,7 +35,7 @@ impl Place {
     }
 
     fn open(&self) -> Catalog {
-        Catalog::open(self.location(), TZ).unwrap()
+        Catalog::open(&self.location(), TZ).unwrap()
     }
 }
 
@@ -243,7 +243,7 @@ fn held_removals_wait_for_approval_and_another_handle_sees_it() {
             "the daemon must notice an operator's approval"
         );
         let mut b = daemon.batch().unwrap();
-        assert_eq!(b.held_removal_paths().unwrap()["a.txt"], true);
+        assert!(b.held_removal_paths().unwrap()["a.txt"]);
         assert!(b.release_hold("a.txt").unwrap());
         b.commit().unwrap();
         assert!(daemon.held_removals().unwrap().is_empty());

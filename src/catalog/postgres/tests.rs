@@ -19,14 +19,14 @@ fn database() -> Option<TestDatabase> {
 
 fn open(db: &TestDatabase) -> Catalog {
     Catalog::open(
-        crate::config::CatalogLocation::Postgres(db.url.clone()),
+        &crate::config::CatalogLocation::Postgres(db.url.clone()),
         chrono_tz::UTC,
     )
     .unwrap()
 }
 
 /// A direct connection, for looking at what the catalog wrote.
-fn inspect<T: Send>(db: &TestDatabase, sql: &str) -> Vec<tokio_postgres::Row> {
+fn inspect(db: &TestDatabase, sql: &str) -> Vec<tokio_postgres::Row> {
     let pool = pool_for(&db.url).unwrap();
     block_on(async { q::rows(&pool.get().await.unwrap(), sql, &[]).await.unwrap() }).unwrap()
 }
@@ -37,7 +37,7 @@ fn inspect<T: Send>(db: &TestDatabase, sql: &str) -> Vec<tokio_postgres::Row> {
 fn a_fresh_database_migrates_once_and_a_newer_one_is_refused() {
     let Some(db) = database() else { return };
     let first = open(&db);
-    let tables = inspect::<()>(
+    let tables = inspect(
         &db,
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
     )[0]
@@ -48,7 +48,7 @@ fn a_fresh_database_migrates_once_and_a_newer_one_is_refused() {
         "data tables, the version, data_version"
     );
     let row_version = |db: &TestDatabase| -> (i32, String) {
-        let r = &inspect::<()>(db, "SELECT version, xmin::text FROM feedwire_schema")[0];
+        let r = &inspect(db, "SELECT version, xmin::text FROM feedwire_schema")[0];
         (r.get(0), r.get(1))
     };
     let before = row_version(&db);
@@ -62,12 +62,12 @@ fn a_fresh_database_migrates_once_and_a_newer_one_is_refused() {
         "opening a current catalog wrote to it"
     );
 
-    inspect::<()>(
+    inspect(
         &db,
         "UPDATE feedwire_schema SET version = version + 1 RETURNING version",
     );
     let err = Catalog::open(
-        crate::config::CatalogLocation::Postgres(db.url.clone()),
+        &crate::config::CatalogLocation::Postgres(db.url.clone()),
         chrono_tz::UTC,
     )
     .err()
@@ -84,7 +84,7 @@ fn a_fresh_database_migrates_once_and_a_newer_one_is_refused() {
 fn commands_refuse_a_database_without_a_catalog() {
     let Some(db) = database() else { return };
     let err = Catalog::open_existing(
-        crate::config::CatalogLocation::Postgres(db.url.clone()),
+        &crate::config::CatalogLocation::Postgres(db.url.clone()),
         chrono_tz::UTC,
     )
     .err()
@@ -93,7 +93,7 @@ fn commands_refuse_a_database_without_a_catalog() {
         format!("{err:#}").contains("no catalog in PostgreSQL"),
         "{err:#}"
     );
-    let tables = inspect::<()>(
+    let tables = inspect(
         &db,
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
     )[0]

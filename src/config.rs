@@ -30,6 +30,7 @@ pub struct Config {
     pub partners: Vec<Partner>,
     pub delivery: Delivery,
     pub publish: Publish,
+    pub catalog: CatalogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,7 +78,8 @@ impl Default for Site {
 pub struct Paths {
     pub articles: PathBuf,
     pub feeds: PathBuf,
-    /// Holds the catalog (`catalog.sqlite`); must survive restarts.
+    /// Holds the catalog (`catalog.sqlite`, unless `catalog.url` names a
+    /// PostgreSQL database); must survive restarts.
     pub state: PathBuf,
 }
 
@@ -453,6 +455,139 @@ impl Default for Delivery {
     }
 }
 
+/// Where the catalog lives: `[catalog]`. Without `url`, the SQLite file
+/// under `paths.state`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// `postgres://user:password@host:port/db` selects PostgreSQL;
+    /// `env:NAME` reads it from the environment (it carries a password).
+    pub url: Option<String>,
+    /// PostgreSQL connections one feedwire process opens at most (the
+    /// pipeline, the pages, the hub and the delivery worker hold one each
+    /// while they work).
+    pub max_connections: usize,
+    /// Time to open one PostgreSQL connection before the attempt fails.
+    pub connect_timeout_secs: u64,
+    /// Time to wait for a free connection when all are in use.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        CatalogConfig {
+            url: None,
+            max_connections: 8,
+            connect_timeout_secs: 10,
+            acquire_timeout_secs: 30,
+        }
+    }
+}
+
+/// The URL's password never reaches a log through `{:?}`.
+impl std::fmt::Debug for CatalogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogConfig")
+            .field("url", &self.url.as_deref().map(redact))
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .finish()
+    }
+}
+
+/// Which storage the catalog uses, and where: what `Catalog::open` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogLocation {
+    /// The SQLite file.
+    Sqlite(PathBuf),
+    Postgres(PostgresUrl),
+}
+
+impl CatalogLocation {
+    /// What `status` and messages show: the backend and where it is,
+    /// never a password.
+    pub fn describe(&self) -> String {
+        match self {
+            CatalogLocation::Sqlite(path) => format!("SQLite {}", path.display()),
+            CatalogLocation::Postgres(url) => format!("PostgreSQL {url}"),
+        }
+    }
+}
+
+/// A PostgreSQL connection URL with its pool settings. `Display` and
+/// `Debug` leave the password out, so it cannot reach a log or `status`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    url: String,
+    pub max_connections: usize,
+    pub connect_timeout: std::time::Duration,
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl PostgresUrl {
+    /// Check a URL: `postgres://` or `postgresql://`, parseable. `key` names
+    /// where it came from, for the message.
+    pub fn parse(url: &str, key: &str) -> Result<PostgresUrl> {
+        let defaults = CatalogConfig::default();
+        let parsed = url::Url::parse(url).ok();
+        match parsed.as_ref().map(url::Url::scheme) {
+            Some("postgres" | "postgresql") => {}
+            _ => bail!(
+                "{key}: `{}` must be a PostgreSQL URL like postgres://user:password@host:5432/feedwire",
+                redact(url)
+            ),
+        }
+        Ok(PostgresUrl {
+            url: url.to_string(),
+            max_connections: defaults.max_connections,
+            connect_timeout: std::time::Duration::from_secs(defaults.connect_timeout_secs),
+            acquire_timeout: std::time::Duration::from_secs(defaults.acquire_timeout_secs),
+        })
+    }
+
+    /// A URL as an operator writes it (`env:NAME` allowed), with this
+    /// config's pool settings; `key` names where it came from.
+    pub fn from_setting(value: &str, key: &str, settings: &CatalogConfig) -> Result<PostgresUrl> {
+        let value = resolve_env(value).with_context(|| key.to_string())?;
+        let mut url = PostgresUrl::parse(&value, key)?;
+        url.max_connections = settings.max_connections;
+        url.connect_timeout = std::time::Duration::from_secs(settings.connect_timeout_secs);
+        url.acquire_timeout = std::time::Duration::from_secs(settings.acquire_timeout_secs);
+        Ok(url)
+    }
+
+    /// The URL with its password, for the client only.
+    pub fn secret_url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// A URL with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Unparseable: show only the scheme, the rest may hold a password.
+        Err(_) => format!("{}…", url.split(':').next().unwrap_or_default()),
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.url))
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
+}
+
 /// Secrets and header values never reach logs through `{:?}`.
 impl std::fmt::Debug for Partner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -688,6 +823,7 @@ struct RawConfig {
     partners: Vec<Partner>,
     delivery: Delivery,
     publish: Publish,
+    catalog: CatalogConfig,
 }
 
 impl Config {
@@ -738,6 +874,7 @@ impl Config {
             partners: raw.partners,
             delivery: raw.delivery,
             publish: raw.publish,
+            catalog: raw.catalog,
         };
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
@@ -872,6 +1009,7 @@ impl Config {
                 w.max_callback_bytes
             );
         }
+        self.validate_catalog()?;
         let mut names = std::collections::HashSet::new();
         for p in &mut self.partners {
             if p.name.is_empty() || !names.insert(p.name.clone()) {
@@ -948,9 +1086,43 @@ impl Config {
         })
     }
 
-    /// The catalog file inside the state folder.
-    pub fn catalog_path(&self) -> PathBuf {
+    /// Where the catalog is: the PostgreSQL database of `catalog.url`, or
+    /// the SQLite file inside the state folder.
+    pub fn catalog_path(&self) -> CatalogLocation {
+        match &self.catalog.url {
+            Some(url) => CatalogLocation::Postgres(
+                PostgresUrl::from_setting(url, "catalog.url", &self.catalog)
+                    .expect("catalog.url was checked by validate"),
+            ),
+            None => CatalogLocation::Sqlite(self.sqlite_catalog_path()),
+        }
+    }
+
+    /// The SQLite catalog file, whichever backend is configured (the source
+    /// of `feedwire migrate-catalog`).
+    pub fn sqlite_catalog_path(&self) -> PathBuf {
         self.paths.state.join("catalog.sqlite")
+    }
+
+    fn validate_catalog(&mut self) -> Result<()> {
+        let c = &mut self.catalog;
+        if let Some(url) = &c.url {
+            let url = resolve_env(url).context("catalog.url")?;
+            PostgresUrl::parse(&url, "catalog.url")?;
+            c.url = Some(url);
+        }
+        if c.max_connections < 2 {
+            bail!(
+                "catalog.max_connections must be at least 2 (a batch holds one while others read); it is {}",
+                c.max_connections
+            );
+        }
+        if c.connect_timeout_secs == 0 || c.acquire_timeout_secs == 0 {
+            bail!(
+                "catalog.connect_timeout_secs and catalog.acquire_timeout_secs must be at least 1"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -1051,6 +1223,14 @@ mod tests {
                 "[publish]\ntarget = \"s3://bucket-a/feeds\"",
                 "publish.s3.access_key_id",
             ),
+            ("[catalog]\nurl = \"mysql://u@h/db\"", "catalog.url"),
+            ("[catalog]\nurl = \"catalog.sqlite\"", "catalog.url"),
+            (
+                "[catalog]\nurl = \"env:FEEDWIRE_TEST_UNSET_VAR\"",
+                "catalog.url",
+            ),
+            ("[catalog]\nmax_connections = 1", "catalog.max_connections"),
+            ("[catalog]\nurl = \"postgres://h/db\"\nport = 5", "port"),
         ];
         for (text, key) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());
@@ -1059,6 +1239,65 @@ mod tests {
                 "error for {text:?} should name {key}: {err}"
             );
         }
+    }
+
+    /// Without `[catalog] url` the SQLite file under `paths.state`; with it,
+    /// PostgreSQL, and no message or `status` line shows the password.
+    #[test]
+    fn catalog_url_selects_postgres_and_never_shows_the_password() {
+        let sqlite = parse("").unwrap().catalog_path();
+        assert_eq!(
+            sqlite,
+            CatalogLocation::Sqlite(PathBuf::from("/srv/feedwire/state/catalog.sqlite"))
+        );
+        let cfg = parse(
+            "[catalog]\nurl = \"postgresql://feedwire:s3cret@db.example:5433/news\"\nmax_connections = 4",
+        )
+        .unwrap();
+        let CatalogLocation::Postgres(pg) = cfg.catalog_path() else {
+            panic!("a catalog.url must select PostgreSQL");
+        };
+        assert_eq!(pg.max_connections, 4);
+        assert_eq!(
+            pg.secret_url(),
+            "postgresql://feedwire:s3cret@db.example:5433/news"
+        );
+        for shown in [
+            cfg.catalog_path().describe(),
+            format!("{pg}"),
+            format!("{pg:?}"),
+            format!("{cfg:?}"),
+        ] {
+            assert!(!shown.contains("s3cret"), "the password shows in {shown}");
+        }
+        assert_eq!(
+            cfg.catalog_path().describe(),
+            "PostgreSQL postgresql://feedwire:***@db.example:5433/news"
+        );
+        let err = format!(
+            "{:#}",
+            parse("[catalog]\nurl = \"mysql://feedwire:s3cret@h/db\"").unwrap_err()
+        );
+        assert!(
+            err.contains("catalog.url") && !err.contains("s3cret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn catalog_url_may_come_from_the_environment() {
+        // SAFETY: no other test reads or writes this variable.
+        unsafe {
+            std::env::set_var(
+                "FEEDWIRE_TEST_CATALOG_URL",
+                "postgres://feedwire:pw@127.0.0.1:5432/feedwire",
+            )
+        };
+        let cfg = parse("[catalog]\nurl = \"env:FEEDWIRE_TEST_CATALOG_URL\"").unwrap();
+        assert_eq!(
+            cfg.catalog_path().describe(),
+            "PostgreSQL postgres://feedwire:***@127.0.0.1:5432/feedwire"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `feedwire` command line: `run`, `build`, `check`, `status`, `redeliver`.
+//! The `feedwire` command line: `run`, `build`, `check`, `status`, `redeliver`,
+//! `apply-removals`, `migrate-catalog`.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -84,6 +85,17 @@ enum Command {
     /// Approve removals held back by `watch.max_removals` (a running daemon
     /// applies them within a second; otherwise the next `run` or `build`).
     ApplyRemovals {
+        #[arg(long, default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Copy the SQLite catalog (under `paths.state`) into an empty
+    /// PostgreSQL database, then point `[catalog] url` at it. Stop the daemon
+    /// first: what it writes afterwards is not copied.
+    MigrateCatalog {
+        /// postgres://user:password@host:port/db, or env:NAME to read it
+        /// from the environment.
+        #[arg(long)]
+        to: String,
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
@@ -197,6 +209,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 feedwire::catalog::Catalog::open_existing(&cfg.catalog_path(), cfg.time_zone()?)?;
             let n = feedwire::syndicate::redeliver(&catalog, &partner)?;
             println!("{n} dead letter(s) of `{partner}` moved back to pending");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MigrateCatalog { to, config } => {
+            let cfg = Config::load(&config)?;
+            let url = feedwire::config::PostgresUrl::from_setting(&to, "--to", &cfg.catalog)?;
+            let from = cfg.sqlite_catalog_path();
+            let report = feedwire::catalog::Catalog::copy_sqlite_to_postgres(&from, &url)?;
+            println!("copied {} into PostgreSQL {url}:", from.display());
+            for (table, rows) in &report.tables {
+                println!("  {table:<24} {rows}");
+            }
+            println!(
+                "now set `[catalog] url` in {} to this database (the SQLite file is left as it was) and start feedwire",
+                config.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {

@@ -8,7 +8,7 @@ use std::fmt::Write;
 pub fn render(cfg: &Config) -> Result<String> {
     let catalog = Catalog::open_existing(&cfg.catalog_path(), cfg.time_zone()?)?;
     let mut out = String::new();
-    writeln!(out, "catalog   {}", cfg.catalog_path().display())?;
+    writeln!(out, "catalog   {}", cfg.catalog_path().describe())?;
     writeln!(
         out,
         "articles  {} in the catalog (folder {})",

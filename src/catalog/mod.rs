@@ -11,13 +11,17 @@
 //! that caused them).
 //!
 //! Other modules see typed values and methods, never tables or SQL. Storage
-//! is a [`Backend`] (SQLite in `sqlite/`); the rules of a change are written
+//! is a [`Backend`]: SQLite in `sqlite/` (a file under `paths.state`, the
+//! default) or PostgreSQL in `postgres/` (`[catalog] url`); the rules of a change are written
 //! once, in [`Batch`], over a backend's row operations ([`Tx`]). Changes go
 //! through a batch, one transaction: a crash keeps the whole batch or none.
 
 mod batch;
 mod outbox;
+mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 pub use batch::Batch;
 pub use outbox::{
@@ -25,7 +29,11 @@ pub use outbox::{
     PartnerBacklog, Reservation, Subscription, SubscriptionLimits,
 };
 
+pub use crate::config::CatalogLocation;
+pub use postgres::CopyReport;
+
 use crate::article::{Category, Entry};
+use crate::config::PostgresUrl;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -377,6 +385,9 @@ pub(crate) trait Backend: outbox::OutboxBackend + Send {
     fn meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
     fn forget_file_stamps(&self) -> Result<()>;
+    /// Changes when another connection changed what an operator's command
+    /// changes (held removals): SQLite's `PRAGMA data_version` (any commit
+    /// by another connection), PostgreSQL's counter moved by a trigger.
     fn data_version(&self) -> Result<i64>;
     fn article_state(&self, id: &str) -> Result<ArticleState>;
     /// Tombstones alive at `now_us` (every feed; few).
@@ -472,6 +483,30 @@ fn feed_keys(categories: &[String]) -> Vec<FeedKey> {
     }
 }
 
+/// What [`Catalog::open`] accepts: a SQLite file's path, or where the
+/// config says the catalog is (`Config::catalog_path`).
+pub trait Locate {
+    fn catalog_location(&self) -> CatalogLocation;
+}
+
+impl Locate for Path {
+    fn catalog_location(&self) -> CatalogLocation {
+        CatalogLocation::Sqlite(self.to_path_buf())
+    }
+}
+
+impl Locate for std::path::PathBuf {
+    fn catalog_location(&self) -> CatalogLocation {
+        CatalogLocation::Sqlite(self.clone())
+    }
+}
+
+impl Locate for CatalogLocation {
+    fn catalog_location(&self) -> CatalogLocation {
+        self.clone()
+    }
+}
+
 /// A handle on the catalog. Each handle holds its own connection; open one
 /// per thread or task that needs it.
 pub struct Catalog {
@@ -482,10 +517,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Open (creating and migrating if needed) the catalog at `path`.
-    pub fn open(path: &Path, tz: Tz) -> Result<Catalog> {
+    /// Open (creating and migrating if needed) the catalog: a SQLite file
+    /// (a path) or a PostgreSQL database (`Config::catalog_path`).
+    pub fn open(at: &(impl Locate + ?Sized), tz: Tz) -> Result<Catalog> {
+        let backend: Box<dyn Backend> = match at.catalog_location() {
+            CatalogLocation::Sqlite(path) => Box::new(sqlite::Sqlite::open(&path)?),
+            CatalogLocation::Postgres(url) => Box::new(postgres::Postgres::open(&url)?),
+        };
         Ok(Catalog {
-            backend: Box::new(sqlite::Sqlite::open(path)?),
+            backend,
             tz,
             tombstone_keep: chrono::Duration::days(7),
         })
@@ -493,14 +533,30 @@ impl Catalog {
 
     /// Open for commands (`status`, `apply-removals`): like `open`, but a
     /// missing catalog is an error, not a new empty one.
-    pub fn open_existing(path: &Path, tz: Tz) -> Result<Catalog> {
-        if !path.exists() {
-            anyhow::bail!(
-                "no catalog at {} yet: run `feedwire build` or `feedwire run` first",
-                path.display()
-            );
+    pub fn open_existing(at: &(impl Locate + ?Sized), tz: Tz) -> Result<Catalog> {
+        match at.catalog_location() {
+            CatalogLocation::Sqlite(path) => {
+                if !path.exists() {
+                    anyhow::bail!(
+                        "no catalog at {} yet: run `feedwire build` or `feedwire run` first",
+                        path.display()
+                    );
+                }
+                Self::open(&path, tz)
+            }
+            CatalogLocation::Postgres(url) => Ok(Catalog {
+                backend: Box::new(postgres::Postgres::open_existing(&url)?),
+                tz,
+                tombstone_keep: chrono::Duration::days(7),
+            }),
         }
-        Self::open(path, tz)
+    }
+
+    /// `feedwire migrate-catalog`: copy the SQLite catalog at `sqlite` into
+    /// the empty PostgreSQL catalog at `to`, every table in one transaction.
+    /// Only outside an async runtime (the command line).
+    pub fn copy_sqlite_to_postgres(sqlite: &Path, to: &PostgresUrl) -> Result<CopyReport> {
+        postgres::copy_from_sqlite(sqlite, to)
     }
 
     /// Start a batch of changes: one write transaction, holding the write
@@ -718,8 +774,10 @@ impl Catalog {
         self.backend.forget_file_stamps()
     }
 
-    /// A number that changes whenever another connection commits to the
-    /// catalog: a cheap way for the daemon to notice an operator's command.
+    /// A number that changes when another connection changes what an
+    /// operator's command changes (held removals): a cheap way for the
+    /// daemon to notice `apply-removals`. SQLite moves it at every commit of
+    /// another connection; PostgreSQL keeps a counter that a trigger moves.
     pub fn data_version(&self) -> Result<i64> {
         self.backend.data_version()
     }

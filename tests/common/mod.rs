@@ -1,5 +1,11 @@
 //! Shared test harness: a temporary site (articles folder + config), the real
 //! `feedwire` binary, and feed parsing with the independent `feed-rs` crate.
+//!
+//! With `FEEDWIRE_TEST_DATABASE_URL` set (an administrator's URL to a
+//! throwaway PostgreSQL cluster, e.g.
+//! `postgres://postgres@127.0.0.1:5432/postgres`), every site keeps its
+//! catalog in a fresh database of its own (`[catalog] url`), dropped with the
+//! site: the whole suite then runs on PostgreSQL. `.ci/run` runs it both ways.
 #![allow(dead_code)]
 
 pub mod ninjs;
@@ -33,14 +39,121 @@ pub fn wire(name: &str) -> PathBuf {
     corpus().join("wire").join(name)
 }
 
+/// The variable naming the PostgreSQL cluster the suite also runs on.
+pub const DATABASE_URL_VAR: &str = "FEEDWIRE_TEST_DATABASE_URL";
+
+/// A database of its own in the test cluster, dropped at the end.
+pub struct TestDatabase {
+    admin: String,
+    pub name: String,
+    /// The database's URL, for `[catalog] url`.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A new empty database, or `None` when `FEEDWIRE_TEST_DATABASE_URL` is
+    /// not set.
+    pub fn create() -> Option<TestDatabase> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let admin = std::env::var(DATABASE_URL_VAR).ok()?;
+        let name = format!(
+            "feedwire_site_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        admin_exec(&admin, &format!("CREATE DATABASE {name}"));
+        let mut url = url::Url::parse(&admin)
+            .unwrap_or_else(|e| panic!("{DATABASE_URL_VAR} is not a URL: {e}"));
+        url.set_path(&format!("/{name}"));
+        Some(TestDatabase {
+            admin,
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    /// Run SQL on this database (to look at what feedwire stored).
+    pub fn query_one_i64(&self, sql: &str) -> i64 {
+        query_one_i64(&self.url, sql)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        admin_exec(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn with_client<T>(url: &str, f: impl AsyncFnOnce(&tokio_postgres::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test database ({DATABASE_URL_VAR}): {e}"));
+        let driver = tokio::spawn(connection);
+        let out = f(&client).await;
+        drop(client);
+        let _ = driver.await;
+        out
+    })
+}
+
+fn admin_exec(admin: &str, sql: &str) {
+    with_client(admin, async |c| {
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    })
+}
+
+fn query_one_i64(url: &str, sql: &str) -> i64 {
+    with_client(url, async |c| {
+        c.query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+            .get(0)
+    })
+}
+
 /// A temporary feedwire installation.
 pub struct Site {
     pub dir: tempfile::TempDir,
+    /// Its PostgreSQL catalog, when the suite runs on PostgreSQL.
+    pub database: Option<TestDatabase>,
 }
 
 impl Site {
-    /// A site whose config has `extra` appended (TOML).
+    /// A site whose config has `extra` appended (TOML). Its catalog is in
+    /// PostgreSQL when `FEEDWIRE_TEST_DATABASE_URL` is set (unless `extra`
+    /// has a `[catalog]` of its own), else the SQLite file.
     pub fn new(extra: &str) -> Site {
+        let database = if extra.contains("[catalog]") {
+            None
+        } else {
+            TestDatabase::create()
+        };
+        let extra = match &database {
+            Some(db) => format!("{extra}\n[catalog]\nurl = \"{}\"\n", db.url),
+            None => extra.to_string(),
+        };
+        let mut site = Site::with_config(&extra);
+        site.database = database;
+        site
+    }
+
+    /// A site on the SQLite catalog whatever the environment says.
+    pub fn new_sqlite(extra: &str) -> Site {
+        Site::with_config(extra)
+    }
+
+    fn with_config(extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("articles")).unwrap();
         let config = format!(
@@ -52,7 +165,10 @@ impl Site {
             format!("{config}\n[server]\nenabled = false\n")
         };
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        Site { dir }
+        Site {
+            dir,
+            database: None,
+        }
     }
 
     pub fn path(&self) -> &Path {

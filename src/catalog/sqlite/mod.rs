@@ -63,6 +63,11 @@ impl Sqlite {
             .with_context(|| format!("cannot prepare the catalog {}", path.display()))?;
         Ok(Sqlite { conn })
     }
+
+    /// The connection, for the copy into PostgreSQL (`migrate-catalog`).
+    pub(in crate::catalog) fn connection(&self) -> &Connection {
+        &self.conn
+    }
 }
 
 /// A `files` row (size, mtime_ns, hash, article_id, inode) as a `KnownFile`.

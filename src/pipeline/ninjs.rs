@@ -15,6 +15,10 @@
 //! the flush, so a crash in between (or a catalog from before ninjs
 //! documents existed) makes the next full publish (start-up, `build`)
 //! render every article's document once; unchanged files are not rewritten.
+//! A full publish also looks up the newest article's document in every
+//! target: when one does not hold it as it would be rendered now (the feeds
+//! folder was emptied, a target added, a setting or feedwire changed what
+//! documents say), every document is rendered again too.
 
 use super::CommitHook;
 use crate::catalog::{ArticleState, Catalog, Change, FeedKey};
@@ -105,7 +109,7 @@ impl ArticleDocs {
         full: bool,
     ) -> Result<Report> {
         let noted = std::mem::take(&mut *self.pending.lock().expect("pending ninjs lock"));
-        let everything = full && self.repair;
+        let everything = full && (self.repair || !newest_is_current(cfg, catalog, publisher)?);
         let mut report = Report::default();
         if everything {
             // Every stored article (its file is known), and every article
@@ -152,6 +156,25 @@ impl ArticleDocs {
         self.repair &= !everything;
         Ok(report)
     }
+}
+
+/// Whether every target holds the newest article's document as it would be
+/// rendered now. When not, the documents there are not the catalog's: the
+/// feeds folder was emptied, a target was added, or what a document says
+/// changed (`site.base_url`, a new feedwire), and every one is rendered
+/// again. One document rendered and looked up, at every full publish.
+fn newest_is_current(cfg: &Config, catalog: &Catalog, publisher: &Publisher) -> Result<bool> {
+    let Some(entry) = catalog.newest(&FeedKey::Main, 1)?.into_iter().next() else {
+        return Ok(true);
+    };
+    let doc = Document {
+        bytes: render::render_ninjs(cfg, &entry)?,
+        path: render::ninjs_path(&entry.id),
+        kind: DocKind::Ninjs,
+        entries: 1,
+        updated: Some(entry.updated),
+    };
+    publisher.holds_everywhere(&doc)
 }
 
 fn merge(into: &mut Report, from: Report) {
@@ -217,7 +240,8 @@ mod tests {
     /// dropped with the change committed and nothing written) is repaired
     /// by the next start's full publish: a new article gets its document,
     /// a killed one its canceled document. Once current, a full publish
-    /// reads no article's document again.
+    /// renders only the newest article's document, to look it up; when a
+    /// target lacks it (the folder was emptied), every document again.
     #[test]
     fn pipeline_ninjs_a_crash_before_the_flush_is_repaired_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
@@ -253,12 +277,22 @@ mod tests {
         );
 
         // Current: a restart's full publish (after its reconciliation)
-        // renders no document.
+        // renders no document beyond the newest one it looks up.
         drop(p);
-        std::fs::remove_file(dir.path().join("feeds/ninjs/new.json")).unwrap();
+        std::fs::remove_file(dir.path().join("feeds/ninjs/old.json")).unwrap();
+        let mut p = Pipeline::open(cfg.clone(), None).unwrap();
+        p.reconcile().unwrap();
+        p.publish(None).unwrap();
+        assert!(doc(dir.path(), "old").is_none());
+
+        // The feeds folder emptied: the newest document is missing, so
+        // every one is rendered again.
+        drop(p);
+        std::fs::remove_dir_all(dir.path().join("feeds")).unwrap();
         let mut p = Pipeline::open(cfg, None).unwrap();
         p.reconcile().unwrap();
         p.publish(None).unwrap();
-        assert!(doc(dir.path(), "new").is_none());
+        assert_eq!(doc(dir.path(), "old").unwrap()["pubStatus"], "canceled");
+        assert_eq!(doc(dir.path(), "new").unwrap()["pubStatus"], "usable");
     }
 }

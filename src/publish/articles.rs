@@ -10,6 +10,22 @@ use crate::render::Document;
 use anyhow::{Context, Result};
 
 impl Publisher {
+    /// Whether every target holds exactly this document (asking a remote
+    /// one once): a cheap probe of whether the article documents there are
+    /// still what the catalog says.
+    pub fn holds_everywhere(&self, doc: &Document) -> Result<bool> {
+        let hash = blake3::hash(&doc.bytes);
+        for target in &self.targets {
+            target
+                .look_up(&[doc.path.as_str()])
+                .with_context(|| format!("cannot read {}", target.describe()))?;
+            if !target.holds(&doc.path, &hash) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Gate `docs`, write those whose bytes changed to every target, and
     /// remove `gone` from every target (a path a target does not hold is
     /// fine). A refused document keeps its last good version, like a feed.

@@ -316,7 +316,11 @@ fn withheld_and_killed_articles_in_every_ninjs_output() {
     });
     assert_eq!(v["pubStatus"], "usable");
     assert!(v.get("embargoedUntil").is_none());
-    assert!(a.site.feeds().join("ninjs/cam.json").exists());
+    // Served from the catalog as soon as it commits; written to the feeds
+    // folder by the publish that follows.
+    wait_for("the document written", WAIT, || {
+        a.site.feeds().join("ninjs/cam.json").exists().then_some(())
+    });
     wait_for("the plain partner gets it now", WAIT, || {
         pushes(&a.plain, "k-plain", "cam")
             .iter()

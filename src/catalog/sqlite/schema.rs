@@ -182,6 +182,25 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX operator_commands_pending ON operator_commands(applied) WHERE applied = 0;
     ",
+    // 5: RFC 5005 archives. A membership's `page` is 0 while it is in the
+    // feed's live window and the archive page it was moved to (1 = oldest)
+    // once it left it; it never goes back. The index keeps both the live
+    // window and one page a range scan, whatever the archive size. Each
+    // page records how many entries were ever placed in it (a kill does not
+    // give room back: a page that filled up stays as it was) and whether it
+    // changed since it was last published.
+    "
+    ALTER TABLE memberships ADD COLUMN page INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX memberships_by_page ON memberships(feed, page, published_us, article_id);
+    CREATE TABLE archive_pages (
+        feed      TEXT NOT NULL,
+        page      INTEGER NOT NULL,
+        assigned  INTEGER NOT NULL DEFAULT 0,
+        stale     INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (feed, page)
+    ) WITHOUT ROWID;
+    CREATE INDEX archive_pages_stale ON archive_pages(stale) WHERE stale = 1;
+    ",
 ];
 
 /// How many migrations this build knows.

@@ -47,6 +47,24 @@ fn write_transaction_on<T>(
     }
 }
 
+/// A feed's live window, newest first (`memberships_by_page`: a range scan
+/// of `limit` rows, whatever the archive size).
+pub(super) const LIVE_NEWEST: &str =
+    "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+     WHERE m.feed = ?1 AND m.page = 0
+     ORDER BY m.published_us DESC, m.article_id DESC LIMIT ?2";
+
+/// A feed's live members past its newest `?2`: the same scan, continued.
+pub(super) const LIVE_BEYOND: &str =
+    "SELECT article_id FROM memberships WHERE feed = ?1 AND page = 0
+     ORDER BY published_us DESC, article_id DESC LIMIT -1 OFFSET ?2";
+
+/// One archive page's entries, newest first: a range scan of the page.
+pub(super) const PAGE_ENTRIES: &str =
+    "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+     WHERE m.feed = ?1 AND m.page = ?2
+     ORDER BY m.published_us DESC, m.article_id DESC";
+
 pub(super) struct Sqlite {
     conn: Connection,
 }
@@ -134,11 +152,7 @@ impl Backend for Sqlite {
     }
 
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
-             WHERE m.feed = ?1 AND m.page = 0
-             ORDER BY m.published_us DESC, m.article_id DESC LIMIT ?2",
-        )?;
+        let mut stmt = self.conn.prepare_cached(LIVE_NEWEST)?;
         let rows = stmt.query_map(params![feed.stored(), limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -151,11 +165,7 @@ impl Backend for Sqlite {
     }
 
     fn archive_page(&self, feed: &FeedKey, page: u32) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
-             WHERE m.feed = ?1 AND m.page = ?2
-             ORDER BY m.published_us DESC, m.article_id DESC",
-        )?;
+        let mut stmt = self.conn.prepare_cached(PAGE_ENTRIES)?;
         let rows = stmt.query_map(params![feed.stored(), page], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -696,11 +706,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn live_beyond(&mut self, feed: &FeedKey, keep: usize) -> Result<Vec<String>> {
-        let mut ids = self.strings(
-            "SELECT article_id FROM memberships WHERE feed = ?1 AND page = 0
-             ORDER BY published_us DESC, article_id DESC LIMIT -1 OFFSET ?2",
-            params![feed.stored(), keep as i64],
-        )?;
+        let mut ids = self.strings(LIVE_BEYOND, params![feed.stored(), keep as i64])?;
         ids.reverse();
         Ok(ids)
     }

@@ -289,6 +289,40 @@ mod tests {
         assert!(columns(&conn, "files").contains(&"inode".to_string()));
     }
 
+    /// A catalog from before archives keeps every membership, all live
+    /// (page 0), and has no pages yet: the daemon's first full publish
+    /// archives each feed's overflow.
+    #[test]
+    fn a_version_four_catalog_gains_archive_pages_with_every_member_live() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO memberships VALUES('', 1700000000000000, 'a'), ('thoi-su', 1700000000000000, 'a')",
+            [],
+        )
+        .unwrap();
+        prepare(&mut conn).unwrap();
+        let pages: Vec<i64> = conn
+            .prepare("SELECT page FROM memberships")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(pages, [0, 0]);
+        assert_eq!(
+            columns(&conn, "archive_pages"),
+            ["feed", "page", "assigned", "stale"]
+        );
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM archive_pages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
     /// Opening a current catalog changes nothing (no write, no lock needed),
     /// and a newer one is refused.
     #[test]

@@ -8,7 +8,8 @@
 //! atomically ([`Folder`]: temp file in the same folder, fsync, rename, fsync
 //! of the folder), and a document whose bytes did not change is not
 //! rewritten, so file mtimes and HTTP validators only move when content does.
-//! Each version's first-publish time is its `Last-Modified`.
+//! Each version's first-publish time is its `Last-Modified`. Archive pages
+//! go to the targets like any document but not into the in-memory store.
 
 mod atomic;
 mod folder;
@@ -21,7 +22,7 @@ pub use gate::verify;
 pub use store::{Served, Store};
 pub(crate) use store::{brotli, gzip};
 
-use crate::render::Document;
+use crate::render::{ArchivePath, Document};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -38,6 +39,16 @@ pub struct Report {
     /// Versions first published in this round: the caller persists them, so
     /// `Last-Modified` survives restarts.
     pub new_versions: Vec<(String, Version)>,
+}
+
+impl Report {
+    /// Add another round's results to this one.
+    pub fn absorb(&mut self, other: Report) {
+        self.written.extend(other.written);
+        self.unchanged += other.unchanged;
+        self.refused.extend(other.refused);
+        self.new_versions.extend(other.new_versions);
+    }
 }
 
 /// One version of a published document: its content hash and when it was
@@ -164,7 +175,11 @@ impl Publisher {
                     .new_versions
                     .push((doc.path.clone(), version.clone()));
             }
-            if let Some(store) = &self.store {
+            // Archive pages stay out of memory (a large archive is thousands
+            // of them); HTTP reads them from the feeds folder.
+            if let Some(store) = &self.store
+                && ArchivePath::parse(&doc.path).is_none()
+            {
                 store.put(doc, hash, version.first_published);
             }
         }

@@ -186,3 +186,48 @@ impl Publisher {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::DocKind;
+
+    fn doc(path: &str) -> Document {
+        let bytes = b"<rss version=\"2.0\"><channel><title>t</title><link>http://x/</link><description>d</description></channel></rss>".to_vec();
+        Document {
+            path: path.into(),
+            kind: DocKind::Rss,
+            bytes,
+            entries: 0,
+            updated: None,
+        }
+    }
+
+    /// Archive pages reach the feeds folder but not the in-memory store
+    /// HTTP answers live documents from: a large archive is thousands of
+    /// pages, and the daemon must not hold them all.
+    #[test]
+    fn archive_pages_go_to_the_folder_but_not_into_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new();
+        let mut publisher = Publisher::new(
+            dir.path().to_path_buf(),
+            Some(store.clone()),
+            HashMap::new(),
+        )
+        .unwrap();
+        let report = publisher
+            .publish(vec![
+                doc("rss.xml"),
+                doc("archive/rss-1.xml"),
+                doc("thoi-su/archive/rss-12.xml"),
+            ])
+            .unwrap();
+        assert_eq!(report.written.len(), 3);
+        assert!(store.get("rss.xml").is_some());
+        for page in ["archive/rss-1.xml", "thoi-su/archive/rss-12.xml"] {
+            assert!(dir.path().join(page).is_file(), "{page} on disk");
+            assert!(store.get(page).is_none(), "{page} held in memory");
+        }
+    }
+}

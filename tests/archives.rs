@@ -38,7 +38,7 @@ fn archive_site(extra: &str) -> Site {
 /// Article `i`: published on its own minute (so the order is known), in
 /// "Thời sự" when `i` is even and "Kinh tế" when odd.
 fn article(i: u32) -> (String, String) {
-    let category = if i % 2 == 0 {
+    let category = if i.is_multiple_of(2) {
         "Thời sự"
     } else {
         "Kinh tế"
@@ -70,7 +70,11 @@ fn expected(ids: &BTreeSet<u32>) -> BTreeMap<&'static str, BTreeSet<String>> {
     let mut want: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for &i in ids {
         want.entry("").or_default().insert(entry_id(i));
-        let folder = if i % 2 == 0 { "thoi-su/" } else { "kinh-te/" };
+        let folder = if i.is_multiple_of(2) {
+            "thoi-su/"
+        } else {
+            "kinh-te/"
+        };
         want.entry(folder).or_default().insert(entry_id(i));
     }
     want
@@ -387,7 +391,11 @@ fn live_paths(folder: &str) -> Vec<String> {
 /// is then on disk: a reader between the two could see an entry both in
 /// its new page and in the old live document, never in neither.
 fn wait_published(site: &Site, i: u32) {
-    let category = if i % 2 == 0 { "thoi-su/" } else { "kinh-te/" };
+    let category = if i.is_multiple_of(2) {
+        "thoi-su/"
+    } else {
+        "kinh-te/"
+    };
     wait_for(&format!("bai-{i:02} published"), WAIT, || {
         for folder in ["", category] {
             for (live, _) in FORMATS {

@@ -57,6 +57,14 @@ fn write_article(site: &Site, i: u32) {
     site.write(&name, text);
 }
 
+/// Article `i` with a body of about `bytes` bytes.
+fn write_long_article(site: &Site, i: u32, bytes: usize) {
+    let (name, text) = article(i);
+    let sentence = "Một câu dài để bài viết có kích thước đáng kể trong nguồn tin. ";
+    let body = sentence.repeat(bytes / sentence.len() + 1);
+    site.write(&name, text.replace(&format!("Nội dung bài {i}."), &body));
+}
+
 fn entry_id(i: u32) -> String {
     format!("tag:test.example,2026:articles/bai-{i:02}")
 }
@@ -830,4 +838,25 @@ fn a_build_with_a_smaller_window_archives_what_it_no_longer_holds() {
         found.extend(ids(&site.feed(f)));
     }
     assert_eq!(found.len(), 11);
+}
+
+/// A live feed over `feeds.max_bytes` holds fewer than `max_items`: the
+/// entries it cannot hold move to the archive rather than being left out of
+/// every document, so the chain still gives each article exactly once.
+#[test]
+fn entries_a_live_feed_cannot_hold_in_max_bytes_move_to_the_archive() {
+    let site = Site::new("[feeds]\nmax_items = 5\narchive_page_size = 4\nmax_bytes = 4096\n");
+    for i in 1..=12 {
+        write_long_article(&site, i, 700);
+    }
+    site.build();
+    for f in ["atom.xml", "rss.xml", "feed.json"] {
+        let bytes = std::fs::read(site.feeds().join(f)).unwrap();
+        assert!(bytes.len() <= 4096, "{f}: {} bytes", bytes.len());
+    }
+    let live = site.feed("atom.xml").entries.len();
+    assert!((1..5).contains(&live), "the cap left {live} live entries");
+    let all: BTreeSet<u32> = (1..=12).collect();
+    assert_exactly_once(&From::Folder(&site.feeds()), &all);
+    check_entries(&From::Folder(&site.feeds()), "");
 }

@@ -6,10 +6,10 @@
 //! restarts), which feeds every article belongs to (kept as an index ordered
 //! newest first, so rendering a feed reads only its newest N rows no matter how
 //! large the archive is), which archive page each entry that left a feed's
-//! live window was placed in (RFC 5005), which files were rejected and why, removals held
-//! for an operator, what was published when, and syndication's outbox and
-//! subscriptions (which must commit in the same transaction as the change
-//! that caused them).
+//! live window was placed in (RFC 5005), which files were rejected and why,
+//! removals held for an operator, what was published when, and syndication's
+//! outbox and subscriptions (which must commit in the same transaction as the
+//! change that caused them).
 //!
 //! Other modules see typed values and methods, never tables or SQL. Storage
 //! is a [`Backend`] (SQLite in `sqlite/`); the rules of a change are written

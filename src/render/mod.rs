@@ -64,7 +64,6 @@ impl DocKind {
         [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Opml]
             .into_iter()
             .find(|k| k.file_name() == name)
-            .or_else(|| ArchivePath::parse(path).map(|a| a.kind))
     }
 
     /// An archive page's file name: `atom-3.xml`, `rss-3.xml`, `feed-3.json`.
@@ -551,7 +550,6 @@ mod tests {
             let parsed = ArchivePath::parse(&path).unwrap_or_else(|| panic!("{path}"));
             assert_eq!((parsed.feed(), parsed.kind, parsed.page), (key, kind, page));
             assert_eq!(parsed.with_page(page), path);
-            assert_eq!(DocKind::from_path(&path), Some(kind));
         }
         assert_eq!(
             FeedInfo::new(&cfg, FeedKey::Main, None).archive_path(DocKind::Json, 3),

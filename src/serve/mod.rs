@@ -7,9 +7,9 @@
 //! the daemon merges in as well. Live feed documents are answered from the
 //! in-memory [`Store`] by exact key; archive pages are read from the feeds
 //! folder only for paths that parse strictly as one (`documents`), so no
-//! request path can reach another file; the readable HTML pages are rendered from the catalog on a
-//! second, read-only connection with a thread of its own and answered with validators and
-//! compression like feeds.
+//! request path can reach another file; the readable HTML pages are
+//! rendered from the catalog on a second, read-only connection with a thread
+//! of its own and answered with validators and compression like feeds.
 //!
 //! The daemon builds an [`AppState`], calls [`router`] (merging in its own
 //! routers such as the WebSub `/hub`), binds a listener and hands both to

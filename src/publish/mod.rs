@@ -236,11 +236,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new();
         let folder = folder::Folder::new(dir.path().to_path_buf()).unwrap();
-        let mut publisher = Publisher::new(
-            vec![Box::new(folder)],
-            Some(store.clone()),
-            HashMap::new(),
-        );
+        let mut publisher =
+            Publisher::new(vec![Box::new(folder)], Some(store.clone()), HashMap::new());
         let report = publisher
             .publish(vec![
                 doc("rss.xml"),

@@ -36,6 +36,18 @@ pub(crate) const MARKER: &str = "ninjs_documents";
 /// memory, whatever the archive's size.
 const CHUNK: usize = 256;
 
+/// Which articles' documents a flush publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Those noted since the last flush.
+    Changed,
+    /// Those, or every article's when one may be missing or stale (the
+    /// marker, or the newest document's look-up, says so): a start.
+    Repair,
+    /// Every article's: `feedwire build`, the way to repair the targets.
+    Everything,
+}
+
 /// Per-article documents: what changed since the last flush.
 pub(crate) struct ArticleDocs {
     /// Ids whose document may have changed, noted by the commit hook.
@@ -98,18 +110,21 @@ impl ArticleDocs {
         Ok(())
     }
 
-    /// Publish the documents of the articles noted since the last flush;
-    /// with `full`, of every article, but only when the marker said, as
-    /// this process started, that a document may be missing or stale.
+    /// Publish the documents of the articles noted since the last flush, or
+    /// of every article (see [`Scope`]).
     pub(crate) fn flush(
         &mut self,
         cfg: &Config,
         catalog: &Catalog,
         publisher: &mut Publisher,
-        full: bool,
+        scope: Scope,
     ) -> Result<Report> {
         let noted = std::mem::take(&mut *self.pending.lock().expect("pending ninjs lock"));
-        let everything = full && (self.repair || !newest_is_current(cfg, catalog, publisher)?);
+        let everything = match scope {
+            Scope::Changed => false,
+            Scope::Repair => self.repair || !newest_is_current(cfg, catalog, publisher)?,
+            Scope::Everything => true,
+        };
         let mut report = Report::default();
         if everything {
             // Every stored article (its file is known), and every article
@@ -135,18 +150,18 @@ impl ArticleDocs {
             );
             let ids: Vec<String> = ids.into_iter().collect();
             for chunk in ids.chunks(CHUNK) {
-                merge(
-                    &mut report,
-                    publish_chunk(cfg, catalog, publisher, chunk, Some(&tombstones))?,
-                );
+                report.absorb(publish_chunk(
+                    cfg,
+                    catalog,
+                    publisher,
+                    chunk,
+                    Some(&tombstones),
+                )?);
             }
         } else {
             let ids: Vec<String> = noted.into_iter().collect();
             for chunk in ids.chunks(CHUNK) {
-                merge(
-                    &mut report,
-                    publish_chunk(cfg, catalog, publisher, chunk, None)?,
-                );
+                report.absorb(publish_chunk(cfg, catalog, publisher, chunk, None)?);
             }
         }
         if self.marked || everything {
@@ -175,12 +190,6 @@ fn newest_is_current(cfg: &Config, catalog: &Catalog, publisher: &Publisher) -> 
         updated: Some(entry.updated),
     };
     publisher.holds_everywhere(&doc)
-}
-
-fn merge(into: &mut Report, from: Report) {
-    into.written.extend(from.written);
-    into.unchanged += from.unchanged;
-    into.refused.extend(from.refused);
 }
 
 /// Render these articles' documents from the catalog's current state and

@@ -1,6 +1,13 @@
 //! Render: catalog entries → feed documents (RSS 2.0, Atom 1.0, JSON Feed 1.1,
 //! OPML) and IPTC ninjs 3.1 documents. One file per format.
 //!
+//! A feed is its live documents (`rss.xml`, `atom.xml`, `feed.json`: the
+//! newest entries) and, once entries leave that window, RFC 5005 archive
+//! pages under its folder (`archive/atom-<n>.xml`, `archive/rss-<n>.xml`,
+//! `archive/feed-<n>.json`; n = 1 is the oldest). The live documents link
+//! to the newest page (`prev-archive`; `next_url` in JSON Feed), each page
+//! to the one before it and back to the live document (`current`).
+//!
 //! Rendering is a pure function of the entries and the configuration: the
 //! same articles give byte-identical documents, and a feed's date is its
 //! newest entry's, never the clock's. That is what lets `publish` skip
@@ -60,16 +67,80 @@ impl DocKind {
         }
     }
 
-    /// The kind a published path has, from its file name (an article's
-    /// ninjs document: `ninjs/<id>.json`).
+    /// The kind a published path has, from its file name.
     pub fn from_path(path: &str) -> Option<DocKind> {
         let name = path.rsplit('/').next()?;
         [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Opml]
             .into_iter()
             .find(|k| k.file_name() == name)
-            .or_else(|| {
-                (path.starts_with("ninjs/") && path.ends_with(".json")).then_some(DocKind::Ninjs)
-            })
+    }
+
+    /// An archive page's file name: `atom-3.xml`, `rss-3.xml`, `feed-3.json`.
+    fn archive_file_name(self, page: u32) -> String {
+        let (stem, ext) = self.file_name().split_once('.').unwrap_or(("feed", "xml"));
+        format!("{stem}-{page}.{ext}")
+    }
+}
+
+/// The folder under a feed's folder that holds its archive pages.
+pub const ARCHIVE_DIR: &str = "archive";
+
+/// A path (relative to the feeds folder) that names an archive page:
+/// `[<category>/]archive/<atom|rss|feed>-<n>.<xml|json>`, n from 1 without
+/// leading zeros. Parsing is strict, so a request path either names exactly
+/// one page file or nothing (no `..`, no other file, no second spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchivePath<'a> {
+    /// The feed's category slug; `None` for the main feed.
+    pub slug: Option<&'a str>,
+    pub kind: DocKind,
+    pub page: u32,
+}
+
+impl<'a> ArchivePath<'a> {
+    pub fn parse(path: &'a str) -> Option<ArchivePath<'a>> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let (slug, dir, name) = match parts.as_slice() {
+            [dir, name] => (None, *dir, *name),
+            [slug, dir, name] => (Some(*slug), *dir, *name),
+            _ => return None,
+        };
+        // Category slugs as `article::category_slug` makes them.
+        let slug_ok = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if dir != ARCHIVE_DIR || !slug.is_none_or(slug_ok) {
+            return None;
+        }
+        let (stem, ext) = name.split_once('.')?;
+        let (format, number) = stem.split_once('-')?;
+        let kind = DocKind::FEEDS
+            .into_iter()
+            .find(|k| k.file_name() == format!("{format}.{ext}"))?;
+        if number.is_empty()
+            || number.starts_with('0')
+            || !number.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let page = number.parse().ok()?;
+        Some(ArchivePath { slug, kind, page })
+    }
+
+    pub fn feed(&self) -> FeedKey {
+        match self.slug {
+            None => FeedKey::Main,
+            Some(slug) => FeedKey::Category(slug.to_string()),
+        }
+    }
+
+    /// The path of the same feed's page `page` in the same format.
+    pub fn with_page(&self, page: u32) -> String {
+        let dir = self.slug.map(|s| format!("{s}/")).unwrap_or_default();
+        format!("{dir}{ARCHIVE_DIR}/{}", self.kind.archive_file_name(page))
     }
 }
 
@@ -93,8 +164,12 @@ pub struct FeedInfo {
     pub category: Option<Category>,
     pub title: String,
     pub description: String,
+    /// How many archive pages the feed has (0: none yet); the live
+    /// documents link to the newest.
+    pub archive_pages: u32,
     /// A partner's pull feed (`/partners/<name>/…`): its own self links and
-    /// id, no hub (it is never published, and WebSub is for the public).
+    /// id, no hub and no archive (it is never published, and WebSub is for
+    /// the public).
     pub partner: Option<String>,
 }
 
@@ -112,6 +187,7 @@ impl FeedInfo {
             category,
             title,
             description,
+            archive_pages: 0,
             partner: None,
         }
     }
@@ -123,6 +199,7 @@ impl FeedInfo {
             category: None,
             title: format!("{} — {name}", cfg.site.title),
             description: format!("{}: {name}", cfg.site.description),
+            archive_pages: 0,
             partner: Some(name.to_string()),
         }
     }
@@ -142,6 +219,15 @@ impl FeedInfo {
 
     pub fn path(&self, kind: DocKind) -> String {
         format!("{}{}", self.dir(), kind.file_name())
+    }
+
+    /// Path of archive page `page` (1 = the oldest) in one format.
+    pub fn archive_path(&self, kind: DocKind, page: u32) -> String {
+        format!(
+            "{}{ARCHIVE_DIR}/{}",
+            self.dir(),
+            kind.archive_file_name(page)
+        )
     }
 
     /// The human-readable page for this feed (served by feedwire); a
@@ -166,6 +252,36 @@ pub fn render_feed(
     DocKind::FEEDS
         .iter()
         .map(|&kind| render_capped(cfg, info, entries, tombstones, kind))
+        .collect()
+}
+
+/// Render archive page `page` of a feed (its entries newest first) in all
+/// three formats. Pages are not capped by `feeds.max_bytes`: leaving an
+/// entry out would leave it out of every document of the feed.
+pub fn render_archive_page(
+    cfg: &Config,
+    info: &FeedInfo,
+    page: u32,
+    entries: &[Entry],
+) -> Result<Vec<Document>> {
+    DocKind::FEEDS
+        .iter()
+        .map(|&kind| {
+            let ctx = Context {
+                cfg,
+                info,
+                updated: newest(entries).unwrap_or_else(epoch),
+                tombstones: &[],
+                page: Some(page),
+            };
+            Ok(Document {
+                path: info.archive_path(kind, page),
+                kind,
+                bytes: render_with(&ctx, entries, kind)?,
+                entries: entries.len(),
+                updated: newest(entries),
+            })
+        })
         .collect()
 }
 
@@ -227,12 +343,17 @@ fn render_one(
         info,
         updated,
         tombstones,
+        page: None,
     };
+    render_with(&ctx, entries, kind)
+}
+
+fn render_with(ctx: &Context, entries: &[Entry], kind: DocKind) -> Result<Vec<u8>> {
     match kind {
-        DocKind::Rss => rss::render(&ctx, entries),
-        DocKind::Atom => atom::render(&ctx, entries),
-        DocKind::Json => json::render(&ctx, entries),
-        DocKind::Ninjs => ninjs::render_list(&ctx, entries),
+        DocKind::Rss => rss::render(ctx, entries),
+        DocKind::Atom => atom::render(ctx, entries),
+        DocKind::Json => json::render(ctx, entries),
+        DocKind::Ninjs => ninjs::render_list(ctx, entries),
         DocKind::Opml => anyhow::bail!("OPML is rendered by render_opml"),
     }
 }
@@ -247,6 +368,7 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         info: &info,
         updated: entry.updated,
         tombstones: &[],
+        page: None,
     };
     let entries = std::slice::from_ref(entry);
     match kind {
@@ -257,6 +379,9 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         DocKind::Opml => anyhow::bail!("OPML has no single-entry form"),
     }
 }
+
+/// Namespace of RFC 5005 feed history (`fh:archive`).
+pub const HISTORY_NS: &str = "http://purl.org/syndication/history/1.0";
 
 /// Namespace of RFC 6721 tombstones.
 pub const TOMBSTONES_NS: &str = "http://purl.org/atompub/tombstones/1.0";
@@ -327,15 +452,59 @@ struct Context<'a> {
     /// The feed's own date: its newest entry's `updated` (or tombstone's).
     updated: DateTime<FixedOffset>,
     tombstones: &'a [Tombstone],
+    /// The archive page being rendered; `None` for the live documents.
+    page: Option<u32>,
+}
+
+/// RFC 5005 links of one document besides `self`: (rel, URL).
+struct History {
+    /// The live document (`current`), on archive pages only.
+    current: Option<String>,
+    /// The next older document: the newest page from the live document,
+    /// page n-1 from page n (`prev-archive`; `next_url` in JSON Feed).
+    older: Option<String>,
 }
 
 impl Context<'_> {
     fn self_url(&self, kind: DocKind) -> String {
+        match self.page {
+            Some(page) => site::feed_url(self.cfg, &self.info.archive_path(kind, page)),
+            None => self.live_url(kind),
+        }
+    }
+
+    /// The feed's live document (a partner's is served under
+    /// `/partners/`, not published under `/feeds/`).
+    fn live_url(&self, kind: DocKind) -> String {
         match &self.info.partner {
             Some(_) => format!("{}/{}", self.cfg.site.base_url, self.info.path(kind)),
             None => site::feed_url(self.cfg, &self.info.path(kind)),
         }
     }
+
+    fn history(&self, kind: DocKind) -> History {
+        let url = |page: u32| site::feed_url(self.cfg, &self.info.archive_path(kind, page));
+        match self.page {
+            None => History {
+                current: None,
+                older: (self.info.archive_pages > 0).then(|| url(self.info.archive_pages)),
+            },
+            Some(page) => History {
+                current: Some(site::feed_url(self.cfg, &self.info.path(kind))),
+                older: (page > 1).then(|| url(page - 1)),
+            },
+        }
+    }
+
+    /// Archive pages advertise no hub: nobody subscribes to an archive; nor
+    /// does a partner's private feed.
+    fn hubs(&self) -> Vec<String> {
+        match (self.page, &self.info.partner) {
+            (None, None) => site::advertised_hubs(self.cfg),
+            _ => Vec::new(),
+        }
+    }
+
     fn feed_id(&self) -> String {
         match &self.info.partner {
             Some(_) => format!("tag:{}:{}", self.cfg.site.tag_authority, self.info.dir()),
@@ -344,13 +513,6 @@ impl Context<'_> {
                 self.cfg.site.tag_authority,
                 self.info.dir()
             ),
-        }
-    }
-    /// Hubs the feed advertises: none in a partner's feed.
-    fn hubs(&self) -> Vec<String> {
-        match &self.info.partner {
-            Some(_) => Vec::new(),
-            None => site::advertised_hubs(self.cfg),
         }
     }
 }
@@ -425,6 +587,56 @@ fn image_type(url: &str) -> &'static str {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn archive_paths_parse_strictly_and_round_trip() {
+        let cfg = Config::from_toml("", std::path::Path::new("/tmp/config.toml")).unwrap();
+        for (key, kind, page) in [
+            (FeedKey::Main, DocKind::Atom, 1),
+            (FeedKey::Category("thoi-su".into()), DocKind::Rss, 12),
+            (
+                FeedKey::Category("archive".into()),
+                DocKind::Json,
+                4_000_000_000,
+            ),
+        ] {
+            let info = FeedInfo::new(&cfg, key.clone(), None);
+            let path = info.archive_path(kind, page);
+            let parsed = ArchivePath::parse(&path).unwrap_or_else(|| panic!("{path}"));
+            assert_eq!((parsed.feed(), parsed.kind, parsed.page), (key, kind, page));
+            assert_eq!(parsed.with_page(page), path);
+        }
+        assert_eq!(
+            FeedInfo::new(&cfg, FeedKey::Main, None).archive_path(DocKind::Json, 3),
+            "archive/feed-3.json"
+        );
+        for bad in [
+            "archive/atom-0.xml",
+            "archive/atom-01.xml",
+            "archive/atom-1.json",
+            "archive/feed-1.xml",
+            "archive/opml-1.xml",
+            "archive/index-1.opml",
+            "archive/atom-.xml",
+            "archive/atom-1x.xml",
+            "archive/atom-+1.xml",
+            "archive/atom-99999999999.xml",
+            "archive/atom.xml",
+            "archive/.atom-1.xml.1.2.tmp",
+            "../archive/atom-1.xml",
+            "./archive/atom-1.xml",
+            "a/b/archive/atom-1.xml",
+            "Thoi-Su/archive/atom-1.xml",
+            "-x/archive/atom-1.xml",
+            "/archive/atom-1.xml",
+            "archive//atom-1.xml",
+            "archives/atom-1.xml",
+            "archive/atom-1.xml/",
+            "atom.xml",
+        ] {
+            assert_eq!(ArchivePath::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc822_dates_have_two_digit_days_and_real_offsets() {

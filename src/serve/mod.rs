@@ -4,12 +4,14 @@
 //! goes through (request counting, the 404 fallback), and runs the server:
 //! its own accept loop ([`connections`]) bounds connections in number and
 //! time, and [`bounds`] bounds every request's head and body, on every route
-//! the daemon merges in as well. Feed documents are answered from the
-//! in-memory [`Store`] by exact key, never from disk, so no request path can
-//! reach a file; the readable HTML pages are rendered from the catalog on a
-//! second, read-only connection with a thread of its own and answered with validators and
-//! compression like feeds; so are an article's ninjs document ([`ninjs`])
-//! and a partner's private pull feeds ([`partners`], behind its token).
+//! the daemon merges in as well. Live feed documents are answered from the
+//! in-memory [`Store`] by exact key; archive pages are read from the feeds
+//! folder only for paths that parse strictly as one (`documents`), so no
+//! request path can reach another file; the readable HTML pages are
+//! rendered from the catalog on a second, read-only connection with a thread
+//! of its own and answered with validators and compression like feeds; so
+//! are an article's ninjs document ([`ninjs`]) and a partner's private pull
+//! feeds ([`partners`], behind its token).
 //!
 //! The daemon builds an [`AppState`], calls [`router`] (merging in its own
 //! routers such as the WebSub `/hub`), binds a listener and hands both to
@@ -68,7 +70,7 @@ pub struct AppState {
     /// blocking pool: the connection answers one query at a time anyway, and
     /// a flood of page requests once parked a pool thread per request.
     catalog_jobs: mpsc::Sender<CatalogJob>,
-    /// Compressed copies of rendered pages.
+    /// Compressed copies of rendered pages and of archive pages.
     pages: Arc<PageCache>,
     /// Partners' pull tokens, for `/partners/…`.
     pull: Arc<partners::PullAuth>,

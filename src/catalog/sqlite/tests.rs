@@ -103,3 +103,44 @@ fn an_entry_from_an_earlier_build_gains_the_new_facts_without_a_change() {
     assert!(matches!(batch.changes(), [Change::Updated(e)] if e.version == 2));
     batch.commit().unwrap();
 }
+
+/// The live window, its overflow and one archive page are read by range
+/// scans of `memberships_by_page` (no full scan, no sort): per-event work
+/// stays the same however large a feed's archive grows.
+#[test]
+fn archive_queries_are_index_range_scans() {
+    let (_dir, path, _catalog) = catalog();
+    let conn = Connection::open(&path).unwrap();
+    // Enough rows that the planner has a choice to make.
+    conn.execute_batch("BEGIN").unwrap();
+    for i in 0..2000 {
+        conn.execute(
+            "INSERT INTO memberships(feed, published_us, article_id, page) VALUES('', ?1, ?2, ?3)",
+            rusqlite::params![i, format!("a{i}"), if i < 1950 { 1 + i / 50 } else { 0 }],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("COMMIT; ANALYZE").unwrap();
+    for sql in [super::LIVE_NEWEST, super::LIVE_BEYOND, super::PAGE_ENTRIES] {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(["", "1"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let memberships = plan
+            .iter()
+            .find(|l| {
+                l.contains("memberships") || l.starts_with("SEARCH m") || l.starts_with("SCAN m")
+            })
+            .unwrap_or_else(|| panic!("no memberships step in {plan:?}"));
+        assert!(
+            memberships.starts_with("SEARCH") && memberships.contains("memberships_by_page"),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|l| l.contains("TEMP B-TREE")),
+            "{sql} sorts: {plan:?}"
+        );
+    }
+}

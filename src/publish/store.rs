@@ -8,13 +8,13 @@
 use crate::render::{DocKind, Document};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::any::Any;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, OnceLock, RwLock};
 use tokio::sync::broadcast;
 
 /// One published document with everything HTTP needs.
-#[derive(Debug)]
 pub struct Served {
     pub path: String,
     pub kind: DocKind,
@@ -27,6 +27,22 @@ pub struct Served {
     /// When this version was first published (kept across restarts by the
     /// catalog), so it only ever moves forward for a path.
     pub last_modified: DateTime<Utc>,
+    /// Whatever the HTTP server prepares once per version (its response
+    /// heads): they depend on configuration the store does not know, so the
+    /// store only keeps them, as opaque as the server wants.
+    prepared: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("etag", &self.etag)
+            .field("last_modified", &self.last_modified)
+            .field("bytes", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Served {
@@ -38,6 +54,15 @@ impl Served {
     /// The body brotli-compressed (computed once per version).
     pub fn brotli(&self) -> &Bytes {
         self.brotli.get_or_init(|| brotli(&self.body).into())
+    }
+
+    /// What `make` prepares from this version, made on first demand and kept
+    /// with it (so it goes when the version is replaced). One caller type
+    /// per process: `None` if another type was stored first.
+    pub fn prepared<T: Any + Send + Sync>(&self, make: impl FnOnce(&Served) -> T) -> Option<&T> {
+        self.prepared
+            .get_or_init(|| Box::new(make(self)))
+            .downcast_ref::<T>()
     }
 }
 
@@ -86,6 +111,7 @@ impl Store {
             body: Bytes::from(doc.bytes.clone()),
             etag,
             last_modified: first_published,
+            prepared: OnceLock::new(),
         };
         self.inner
             .write()

@@ -11,7 +11,7 @@
 //! newest page, which still fills, gets `server.cache_control`.
 
 use super::negotiate::Coding;
-use super::representation::{self, Representation, put};
+use super::representation::{self, Prepared, Representation, put};
 use super::{AppState, pages};
 use crate::publish::Served;
 use crate::render::{ArchivePath, DocKind};
@@ -49,8 +49,22 @@ pub async fn feeds_path(
 }
 
 /// One published document, from the store's bytes and its precomputed
-/// compressed copies.
+/// compressed copies, with response heads prepared once per version.
 fn document(state: &AppState, doc: &Served, method: &Method, req: &HeaderMap) -> Response {
+    let body = |coding| match coding {
+        Coding::Identity => doc.body.clone(),
+        Coding::Gzip => doc.gzip().clone(),
+        Coding::Brotli => doc.brotli().clone(),
+    };
+    let prepared = doc.prepared(|doc| Prepared::new(representation_of(state, doc)));
+    if let Some(res) = prepared.and_then(|p| p.respond(method, req, body)) {
+        return res;
+    }
+    representation::respond(representation_of(state, doc), method, req, body)
+}
+
+/// What a published document's responses say besides its body.
+fn representation_of<'a>(state: &AppState, doc: &'a Served) -> Representation<'a> {
     let mut headers = HeaderMap::new();
     put(&mut headers, CACHE_CONTROL, &state.cfg.server.cache_control);
     let self_url = crate::site::feed_url(&state.cfg, &doc.path);
@@ -60,18 +74,13 @@ fn document(state: &AppState, doc: &Served, method: &Method, req: &HeaderMap) ->
             headers.append(LINK, v);
         }
     }
-    let rep = Representation {
+    Representation {
         etag: &doc.etag,
         last_modified: Some(SystemTime::from(doc.last_modified)),
         content_type: doc.kind.content_type(),
         label: "feeds",
         headers,
-    };
-    representation::respond(rep, method, req, |coding| match coding {
-        Coding::Identity => doc.body.clone(),
-        Coding::Gzip => doc.gzip().clone(),
-        Coding::Brotli => doc.brotli().clone(),
-    })
+    }
 }
 
 /// An archive page as read from the feeds folder.

@@ -47,7 +47,8 @@ pub fn choose(headers: &HeaderMap) -> Coding {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            // Compared case-insensitively in place: this runs on every poll.
+            let coding = parts.next().unwrap_or("").trim();
             if coding.is_empty() {
                 continue;
             }
@@ -61,12 +62,17 @@ pub fn choose(headers: &HeaderMap) -> Coding {
                     q = v.trim().parse::<f32>().unwrap_or(0.0).clamp(0.0, 1.0);
                 }
             }
-            let slot = match coding.as_str() {
-                "br" => &mut br,
-                "gzip" | "x-gzip" => &mut gzip,
-                "identity" => &mut identity,
-                "*" => &mut star,
-                _ => continue,
+            let is = |name: &str| coding.eq_ignore_ascii_case(name);
+            let slot = if is("br") {
+                &mut br
+            } else if is("gzip") || is("x-gzip") {
+                &mut gzip
+            } else if is("identity") {
+                &mut identity
+            } else if coding == "*" {
+                &mut star
+            } else {
+                continue;
             };
             // The most specific statement wins; repeated ones keep the highest.
             *slot = Some(slot.map_or(q, |old: f32| old.max(q)));

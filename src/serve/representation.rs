@@ -7,11 +7,12 @@ use super::conditional;
 use super::negotiate::{self, Coding};
 use axum::body::{Body, Bytes};
 use axum::http::header::{
-    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, VARY,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, LAST_MODIFIED, VARY,
     X_CONTENT_TYPE_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 /// What a response needs to know about the resource, whatever its body.
@@ -68,6 +69,125 @@ pub(crate) fn respond(
         Body::from(bytes)
     };
     (StatusCode::OK, headers, label, body).into_response()
+}
+
+/// A representation's response heads made once, for a body that does not
+/// change (a published document version): a poll then costs the coding
+/// choice, a comparison of the client's validator with ours and a copy of a
+/// ready header map, where [`respond`] formats and inserts every header.
+pub(crate) struct Prepared {
+    /// By coding: identity, gzip, brotli.
+    variants: [Variant; 3],
+    /// Whole seconds, as Last-Modified carries it.
+    last_modified: Option<SystemTime>,
+    content_type: &'static str,
+    label: &'static str,
+}
+
+struct Variant {
+    etag: String,
+    /// The 304's head: validators and caching headers.
+    not_modified: HeaderMap,
+    /// The 200's head, made when this coding's body is first sent (its
+    /// Content-Length needs the compressed body).
+    ok: OnceLock<HeaderMap>,
+}
+
+impl Prepared {
+    pub(crate) fn new(rep: Representation<'_>) -> Prepared {
+        let last_modified = rep.last_modified.map(whole_seconds);
+        let variant = |coding: Coding| {
+            let etag = variant_etag(rep.etag, coding);
+            let mut headers = rep.headers.clone();
+            put(&mut headers, ETAG, &etag);
+            if let Some(t) = last_modified {
+                put(&mut headers, LAST_MODIFIED, &httpdate::fmt_http_date(t));
+            }
+            headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            Variant {
+                etag,
+                not_modified: headers,
+                ok: OnceLock::new(),
+            }
+        };
+        Prepared {
+            variants: [
+                variant(Coding::Identity),
+                variant(Coding::Gzip),
+                variant(Coding::Brotli),
+            ],
+            last_modified,
+            content_type: rep.content_type,
+            label: rep.label,
+        }
+    }
+
+    /// The same answer [`respond`] gives for this representation, from the
+    /// ready heads. A Last-Modified later than the clock (a clock set back
+    /// since publishing) cannot be sent as prepared: `None`, and the caller
+    /// uses [`respond`], which clamps it.
+    pub(crate) fn respond(
+        &self,
+        method: &Method,
+        req: &HeaderMap,
+        body: impl FnOnce(Coding) -> Bytes,
+    ) -> Option<Response> {
+        let now = SystemTime::now();
+        if self.last_modified.is_some_and(|t| t > now) {
+            return None;
+        }
+        let coding = negotiate::choose(req);
+        let variant = &self.variants[coding as usize];
+        let label = RouteLabel(self.label);
+        // A reader that polls sends back exactly the tag it was given: that
+        // is a match without parsing. Anything else takes the full rules.
+        let echoed = req
+            .get(IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == variant.etag.as_bytes());
+        if echoed || conditional::not_modified(req, &variant.etag, self.last_modified, now) {
+            return Some(with_head(
+                StatusCode::NOT_MODIFIED,
+                variant.not_modified.clone(),
+                label,
+                Body::empty(),
+            ));
+        }
+        let bytes = body(coding);
+        let head = variant.ok.get_or_init(|| {
+            let mut headers = variant.not_modified.clone();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+            if let Some(enc) = coding.header() {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            headers
+        });
+        let body = if method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from(bytes)
+        };
+        Some(with_head(StatusCode::OK, head.clone(), label, body))
+    }
+}
+
+/// A response from a ready head, without re-inserting header by header.
+fn with_head(status: StatusCode, headers: HeaderMap, label: RouteLabel, body: Body) -> Response {
+    let mut res = Response::new(body);
+    *res.status_mut() = status;
+    *res.headers_mut() = headers;
+    res.extensions_mut().insert(label);
+    res
+}
+
+/// Truncated to whole seconds, which is all an HTTP date carries: a 304 for
+/// an If-Modified-Since equal to what we sent.
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs()),
+        Err(_) => t,
+    }
 }
 
 /// Each coding is its own representation and gets its own strong ETag

@@ -2,7 +2,7 @@
 //! replaced atomically (temp file in the same folder, fsync, rename), each
 //! folder that received one fsynced once per round.
 
-use super::{Target, sync_dir, write_synced};
+use super::{Target, sync_dir, write_all_synced};
 use crate::render::Document;
 use anyhow::{Context, Result};
 use std::collections::{BTreeSet, HashMap};
@@ -53,9 +53,11 @@ impl Target for Folder {
     }
 
     fn write(&mut self, docs: &[(&Document, blake3::Hash)]) -> Result<()> {
-        use rayon::prelude::*;
-        docs.par_iter()
-            .try_for_each(|(doc, _)| write_synced(&self.dir.join(&doc.path), &doc.bytes))?;
+        let files: Vec<(PathBuf, &[u8])> = docs
+            .iter()
+            .map(|(doc, _)| (self.dir.join(&doc.path), doc.bytes.as_slice()))
+            .collect();
+        write_all_synced(&files)?;
         // The renames are durable once their folders are fsynced: once per
         // folder, not per file.
         let dirs: BTreeSet<PathBuf> = docs

@@ -18,7 +18,7 @@ mod gate;
 mod s3;
 mod store;
 
-pub use atomic::{sync_dir, write_synced};
+pub use atomic::{sync_dir, write_all_synced, write_synced};
 pub use folder::Folder;
 pub use gate::verify;
 pub use s3::S3;

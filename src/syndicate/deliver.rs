@@ -372,7 +372,7 @@ async fn send(shared: &Shared, row: Row, secret: Option<String>) -> Outcome {
         Kind::Hub => send_hub_ping(shared, row).await,
         Kind::Ping => send_xmlrpc_ping(shared, row).await,
         Kind::Partner => send_partner(shared, row).await,
-        Kind::Fanout => Outcome::Dropped(row.id),
+        Kind::Fanout | Kind::IndexNow => Outcome::Dropped(row.id),
     }
 }
 

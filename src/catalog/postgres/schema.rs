@@ -187,6 +187,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER operator_commands_changed AFTER INSERT ON operator_commands
         FOR EACH ROW EXECUTE FUNCTION bump_data_version();
     "#,
+    // 3: the sitemaps' listing (SQLite's migration 5): public articles with
+    // what the news sitemap shows and their fixed page of the full sitemap;
+    // pages with their counts.
+    r#"
+    CREATE TABLE sitemap_urls (
+        article_id    TEXT COLLATE "C" PRIMARY KEY,
+        page          BIGINT NOT NULL,
+        published_us  BIGINT NOT NULL,
+        lastmod_us    BIGINT NOT NULL,
+        title         TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        bytes         BIGINT NOT NULL
+    );
+    CREATE INDEX sitemap_urls_by_page ON sitemap_urls(page, published_us, article_id);
+    CREATE INDEX sitemap_urls_by_published ON sitemap_urls(published_us, article_id);
+    CREATE TABLE sitemap_pages (
+        page        BIGINT PRIMARY KEY,
+        urls        BIGINT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        changed_us  BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// How many migrations this build knows.
@@ -210,6 +232,8 @@ pub(super) const DATA_TABLES: &[&str] = &[
     "editorial",
     "operator_commands",
     "syndicate_verifying",
+    "sitemap_urls",
+    "sitemap_pages",
 ];
 
 /// The schema version a database has had, without writing anything:

@@ -182,6 +182,30 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX operator_commands_pending ON operator_commands(applied) WHERE applied = 0;
     ",
+    // 5: the sitemaps' listing. Public articles only, each with what the
+    // news sitemap shows and the fixed page of the full sitemap it is on;
+    // pages with their counts, so listing one more article reads one row
+    // whatever the archive's size. Filled from the archive by the first
+    // start that has sitemaps.
+    "
+    CREATE TABLE sitemap_urls (
+        article_id    TEXT PRIMARY KEY,
+        page          INTEGER NOT NULL,
+        published_us  INTEGER NOT NULL,
+        lastmod_us    INTEGER NOT NULL,
+        title         TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        bytes         INTEGER NOT NULL
+    );
+    CREATE INDEX sitemap_urls_by_page ON sitemap_urls(page, published_us, article_id);
+    CREATE INDEX sitemap_urls_by_published ON sitemap_urls(published_us, article_id);
+    CREATE TABLE sitemap_pages (
+        page        INTEGER PRIMARY KEY,
+        urls        INTEGER NOT NULL,
+        bytes       INTEGER NOT NULL,
+        changed_us  INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// How many migrations this build knows.

@@ -1,5 +1,6 @@
 //! Render: catalog entries → feed documents (RSS 2.0, Atom 1.0, JSON Feed 1.1,
-//! OPML). One file per format.
+//! OPML), and the site's own documents (sitemaps, robots.txt, the IndexNow
+//! key file: [`sitemap`]). One file per format.
 //!
 //! Rendering is a pure function of the entries and the configuration: the
 //! same articles give byte-identical documents, and a feed's date is its
@@ -10,6 +11,7 @@ mod atom;
 mod json;
 mod opml;
 mod rss;
+pub mod sitemap;
 
 use crate::article::{Category, Entry};
 use crate::catalog::{FeedKey, Tombstone};
@@ -28,6 +30,10 @@ pub enum DocKind {
     Atom,
     Json,
     Opml,
+    /// A sitemap, a sitemap index or a news sitemap, at the site's root.
+    Sitemap,
+    /// Plain text at the site's root: `robots.txt`, the IndexNow key file.
+    Text,
 }
 
 impl DocKind {
@@ -39,6 +45,8 @@ impl DocKind {
             DocKind::Atom => "atom.xml",
             DocKind::Json => "feed.json",
             DocKind::Opml => "index.opml",
+            DocKind::Sitemap => sitemap::SITEMAP,
+            DocKind::Text => sitemap::ROBOTS,
         }
     }
 
@@ -48,7 +56,14 @@ impl DocKind {
             DocKind::Atom => "application/atom+xml; charset=utf-8",
             DocKind::Json => "application/feed+json; charset=utf-8",
             DocKind::Opml => "text/x-opml; charset=utf-8",
+            DocKind::Sitemap => "application/xml; charset=utf-8",
+            DocKind::Text => "text/plain; charset=utf-8",
         }
+    }
+
+    /// Served at the site's root (`/sitemap.xml`), not under `/feeds/`.
+    pub fn at_site_root(self) -> bool {
+        matches!(self, DocKind::Sitemap | DocKind::Text)
     }
 
     /// The kind a published path has, from its file name.
@@ -194,6 +209,7 @@ fn render_one(
         DocKind::Atom => atom::render(&ctx, entries),
         DocKind::Json => json::render(&ctx, entries),
         DocKind::Opml => anyhow::bail!("OPML is rendered by render_opml"),
+        DocKind::Sitemap | DocKind::Text => anyhow::bail!("not a feed: see render::sitemap"),
     }
 }
 
@@ -213,7 +229,9 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         DocKind::Atom => atom::render_entry(&ctx, entry),
         DocKind::Rss => rss::render(&ctx, entries),
         DocKind::Json => json::render(&ctx, entries),
-        DocKind::Opml => anyhow::bail!("OPML has no single-entry form"),
+        DocKind::Opml | DocKind::Sitemap | DocKind::Text => {
+            anyhow::bail!("{kind:?} has no single-entry form")
+        }
     }
 }
 
@@ -272,7 +290,9 @@ pub fn render_deletion(
             out.push(b'\n');
             Ok(out)
         }
-        DocKind::Opml => anyhow::bail!("OPML has no deletion notice"),
+        DocKind::Opml | DocKind::Sitemap | DocKind::Text => {
+            anyhow::bail!("{kind:?} has no deletion notice")
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod driver;
 mod read;
+mod sitemaps;
 
 use read::{ChunkReader, Read};
 
@@ -95,6 +96,9 @@ pub struct Pipeline {
     /// Articles removed (not approved by an operator) in the last
     /// [`REMOVAL_WINDOW`], by batch.
     recent_removals: std::collections::VecDeque<(Instant, usize)>,
+    /// The sitemaps (`sitemaps.enabled`): their listing follows every
+    /// batch through a commit hook; `publish` renders what it touched.
+    sitemaps: Option<sitemaps::Sitemaps>,
 }
 
 /// A batch stopped because the daemon is shutting down; its transaction was
@@ -136,14 +140,21 @@ impl Pipeline {
             .thread_name(|i| format!("feedwire-read-{i}"))
             .build()
             .context("cannot start the reader threads")?;
+        let sitemaps = sitemaps::Sitemaps::open(&cfg, &mut catalog)?;
+        // First of the hooks: the listing is settled before syndication's.
+        let hooks = match &sitemaps {
+            Some(s) => vec![s.hook(&cfg)?],
+            None => Vec::new(),
+        };
         Ok(Pipeline {
             cfg,
             catalog,
             publisher,
-            hooks: Vec::new(),
+            hooks,
             readers,
             interrupted: Arc::default(),
             recent_removals: Default::default(),
+            sitemaps,
         })
     }
 
@@ -449,10 +460,12 @@ impl Pipeline {
         )
     }
 
-    /// When the next embargo ends or tombstone expires; the daemon sets a
-    /// timer for it.
+    /// When the next embargo ends, tombstone expires or article leaves the
+    /// news sitemap's window; the daemon sets a timer for it.
     pub fn next_lifecycle_deadline(&self) -> Result<Option<DateTime<Utc>>> {
-        self.catalog.next_lifecycle_deadline()
+        let catalog = self.catalog.next_lifecycle_deadline()?;
+        let news = self.sitemaps.as_ref().and_then(|s| s.deadline());
+        Ok(catalog.into_iter().chain(news).min())
     }
 
     /// What time changed: embargoes that ended become public (their files
@@ -474,6 +487,11 @@ impl Pipeline {
         batch.purge_tombstones()?;
         let (affected, _) = batch.commit()?;
         outcome.affected.extend(affected);
+        // An article left the news sitemap's window: the main listing's
+        // publish renders it again.
+        if self.sitemaps.as_mut().is_some_and(|s| s.window_passed(now)) {
+            outcome.affected.insert(FeedKey::Main);
+        }
         Ok(outcome)
     }
 
@@ -538,7 +556,8 @@ impl Pipeline {
     }
 
     /// Render and publish feeds: the given ones, or all of them (`None`). The
-    /// OPML index is refreshed too.
+    /// OPML index is refreshed too, and the sitemaps a change touched (all
+    /// of them, robots.txt and the IndexNow key file with `None`).
     pub fn publish(&mut self, only: Option<&BTreeSet<FeedKey>>) -> Result<publish::Report> {
         let all = self.catalog.feeds()?;
         let mut targets: Vec<FeedInfo> = Vec::new();
@@ -582,7 +601,19 @@ impl Pipeline {
             .map(|(k, c)| FeedInfo::new(&self.cfg, k, c))
             .collect();
         docs.push(render::render_opml(&self.cfg, &index)?);
-        let report = self.publisher.publish(docs)?;
+        if only.is_none() && !self.cfg.indexnow.key.is_empty() {
+            docs.push(render::sitemap::render_key_file(&self.cfg.indexnow.key));
+        }
+        let mut report = self.publisher.publish(docs)?;
+        if let Some(s) = &mut self.sitemaps {
+            let more = s.publish(
+                &self.cfg,
+                &self.catalog,
+                &mut self.publisher,
+                only.is_none(),
+            )?;
+            sitemaps::absorb(&mut report, more);
+        }
         for (path, version) in &report.new_versions {
             self.catalog
                 .record_published(path, &version.hash, version.first_published)?;

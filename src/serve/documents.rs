@@ -29,7 +29,8 @@ pub async fn feeds_path(
     if let Some(slug) = path.strip_suffix('/') {
         return pages::category_feed_view(&state, &method, &headers, slug).await;
     }
-    match state.store.get(&path) {
+    // Sitemaps and text live at the site's root, not here.
+    match state.store.get(&path).filter(|d| !d.kind.at_site_root()) {
         Some(doc) => document(&state, &doc, &method, &headers),
         None => pages::not_found_page(&state),
     }

@@ -178,7 +178,7 @@ impl Sitemaps {
     /// True (once) when the news sitemap's window has moved past its
     /// oldest article by `now`: the next publish renders it again.
     pub(super) fn window_passed(&mut self, now: DateTime<Utc>) -> bool {
-        if !self.news_expires.is_some_and(|t| t <= now) {
+        if self.news_expires.is_none_or(|t| t > now) {
             return false;
         }
         self.news_expires = None;

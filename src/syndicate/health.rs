@@ -232,7 +232,7 @@ impl Health {
         } else {
             tracing::warn!(kind = %g.kind.as_str(), target = %t.label, topic = %g.topic, attempts = g.attempts,
                 error = %g.error, give_ups_not_logged = left_out,
-                "delivery gave up (a 4xx refusal of a ping, or still failing after websub.give_up_secs); the next change is sent again");
+                "delivery gave up (refused with a 4xx that retrying cannot fix, or still failing after websub.give_up_secs, or indexnow.give_up_secs for IndexNow); the next change is sent again");
         }
     }
 }

@@ -221,7 +221,7 @@ impl Sitemaps {
                         let urls = catalog.sitemap_page_urls(n)?;
                         docs.push(render::render_page(cfg, &render::page_path(n), &urls)?);
                     }
-                    absorb(&mut report, publisher.publish(docs)?);
+                    report.absorb(publisher.publish(docs)?);
                 }
                 let files: Vec<(String, i64)> = pages
                     .iter()
@@ -236,7 +236,7 @@ impl Sitemaps {
         if all || touched.news || self.news_expires.is_some_and(|t| t <= now) {
             let (files, head) = self.news_documents(cfg, catalog, now)?;
             if !files.is_empty() {
-                absorb(&mut report, publisher.publish(files)?);
+                report.absorb(publisher.publish(files)?);
             }
             last.push(head);
         }
@@ -244,7 +244,7 @@ impl Sitemaps {
             last.push(render::render_robots(cfg));
         }
         if !last.is_empty() {
-            absorb(&mut report, publisher.publish(last)?);
+            report.absorb(publisher.publish(last)?);
         }
         Ok(report)
     }
@@ -313,12 +313,4 @@ fn listing(cfg: &Config, tz: Tz, e: &crate::article::Entry) -> Result<SitemapUrl
         language: e.language.clone(),
         bytes,
     })
-}
-
-/// Add one publish round's report to another.
-pub(super) fn absorb(into: &mut Report, more: Report) {
-    into.written.extend(more.written);
-    into.unchanged += more.unchanged;
-    into.refused.extend(more.refused);
-    into.new_versions.extend(more.new_versions);
 }

@@ -187,7 +187,30 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER operator_commands_changed AFTER INSERT ON operator_commands
         FOR EACH ROW EXECUTE FUNCTION bump_data_version();
     "#,
-    // 3: the sitemaps' listing (SQLite's migration 5): public articles with
+    // 3: RFC 5005 archives (SQLite's migration 5). A membership's `page` is
+    // 0 while it is in the feed's live window and the archive page it was
+    // moved to (1 = oldest) once it left; it never goes back. The index
+    // keeps the live window and one page a range scan whatever the archive
+    // size. Each page records how many entries were ever placed in it and
+    // whether it changed since it was last published.
+    r#"
+    ALTER TABLE memberships ADD COLUMN page BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX memberships_by_page ON memberships(feed, page, published_us, article_id);
+    CREATE TABLE archive_pages (
+        feed      TEXT COLLATE "C" NOT NULL,
+        page      BIGINT NOT NULL,
+        assigned  BIGINT NOT NULL DEFAULT 0,
+        stale     BOOLEAN NOT NULL DEFAULT true,
+        PRIMARY KEY (feed, page)
+    );
+    CREATE INDEX archive_pages_stale ON archive_pages(stale) WHERE stale;
+    "#,
+    // 4: withheld articles newest first (SQLite's migration 6), for the
+    // pull feeds of partners allowed embargoed copy.
+    r#"
+    CREATE INDEX articles_withheld ON articles(published_us DESC, id DESC) WHERE state = 'withheld';
+    "#,
+    // 5: the sitemaps' listing (SQLite's migration 7): public articles with
     // what the news sitemap shows and their fixed page of the full sitemap;
     // pages with their counts.
     r#"
@@ -231,6 +254,7 @@ pub(super) const DATA_TABLES: &[&str] = &[
     "tombstones",
     "editorial",
     "operator_commands",
+    "archive_pages",
     "syndicate_verifying",
     "sitemap_urls",
     "sitemap_pages",

@@ -31,6 +31,8 @@ pub struct Config {
     pub delivery: Delivery,
     pub publish: Publish,
     pub catalog: CatalogConfig,
+    pub sitemaps: Sitemaps,
+    pub indexnow: IndexNow,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +58,9 @@ pub struct Site {
     pub tag_authority: String,
     /// Offset-less dates and first-seen times are shown in this zone.
     pub time_zone: String,
+    /// The publication's name as Google News knows it (`news:name` in the
+    /// news sitemap). Empty means `title`; `validate` fills it in.
+    pub publication_name: String,
 }
 
 impl Default for Site {
@@ -69,6 +74,7 @@ impl Default for Site {
             author: "feedwire".into(),
             tag_authority: "feedwire.localhost,2026".into(),
             time_zone: "Asia/Ho_Chi_Minh".into(),
+            publication_name: String::new(),
         }
     }
 }
@@ -638,6 +644,132 @@ fn default_partner_concurrency() -> usize {
     4
 }
 
+/// `[sitemaps]`: the sitemaps.org sitemap of every article page
+/// (`/sitemap.xml`), the Google News sitemap of the newest ones
+/// (`/news-sitemap.xml`) and the `/robots.txt` that names both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sitemaps {
+    pub enabled: bool,
+    /// URLs per file of the full sitemap (sitemaps.org allows 50,000); more
+    /// make `/sitemap.xml` an index of fixed pages.
+    pub max_urls: usize,
+    /// Bytes per file of the full sitemap, uncompressed (sitemaps.org allows
+    /// 50 MB, 52,428,800 bytes); a page that would grow past it is closed.
+    pub max_bytes: usize,
+    /// Articles first published this many hours ago or less are in the news
+    /// sitemap (Google News reads two days).
+    pub news_window_hours: u32,
+    /// URLs per news sitemap file (Google News allows 1,000); more make
+    /// `/news-sitemap.xml` an index.
+    pub news_max_urls: usize,
+}
+
+impl Sitemaps {
+    /// The protocols' own ceilings (sitemaps.org; Google News).
+    pub const MAX_URLS: usize = 50_000;
+    pub const MAX_BYTES: usize = 52_428_800;
+    pub const NEWS_MAX_URLS: usize = 1_000;
+}
+
+impl Default for Sitemaps {
+    fn default() -> Self {
+        Sitemaps {
+            enabled: true,
+            max_urls: Self::MAX_URLS,
+            max_bytes: Self::MAX_BYTES,
+            news_window_hours: 48,
+            news_max_urls: Self::NEWS_MAX_URLS,
+        }
+    }
+}
+
+/// `[indexnow]`: tell search engines (IndexNow, indexnow.org) about every
+/// article page that was published, changed or killed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexNow {
+    /// The site's IndexNow key: 8 to 128 letters, digits or `-`. It is
+    /// public by design (served at `/{key}.txt`); `env:NAME` reads it from
+    /// the environment.
+    pub key: String,
+    /// Where submissions go, each an absolute URL such as
+    /// `https://api.indexnow.org/indexnow`. Empty: the key file is
+    /// published, nothing is submitted.
+    pub endpoints: Vec<String>,
+    /// URLs queued within this long go in one request.
+    pub batch_window_ms: u64,
+    /// URLs per request (IndexNow accepts 10,000).
+    pub max_urls_per_request: usize,
+    /// A submission still failing this long after it was queued is dropped
+    /// (and logged): the sitemap still lists the page.
+    pub give_up_secs: u64,
+}
+
+impl IndexNow {
+    /// The protocol's ceiling of URLs per request.
+    pub const MAX_URLS_PER_REQUEST: usize = 10_000;
+
+    /// Whether anything is submitted.
+    pub fn submits(&self) -> bool {
+        !self.key.is_empty() && !self.endpoints.is_empty()
+    }
+
+    fn validate(&mut self) -> Result<()> {
+        self.key = resolve_env(&self.key).context("indexnow.key")?;
+        let key_ok = (8..=128).contains(&self.key.len())
+            && self
+                .key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !self.key.is_empty() && !key_ok {
+            bail!(
+                "indexnow.key must be 8 to 128 characters, each a letter a-z or A-Z, a digit or `-` (it is {} characters); generate one with `openssl rand -hex 16`",
+                self.key.chars().count()
+            );
+        }
+        if self.key.is_empty() && !self.endpoints.is_empty() {
+            bail!(
+                "indexnow.endpoints is set but indexnow.key is not: set indexnow.key (8 to 128 letters, digits or `-`, e.g. from `openssl rand -hex 16`)"
+            );
+        }
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            match url::Url::parse(endpoint) {
+                Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {}
+                _ => bail!(
+                    "indexnow.endpoints[{i}]: `{endpoint}` must be an absolute http(s) URL like https://api.indexnow.org/indexnow"
+                ),
+            }
+        }
+        if self.batch_window_ms == 0 {
+            bail!("indexnow.batch_window_ms must be at least 1");
+        }
+        if !(1..=Self::MAX_URLS_PER_REQUEST).contains(&self.max_urls_per_request) {
+            bail!(
+                "indexnow.max_urls_per_request must be between 1 and {} (IndexNow's limit); it is {}",
+                Self::MAX_URLS_PER_REQUEST,
+                self.max_urls_per_request
+            );
+        }
+        if self.give_up_secs == 0 {
+            bail!("indexnow.give_up_secs must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl Default for IndexNow {
+    fn default() -> Self {
+        IndexNow {
+            key: String::new(),
+            endpoints: Vec::new(),
+            batch_window_ms: 2_000,
+            max_urls_per_request: Self::MAX_URLS_PER_REQUEST,
+            give_up_secs: 2 * 86400,
+        }
+    }
+}
+
 /// Where published documents go besides the in-memory set HTTP serves: the
 /// feeds folder, object storage, or both.
 #[derive(Debug, Clone, Deserialize)]
@@ -843,6 +975,8 @@ struct RawConfig {
     delivery: Delivery,
     publish: Publish,
     catalog: CatalogConfig,
+    sitemaps: Sitemaps,
+    indexnow: IndexNow,
 }
 
 impl Config {
@@ -894,6 +1028,8 @@ impl Config {
             delivery: raw.delivery,
             publish: raw.publish,
             catalog: raw.catalog,
+            sitemaps: raw.sitemaps,
+            indexnow: raw.indexnow,
         };
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
@@ -911,6 +1047,9 @@ impl Config {
         }
         if self.site.title.trim().is_empty() {
             bail!("site.title must not be empty (feeds require a title)");
+        }
+        if self.site.publication_name.trim().is_empty() {
+            self.site.publication_name = self.site.title.clone();
         }
         if self.site.author.trim().is_empty() {
             bail!("site.author must not be empty (Atom feeds need an author)");
@@ -1106,6 +1245,38 @@ impl Config {
             }
         }
         self.publish.validate()?;
+        self.validate_sitemaps()?;
+        self.indexnow.validate()?;
+        Ok(())
+    }
+
+    fn validate_sitemaps(&self) -> Result<()> {
+        let s = &self.sitemaps;
+        if !(1..=Sitemaps::MAX_URLS).contains(&s.max_urls) {
+            bail!(
+                "sitemaps.max_urls must be between 1 and {} (the sitemaps.org limit); it is {}",
+                Sitemaps::MAX_URLS,
+                s.max_urls
+            );
+        }
+        // Room for the file's own lines and one URL of the longest kind.
+        if !(16 * 1024..=Sitemaps::MAX_BYTES).contains(&s.max_bytes) {
+            bail!(
+                "sitemaps.max_bytes must be between 16384 and {} (the sitemaps.org limit); it is {}",
+                Sitemaps::MAX_BYTES,
+                s.max_bytes
+            );
+        }
+        if !(1..=Sitemaps::NEWS_MAX_URLS).contains(&s.news_max_urls) {
+            bail!(
+                "sitemaps.news_max_urls must be between 1 and {} (the Google News limit); it is {}",
+                Sitemaps::NEWS_MAX_URLS,
+                s.news_max_urls
+            );
+        }
+        if s.news_window_hours == 0 {
+            bail!("sitemaps.news_window_hours must be at least 1 (Google News reads 48)");
+        }
         Ok(())
     }
 
@@ -1279,6 +1450,33 @@ mod tests {
             ),
             ("[catalog]\nmax_connections = 1", "catalog.max_connections"),
             ("[catalog]\nurl = \"postgres://h/db\"\nport = 5", "port"),
+            ("[sitemaps]\nmax_urls = 50001", "sitemaps.max_urls"),
+            ("[sitemaps]\nmax_urls = 0", "sitemaps.max_urls"),
+            ("[sitemaps]\nmax_bytes = 52428801", "sitemaps.max_bytes"),
+            ("[sitemaps]\nnews_max_urls = 1001", "sitemaps.news_max_urls"),
+            (
+                "[sitemaps]\nnews_window_hours = 0",
+                "sitemaps.news_window_hours",
+            ),
+            ("[sitemaps]\nnews_days = 2", "news_days"),
+            ("[indexnow]\nkey = \"short\"", "indexnow.key"),
+            ("[indexnow]\nkey = \"under_score\"", "indexnow.key"),
+            (
+                "[indexnow]\nendpoints = [\"https://api.indexnow.org/indexnow\"]",
+                "indexnow.key",
+            ),
+            (
+                "[indexnow]\nkey = \"abcd1234\"\nendpoints = [\"api.indexnow.org\"]",
+                "indexnow.endpoints[0]",
+            ),
+            (
+                "[indexnow]\nkey = \"abcd1234\"\nmax_urls_per_request = 10001",
+                "indexnow.max_urls_per_request",
+            ),
+            (
+                "[indexnow]\nkey = \"env:FEEDWIRE_TEST_UNSET_VAR\"",
+                "indexnow.key",
+            ),
         ];
         for (text, key) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());
@@ -1287,6 +1485,30 @@ mod tests {
                 "error for {text:?} should name {key}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn sitemaps_and_indexnow_defaults() {
+        let cfg = parse("[site]\ntitle = \"Tin TTXVN\"").unwrap();
+        assert_eq!(
+            cfg.site.publication_name, "Tin TTXVN",
+            "defaults to site.title"
+        );
+        assert!(cfg.sitemaps.enabled);
+        assert_eq!(cfg.sitemaps.max_urls, 50_000);
+        assert_eq!(cfg.sitemaps.max_bytes, 52_428_800);
+        assert_eq!(cfg.sitemaps.news_window_hours, 48);
+        assert_eq!(cfg.sitemaps.news_max_urls, 1_000);
+        assert!(!cfg.indexnow.submits());
+        assert_eq!(cfg.indexnow.max_urls_per_request, 10_000);
+        assert_eq!(cfg.indexnow.batch_window_ms, 2_000);
+        let named = parse("[site]\npublication_name = \"Thông tấn xã Việt Nam\"").unwrap();
+        assert_eq!(named.site.publication_name, "Thông tấn xã Việt Nam");
+        let on = parse(
+            "[indexnow]\nkey = \"0123456789abcdef-XYZ\"\nendpoints = [\"http://127.0.0.1:9/indexnow\"]",
+        )
+        .unwrap();
+        assert!(on.indexnow.submits());
     }
 
     /// Without `[catalog] url` the SQLite file under `paths.state`; with it,

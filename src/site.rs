@@ -67,6 +67,12 @@ pub fn feed_url(cfg: &Config, rel_path: &str) -> String {
     format!("{}/feeds/{rel_path}", cfg.site.base_url)
 }
 
+/// The public URL of a document published for the site's root
+/// (`sitemap.xml`, `robots.txt`).
+pub fn root_url(cfg: &Config, rel_path: &str) -> String {
+    format!("{}/{rel_path}", cfg.site.base_url)
+}
+
 /// The built-in hub's URL, when it is on.
 pub fn hub_url(cfg: &Config) -> Option<String> {
     (cfg.websub.builtin_hub && cfg.server.enabled).then(|| format!("{}/hub", cfg.site.base_url))

@@ -366,7 +366,16 @@ fn snapshot(feeds: &Path) -> BTreeMap<String, (blake3::Hash, std::time::SystemTi
     walk(feeds, feeds, &mut out);
     // Each article's own ninjs document (`ninjs/<id>.json`) changes with
     // its article, not with the feeds' pages: tests/ninjs.rs checks those.
-    out.retain(|path, _| !path.starts_with("ninjs/"));
+    // The site-root documents (sitemaps, robots.txt) list every article
+    // page, so they change with any article: tests/sitemaps.rs checks those.
+    out.retain(|path, _| {
+        !path.starts_with("ninjs/")
+            && !path.starts_with("sitemaps/")
+            && !matches!(
+                path.as_str(),
+                "sitemap.xml" | "news-sitemap.xml" | "robots.txt"
+            )
+    });
     out
 }
 

@@ -218,6 +218,14 @@ fn a_sqlite_catalog_moves_to_postgres_keeping_ids_dates_feeds_outbox_and_subscri
         said.contains("syndicate_subscriptions") && said.contains("[catalog] url"),
         "{said}"
     );
+    // The sitemaps' listing is copied, not rebuilt: four articles on one page.
+    for (table, rows) in [("sitemap_urls", 4), ("sitemap_pages", 1)] {
+        assert!(
+            said.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [table, &rows.to_string()]),
+            "{table}: {said}"
+        );
+    }
 
     let mut config = std::fs::read_to_string(site.config()).unwrap();
     config.push_str(&format!("\n[catalog]\nurl = \"{}\"\n", db.url));

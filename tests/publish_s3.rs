@@ -237,15 +237,27 @@ fn build_publishes_every_document_to_s3_with_its_type_cache_control_and_gzip_cop
 
     let s3 = Bucket::new(&endpoint, &bucket);
     let files = published_files(&site.feeds());
-    assert!(files.contains(&"rss.xml".to_string()), "{files:?}");
-    assert!(files.contains(&"index.opml".to_string()), "{files:?}");
+    // The site-root documents (sitemaps, robots.txt) go with the feeds.
+    for name in [
+        "rss.xml",
+        "index.opml",
+        "sitemap.xml",
+        "news-sitemap.xml",
+        "robots.txt",
+    ] {
+        assert!(files.contains(&name.to_string()), "{name}: {files:?}");
+    }
     let mut expected_keys = Vec::new();
     for rel in &files {
         let on_disk = std::fs::read(site.feeds().join(rel)).unwrap();
-        // An article's ninjs document (`ninjs/<id>.json`), or a feed.
-        let kind = DocKind::from_path(rel)
-            .or_else(|| rel.starts_with("ninjs/").then_some(DocKind::Ninjs))
-            .unwrap();
+        let kind = match rel.as_str() {
+            "robots.txt" => DocKind::Text,
+            "sitemap.xml" | "news-sitemap.xml" => DocKind::Sitemap,
+            // An article's ninjs document (`ninjs/<id>.json`), or a feed.
+            _ => DocKind::from_path(rel)
+                .or_else(|| rel.starts_with("ninjs/").then_some(DocKind::Ninjs))
+                .unwrap(),
+        };
         let key = format!("{PREFIX}/{rel}");
         let plain = s3
             .get(&key)

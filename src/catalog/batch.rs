@@ -39,10 +39,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 /// [`drain`](Batch::drain), so a 100,000-file import does not hold every
 /// article body until its commit.
 pub struct Batch<'c> {
-    tx: Box<dyn Tx + 'c>,
+    pub(super) tx: Box<dyn Tx + 'c>,
     tz: Tz,
     /// When this batch runs: embargoes end and tombstones expire against it.
-    now: DateTime<Utc>,
+    pub(super) now: DateTime<Utc>,
     tombstone_keep: chrono::Duration,
     archive: ArchiveRule,
     affected: BTreeSet<FeedKey>,

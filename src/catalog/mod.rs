@@ -22,6 +22,7 @@ mod archive_tests;
 mod batch;
 mod outbox;
 mod postgres;
+mod sitemap;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,8 @@ pub use outbox::{
     ActiveSubscription, DueFilter, LimitHit, OutboxRow, OutboxSummary, OutboxUpdate,
     PartnerBacklog, Reservation, Subscription, SubscriptionLimits,
 };
+
+pub use sitemap::{PageUrl, SitemapLimits, SitemapPage, SitemapUrl, Unlisted};
 
 pub use crate::config::CatalogLocation;
 pub use postgres::CopyReport;
@@ -248,6 +251,9 @@ pub enum DeliveryKind {
     Ping,
     /// A rendered single-entry document for a partner.
     Partner,
+    /// An article page's URL for an IndexNow endpoint; the worker sends the
+    /// endpoint's waiting URLs together, one request for many.
+    IndexNow,
 }
 
 impl DeliveryKind {
@@ -258,6 +264,7 @@ impl DeliveryKind {
             DeliveryKind::Hub => "hub",
             DeliveryKind::Ping => "ping",
             DeliveryKind::Partner => "partner",
+            DeliveryKind::IndexNow => "indexnow",
         }
     }
 
@@ -268,6 +275,7 @@ impl DeliveryKind {
             DeliveryKind::Hub,
             DeliveryKind::Ping,
             DeliveryKind::Partner,
+            DeliveryKind::IndexNow,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -292,6 +300,14 @@ pub enum NewDelivery {
         body: Vec<u8>,
         content_type: String,
         idempotency_key: String,
+    },
+    /// An article page's URL for an IndexNow endpoint, due `delay_ms` from
+    /// now so that the URLs of a burst go in one request.
+    IndexNow {
+        endpoint: String,
+        url: String,
+        article: String,
+        delay_ms: i64,
     },
 }
 
@@ -391,6 +407,26 @@ pub(crate) trait Tx {
     fn hold_removal(&mut self, path: &str, id: &str, at: DateTime<Utc>) -> Result<bool>;
     fn release_hold(&mut self, path: &str) -> Result<bool>;
     fn enqueue(&mut self, deliveries: &[NewDelivery]) -> Result<usize>;
+    /// The page and bytes of a listed article.
+    fn sitemap_url(&mut self, id: &str) -> Result<Option<(i64, i64)>>;
+    /// List an article on a page, or replace what is listed of it.
+    fn put_sitemap_url(&mut self, page: i64, url: &SitemapUrl) -> Result<()>;
+    /// Unlist an article; its page, bytes and publication time.
+    fn delete_sitemap_url(&mut self, id: &str) -> Result<Option<(i64, i64, i64)>>;
+    fn sitemap_page(&mut self, page: i64) -> Result<Option<SitemapPage>>;
+    /// The last page that lists anything.
+    fn last_filled_sitemap_page(&mut self) -> Result<Option<SitemapPage>>;
+    fn put_sitemap_page(&mut self, page: &SitemapPage) -> Result<()>;
+    /// Unlist everything; every page stays, empty, changed at `now_us`.
+    fn clear_sitemap(&mut self, now_us: i64) -> Result<()>;
+    /// Entries (JSON) of public articles after (`published_us`, `id`) in
+    /// publication order, at most `limit`.
+    fn public_entries_after(
+        &mut self,
+        published_us: i64,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<String>>;
     fn commit(self: Box<Self>) -> Result<()>;
 }
 
@@ -464,6 +500,9 @@ pub(crate) trait Backend: outbox::OutboxBackend + Send {
     fn mark_commands_applied(&self, up_to_seq: i64) -> Result<()>;
     /// Every override in force, for `status`.
     fn overrides(&self) -> Result<Vec<(String, Override)>>;
+    fn sitemap_pages(&self) -> Result<Vec<SitemapPage>>;
+    fn sitemap_page_urls(&self, page: i64) -> Result<Vec<PageUrl>>;
+    fn news_urls(&self, since_us: i64) -> Result<Vec<SitemapUrl>>;
 }
 
 /// What readers of published articles may ask (the HTML pages): the

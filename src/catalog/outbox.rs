@@ -97,6 +97,7 @@ pub struct OutboxSummary {
     pub pending_fanout: i64,
     pub pending_hub: i64,
     pub pending_ping: i64,
+    pub pending_indexnow: i64,
     pub partners: Vec<PartnerBacklog>,
 }
 
@@ -154,6 +155,7 @@ pub(crate) trait OutboxBackend {
         limit: usize,
         filter: &DueFilter<'_>,
     ) -> anyhow::Result<Vec<OutboxRow>>;
+    fn indexnow_batch(&self, endpoint: &str, limit: usize) -> anyhow::Result<Vec<OutboxRow>>;
     fn active_subscription(
         &self,
         topic_url: &str,
@@ -233,6 +235,13 @@ impl Catalog {
         filter: &DueFilter<'_>,
     ) -> Result<Vec<OutboxRow>> {
         self.backend.due_deliveries(now_ms, limit, filter)
+    }
+
+    /// Every URL waiting for an IndexNow endpoint, due or not yet (the ones
+    /// still in their batching window join the request that is going),
+    /// oldest first, at most `limit`.
+    pub fn indexnow_batch(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.backend.indexnow_batch(endpoint, limit)
     }
 
     /// The subscription behind a WebSub row; `None` when it has ended.

@@ -757,3 +757,207 @@ fn a_dropped_batch_rolls_back() {
         assert_eq!(place.open().article_count().unwrap(), 1);
     });
 }
+
+fn listed(id: &str, published_us: i64, bytes: i64) -> SitemapUrl {
+    SitemapUrl {
+        id: id.into(),
+        published_us,
+        lastmod_us: published_us + 1,
+        title: format!("Tin {id}"),
+        language: "vi".into(),
+        bytes,
+    }
+}
+
+fn list(c: &mut Catalog, urls: &[SitemapUrl], limits: SitemapLimits) -> Vec<i64> {
+    let mut b = c.batch().unwrap();
+    let pages = urls
+        .iter()
+        .map(|u| b.list_in_sitemap(u, limits).unwrap())
+        .collect();
+    b.commit().unwrap();
+    pages
+}
+
+fn page_ids(c: &Catalog, page: i64) -> Vec<String> {
+    c.sitemap_page_urls(page)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect()
+}
+
+/// Pages of the full sitemap are fixed: a new article goes on the last
+/// page while it has room under both limits, an article keeps its page
+/// when it is listed again, and one that leaves leaves a gap rather than
+/// moving the others.
+#[test]
+fn sitemap_pages_are_fixed_and_filled_in_order() {
+    on_every_backend(|place| {
+        let mut c = place.open();
+        let two = SitemapLimits {
+            max_urls: 2,
+            max_bytes: 1000,
+        };
+        assert_eq!(
+            list(
+                &mut c,
+                &[
+                    listed("a", 10, 100),
+                    listed("b", 20, 100),
+                    listed("c", 30, 100)
+                ],
+                two
+            ),
+            [1, 1, 2]
+        );
+        // Listed again (an edit): same page, same counts.
+        assert_eq!(list(&mut c, &[listed("a", 10, 100)], two), [1]);
+        let pages = c.sitemap_pages().unwrap();
+        assert_eq!(
+            pages
+                .iter()
+                .map(|p| (p.page, p.urls, p.bytes))
+                .collect::<Vec<_>>(),
+            [(1, 2, 200), (2, 1, 100)]
+        );
+        assert_eq!(page_ids(&c, 1), ["a", "b"]);
+
+        // A kill leaves a gap on its page; the next article still goes last.
+        let mut b = c.batch().unwrap();
+        let gone = b.unlist_from_sitemap("a").unwrap().unwrap();
+        assert_eq!((gone.page, gone.published_us), (1, 10));
+        assert!(b.unlist_from_sitemap("never-listed").unwrap().is_none());
+        b.commit().unwrap();
+        assert_eq!(page_ids(&c, 1), ["b"]);
+        assert_eq!(list(&mut c, &[listed("d", 40, 100)], two), [2]);
+        // The byte limit closes a page before the URL limit does.
+        let wide = SitemapLimits {
+            max_urls: 10,
+            max_bytes: 250,
+        };
+        assert_eq!(
+            list(&mut c, &[listed("e", 50, 200), listed("f", 60, 100)], wide),
+            [3, 4]
+        );
+        let pages = c.sitemap_pages().unwrap();
+        assert_eq!(
+            pages
+                .iter()
+                .map(|p| (p.page, p.urls, p.bytes))
+                .collect::<Vec<_>>(),
+            [(1, 1, 100), (2, 2, 200), (3, 1, 200), (4, 1, 100)]
+        );
+
+        // The news sitemap's rows: newest first, from a moment on.
+        let news: Vec<(String, i64)> = c
+            .news_urls(30)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.id, u.published_us))
+            .collect();
+        assert_eq!(
+            news,
+            [
+                ("f".to_string(), 60),
+                ("e".to_string(), 50),
+                ("d".to_string(), 40),
+                ("c".to_string(), 30)
+            ]
+        );
+        let f = &c.news_urls(60).unwrap()[0];
+        assert_eq!(f, &listed("f", 60, 100), "every field back as stored");
+
+        // Cleared for a rebuild: the pages stay, empty, and listing starts
+        // over at the first.
+        let mut b = c.batch().unwrap();
+        b.clear_sitemap().unwrap();
+        b.commit().unwrap();
+        assert!(c.sitemap_pages().unwrap().iter().all(|p| p.urls == 0));
+        assert_eq!(c.sitemap_pages().unwrap().len(), 4);
+        assert!(c.news_urls(0).unwrap().is_empty());
+        assert_eq!(list(&mut c, &[listed("g", 70, 100)], two), [1]);
+    });
+}
+
+/// The archive is read back for listing in publication order, a page at a
+/// time, public articles only.
+#[test]
+fn public_entries_come_in_publication_order_without_withheld_ones() {
+    on_every_backend(|place| {
+        let mut c = place.open();
+        for (i, id) in ["c", "a", "b"].iter().enumerate() {
+            upsert(
+                &mut c,
+                &format!("{id}.txt"),
+                &article(id, &format!("Tin {id}"), &["Thời sự"]),
+                at(i as i64, 0),
+            );
+        }
+        let mut held = article("h", "Chưa công bố", &[]);
+        held.lifecycle.embargo = Some((Utc::now() + Span::days(1)).fixed_offset());
+        upsert(&mut c, "h.txt", &held, at(10, 0));
+
+        let mut b = c.batch().unwrap();
+        let first = b.public_entries_after(None, 2).unwrap();
+        let ids: Vec<&str> = first.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["c", "a"]);
+        let last = first.last().unwrap();
+        let cursor = (last.published.timestamp_micros(), last.id.as_str());
+        let rest = b.public_entries_after(Some(cursor), 2).unwrap();
+        let ids: Vec<&str> = rest.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["b"], "the withheld article is not public");
+        b.commit().unwrap();
+    });
+}
+
+/// IndexNow rows wait out their batching window before they are due; once
+/// one is due, the whole endpoint's queue goes with it.
+#[test]
+fn indexnow_rows_wait_for_their_window_and_go_together() {
+    on_every_backend(|place| {
+        let mut c = place.open();
+        let row = |url: &str, delay_ms: i64| NewDelivery::IndexNow {
+            endpoint: "https://engine.example/indexnow".into(),
+            url: url.into(),
+            article: url.rsplit('/').next().unwrap().into(),
+            delay_ms,
+        };
+        let now = Utc::now().timestamp_millis();
+        assert_eq!(
+            enqueue(&mut c, &[row("https://s.example/articles/a", 0)]),
+            1
+        );
+        enqueue(&mut c, &[row("https://s.example/articles/b", 60_000)]);
+        let due = c
+            .due_deliveries(now + 1000, 10, &DueFilter::default())
+            .unwrap();
+        assert_eq!(due.len(), 1, "b is still in its window");
+        assert_eq!(due[0].kind, DeliveryKind::IndexNow);
+        assert_eq!(due[0].topic, "https://s.example/articles/a");
+        assert_eq!(due[0].article, "a");
+        let batch = c
+            .indexnow_batch("https://engine.example/indexnow", 10)
+            .unwrap();
+        let urls: Vec<&str> = batch.iter().map(|r| r.topic.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://s.example/articles/a",
+                "https://s.example/articles/b"
+            ]
+        );
+        assert_eq!(
+            c.indexnow_batch("https://engine.example/indexnow", 1)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            c.indexnow_batch("https://other.example/", 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(c.outbox_summary(0).unwrap().pending_indexnow, 2);
+    });
+}

@@ -13,6 +13,7 @@
 pub mod driver;
 mod ninjs;
 mod read;
+mod sitemaps;
 
 use read::{ChunkReader, Read};
 
@@ -105,6 +106,9 @@ pub struct Pipeline {
     /// Articles removed (not approved by an operator) in the last
     /// [`REMOVAL_WINDOW`], by batch.
     recent_removals: std::collections::VecDeque<(Instant, usize)>,
+    /// The sitemaps (`sitemaps.enabled`): their listing follows every
+    /// batch through a commit hook; `publish` renders what it touched.
+    sitemaps: Option<sitemaps::Sitemaps>,
     /// Each article's ninjs document: which changed since the last publish.
     article_docs: ninjs::ArticleDocs,
 }
@@ -149,15 +153,24 @@ impl Pipeline {
             .thread_name(|i| format!("feedwire-read-{i}"))
             .build()
             .context("cannot start the reader threads")?;
+        let sitemaps = sitemaps::Sitemaps::open(&cfg, &mut catalog)?;
         let article_docs = ninjs::ArticleDocs::open(&catalog)?;
+        // The sitemaps' listing is settled first, before the ninjs
+        // documents' and syndication's hooks run.
+        let mut hooks = match &sitemaps {
+            Some(s) => vec![s.hook(&cfg)?],
+            None => Vec::new(),
+        };
+        hooks.push(article_docs.hook());
         Ok(Pipeline {
             cfg,
             catalog,
             publisher,
-            hooks: vec![article_docs.hook()],
+            hooks,
             readers,
             interrupted: Arc::default(),
             recent_removals: Default::default(),
+            sitemaps,
             article_docs,
         })
     }
@@ -465,10 +478,12 @@ impl Pipeline {
         )
     }
 
-    /// When the next embargo ends or tombstone expires; the daemon sets a
-    /// timer for it.
+    /// When the next embargo ends, tombstone expires or article leaves the
+    /// news sitemap's window; the daemon sets a timer for it.
     pub fn next_lifecycle_deadline(&self) -> Result<Option<DateTime<Utc>>> {
-        self.catalog.next_lifecycle_deadline()
+        let catalog = self.catalog.next_lifecycle_deadline()?;
+        let news = self.sitemaps.as_ref().and_then(|s| s.deadline());
+        Ok(catalog.into_iter().chain(news).min())
     }
 
     /// What time changed: embargoes that ended become public (their files
@@ -491,6 +506,11 @@ impl Pipeline {
         batch.purge_tombstones()?;
         let (affected, _) = batch.commit()?;
         outcome.affected.extend(affected);
+        // An article left the news sitemap's window: the main listing's
+        // publish renders it again.
+        if self.sitemaps.as_mut().is_some_and(|s| s.window_passed(now)) {
+            outcome.affected.insert(FeedKey::Main);
+        }
         Ok(outcome)
     }
 
@@ -559,11 +579,13 @@ impl Pipeline {
 
     /// Render and publish feeds: the given ones, or all of them (`None`), and
     /// the archive pages that changed since they were last published. The
-    /// OPML index is refreshed too. Publishing every feed also archives any
-    /// overflow (a catalog from before archives, a smaller `feeds.max_items`)
-    /// and renders every archive page again when what they were rendered
-    /// with changed. Then the ninjs documents of the articles that changed
-    /// (of every article with `None`, when one may be missing or stale).
+    /// OPML index is refreshed too, and the sitemaps a change touched (all
+    /// of them, robots.txt and the IndexNow key file with `None`).
+    /// Publishing every feed also archives any overflow (a catalog from
+    /// before archives, a smaller `feeds.max_items`) and renders every
+    /// archive page again when what they were rendered with changed. Then
+    /// the ninjs documents of the articles that changed (of every article
+    /// with `None`, when one may be missing or stale).
     pub fn publish(&mut self, only: Option<&BTreeSet<FeedKey>>) -> Result<publish::Report> {
         let every_page = only.is_none()
             && self.catalog.meta(ARCHIVE_RENDER_KEY)? != Some(self.archive_render_settings());
@@ -647,7 +669,23 @@ impl Pipeline {
             .map(|(k, c)| FeedInfo::new(&self.cfg, k, c))
             .collect();
         docs.push(render::render_opml(&self.cfg, &index)?);
+        if only.is_none() && !self.cfg.indexnow.key.is_empty() {
+            docs.push(render::sitemap::render_key_file(&self.cfg.indexnow.key));
+        }
         report.absorb(self.publish_documents(docs)?);
+        if let Some(s) = &mut self.sitemaps {
+            let more = s.publish(
+                &self.cfg,
+                &self.catalog,
+                &mut self.publisher,
+                only.is_none(),
+            )?;
+            for (path, version) in &more.new_versions {
+                self.catalog
+                    .record_published(path, &version.hash, version.first_published)?;
+            }
+            report.absorb(more);
+        }
         Ok(report)
     }
 

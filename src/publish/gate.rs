@@ -67,11 +67,96 @@ pub fn verify(doc: &Document) -> Result<()> {
             }
             outlines / DocKind::FEEDS.len()
         }
+        DocKind::Sitemap => sitemap_entries(&doc.bytes)?,
+        DocKind::Text => 0,
     };
     if found != doc.entries {
         bail!("{} entries rendered but {found} parse back", doc.entries);
     }
     Ok(())
+}
+
+/// Check a sitemap, sitemap index or news sitemap as a crawler reads it: a
+/// `urlset` or `sitemapindex` in the sitemaps.org namespace, within the
+/// protocol's limits, each `url` or `sitemap` with an absolute http(s)
+/// `loc`. Returns how many there are.
+fn sitemap_entries(bytes: &[u8]) -> Result<usize> {
+    use crate::config::Sitemaps;
+    use crate::render::sitemap::SITEMAP_NS;
+    use quick_xml::events::Event;
+    if bytes.len() > Sitemaps::MAX_BYTES {
+        bail!(
+            "sitemap of {} bytes is over the protocol's {}",
+            bytes.len(),
+            Sitemaps::MAX_BYTES
+        );
+    }
+    let mut reader = quick_xml::Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut entries = 0;
+    let mut loc: Option<String> = None;
+    loop {
+        let event = reader
+            .read_event_into(&mut buf)
+            .context("sitemap does not parse")?;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(event, Event::Empty(_));
+                let name = e.name().as_ref().to_vec();
+                if path.is_empty() {
+                    if name != b"urlset" && name != b"sitemapindex" {
+                        bail!("a sitemap's root must be urlset or sitemapindex");
+                    }
+                    let ns = e
+                        .try_get_attribute("xmlns")
+                        .ok()
+                        .flatten()
+                        .map(|a| a.value.into_owned());
+                    if ns.as_deref() != Some(SITEMAP_NS.as_bytes()) {
+                        bail!("a sitemap's root must be in the namespace {SITEMAP_NS}");
+                    }
+                }
+                if path.len() == 1 {
+                    entries += 1;
+                    loc = None;
+                    if empty {
+                        bail!("sitemap entry {entries} lacks an absolute http(s) loc");
+                    }
+                }
+                if !empty {
+                    path.push(name);
+                }
+            }
+            Event::Text(t) if path.len() == 3 && path[2] == b"loc" => {
+                let text = t.decode().context("a sitemap loc is not text")?;
+                let text = quick_xml::escape::unescape(&text)
+                    .context("a sitemap loc is not text")?
+                    .into_owned();
+                loc.get_or_insert_with(String::new).push_str(&text);
+            }
+            Event::End(_) => {
+                if path.len() == 2 {
+                    let ok = loc.as_deref().and_then(|l| url::Url::parse(l).ok());
+                    if !ok.is_some_and(|u| u.scheme() == "http" || u.scheme() == "https") {
+                        bail!("sitemap entry {entries} lacks an absolute http(s) loc");
+                    }
+                }
+                path.pop();
+            }
+            Event::Eof if path.is_empty() => break,
+            Event::Eof => bail!("sitemap does not parse: it ends inside an element"),
+            _ => {}
+        }
+        buf.clear();
+    }
+    if entries > Sitemaps::MAX_URLS {
+        bail!(
+            "sitemap of {entries} entries is over the protocol's {}",
+            Sitemaps::MAX_URLS
+        );
+    }
+    Ok(entries)
 }
 
 /// XML 1.0 `Char`.
@@ -166,6 +251,50 @@ mod tests {
             let err = format!("{:#}", verify(&doc(kind, text, entries)).unwrap_err());
             assert!(err.contains(want), "{kind:?} {text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn refuses_broken_sitemaps() {
+        let ns = crate::render::sitemap::SITEMAP_NS;
+        let cases = [
+            (
+                format!("<urlset xmlns=\"{ns}\"><url><loc>x</loc></url></urlset>"),
+                1,
+                "loc",
+            ),
+            (
+                format!("<urlset xmlns=\"{ns}\"><url></url></urlset>"),
+                1,
+                "loc",
+            ),
+            (
+                "<urlset><url><loc>https://a/</loc></url></urlset>".to_string(),
+                1,
+                "namespace",
+            ),
+            (format!("<feed xmlns=\"{ns}\"/>"), 0, "root"),
+            (
+                format!("<urlset xmlns=\"{ns}\"><url><loc>https://a/</loc>"),
+                1,
+                "parse",
+            ),
+            (
+                format!("<urlset xmlns=\"{ns}\"><url><loc>https://a/</loc></url></urlset>"),
+                2,
+                "2 entries",
+            ),
+        ];
+        for (text, entries, want) in cases {
+            let err = format!(
+                "{:#}",
+                verify(&doc(DocKind::Sitemap, &text, entries)).unwrap_err()
+            );
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let ok = format!(
+            "<sitemapindex xmlns=\"{ns}\"><sitemap><loc>https://a/s-1.xml</loc></sitemap><sitemap><loc>https://a/s-2.xml?a=1&amp;b=2</loc></sitemap></sitemapindex>"
+        );
+        verify(&doc(DocKind::Sitemap, &ok, 2)).unwrap();
     }
 
     #[test]

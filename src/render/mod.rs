@@ -1,5 +1,7 @@
 //! Render: catalog entries → feed documents (RSS 2.0, Atom 1.0, JSON Feed 1.1,
-//! OPML) and IPTC ninjs 3.1 documents. One file per format.
+//! OPML), IPTC ninjs 3.1 documents, and the site's own documents
+//! (sitemaps, robots.txt, the IndexNow key file: [`sitemap`]). One file per
+//! format.
 //!
 //! A feed is its live documents (`rss.xml`, `atom.xml`, `feed.json`: the
 //! newest entries) and, once entries leave that window, RFC 5005 archive
@@ -18,6 +20,7 @@ mod json;
 mod ninjs;
 mod opml;
 mod rss;
+pub mod sitemap;
 
 use crate::article::{Category, Entry};
 use crate::catalog::{FeedKey, Tombstone};
@@ -41,6 +44,10 @@ pub enum DocKind {
     /// IPTC ninjs 3.1: one article (`ninjs/<id>.json`, partners' pushes), or
     /// a partner's pull feed (`ninjs.json`, a JSON array of articles).
     Ninjs,
+    /// A sitemap, a sitemap index or a news sitemap, at the site's root.
+    Sitemap,
+    /// Plain text at the site's root: `robots.txt`, the IndexNow key file.
+    Text,
 }
 
 impl DocKind {
@@ -53,6 +60,8 @@ impl DocKind {
             DocKind::Json => "feed.json",
             DocKind::Opml => "index.opml",
             DocKind::Ninjs => "ninjs.json",
+            DocKind::Sitemap => sitemap::SITEMAP,
+            DocKind::Text => sitemap::ROBOTS,
         }
     }
 
@@ -64,7 +73,14 @@ impl DocKind {
             DocKind::Opml => "text/x-opml; charset=utf-8",
             // IPTC registers no media type of its own for ninjs.
             DocKind::Ninjs => "application/json; charset=utf-8",
+            DocKind::Sitemap => "application/xml; charset=utf-8",
+            DocKind::Text => "text/plain; charset=utf-8",
         }
+    }
+
+    /// Served at the site's root (`/sitemap.xml`), not under `/feeds/`.
+    pub fn at_site_root(self) -> bool {
+        matches!(self, DocKind::Sitemap | DocKind::Text)
     }
 
     /// The kind a published path has, from its file name.
@@ -355,6 +371,7 @@ fn render_with(ctx: &Context, entries: &[Entry], kind: DocKind) -> Result<Vec<u8
         DocKind::Json => json::render(ctx, entries),
         DocKind::Ninjs => ninjs::render_list(ctx, entries),
         DocKind::Opml => anyhow::bail!("OPML is rendered by render_opml"),
+        DocKind::Sitemap | DocKind::Text => anyhow::bail!("not a feed: see render::sitemap"),
     }
 }
 
@@ -376,7 +393,9 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         DocKind::Rss => rss::render(&ctx, entries),
         DocKind::Json => json::render(&ctx, entries),
         DocKind::Ninjs => ninjs::render_ninjs(cfg, entry),
-        DocKind::Opml => anyhow::bail!("OPML has no single-entry form"),
+        DocKind::Opml | DocKind::Sitemap | DocKind::Text => {
+            anyhow::bail!("{kind:?} has no single-entry form")
+        }
     }
 }
 
@@ -441,7 +460,9 @@ pub fn render_deletion(
             out.push(b'\n');
             Ok(out)
         }
-        DocKind::Ninjs | DocKind::Opml => anyhow::bail!("no deletion notice in {kind:?}"),
+        DocKind::Ninjs | DocKind::Opml | DocKind::Sitemap | DocKind::Text => {
+            anyhow::bail!("no deletion notice in {kind:?}")
+        }
     }
 }
 

@@ -42,7 +42,8 @@ pub async fn feeds_path(
         let newer = archive.page.checked_add(1).map(|n| archive.with_page(n));
         return archive_page(&state, &path, archive.kind, newer, &method, &headers).await;
     }
-    match state.store.get(&path) {
+    // Sitemaps and text live at the site's root, not here.
+    match state.store.get(&path).filter(|d| !d.kind.at_site_root()) {
         Some(doc) => document(&state, &doc, &method, &headers),
         None => pages::not_found_page(&state),
     }

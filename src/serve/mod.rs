@@ -29,6 +29,7 @@ mod page_cache;
 mod pages;
 mod partners;
 mod representation;
+mod site_documents;
 
 pub use connections::SHUTDOWN_GRACE;
 
@@ -163,7 +164,22 @@ pub(crate) struct RouteLabel(pub &'static str);
 /// (the WebSub hub) into the result; `/hub` is deliberately not defined here.
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
-    Router::new()
+    let mut router = Router::new();
+    // The site-root documents a publish may produce (their handler serves
+    // only what is in the store).
+    for path in [
+        "/robots.txt",
+        "/sitemap.xml",
+        "/news-sitemap.xml",
+        "/sitemaps/{file}",
+    ] {
+        router = router.route(path, get(site_documents::document));
+    }
+    if !state.cfg.indexnow.key.is_empty() {
+        let key = crate::render::sitemap::key_path(&state.cfg.indexnow.key);
+        router = router.route(&format!("/{key}"), get(site_documents::document));
+    }
+    router
         .route("/", get(pages::home))
         .route("/feeds/", get(pages::main_feed_view))
         .route("/feeds/{*path}", get(documents::feeds_path))
@@ -235,6 +251,10 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
         Some("/extensions") => "extensions",
         Some("/healthz") => "healthz",
         Some("/metrics") => "metrics",
+        Some("/robots.txt") => "robots",
+        Some("/sitemap.xml" | "/news-sitemap.xml" | "/sitemaps/{file}") => "sitemaps",
+        // The only other route of that shape: the IndexNow key file.
+        Some(p) if p.ends_with(".txt") => "indexnow_key",
         _ => "not_found",
     }
 }

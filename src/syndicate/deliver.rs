@@ -16,7 +16,7 @@
 use super::Shared;
 use super::health::Health;
 use super::outbox::{self, Kind, Outcome, Row};
-use super::{allow, partner, reply, xmlrpc};
+use super::{allow, indexnow, partner, reply, xmlrpc};
 use crate::catalog::{Catalog, DueFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -48,6 +48,9 @@ struct InFlight {
     /// when its client has nothing on the way.
     clients: HashMap<String, Arc<Semaphore>>,
     per_client: usize,
+    /// IndexNow endpoints with a submission on its way: one at a time
+    /// each (it carries every URL waiting for the endpoint).
+    indexnow: HashSet<String>,
 }
 
 impl InFlight {
@@ -63,6 +66,7 @@ impl InFlight {
             callbacks: HashSet::new(),
             clients: HashMap::new(),
             per_client: cfg.websub.max_deliveries_in_flight_per_client,
+            indexnow: HashSet::new(),
         }
     }
 
@@ -92,6 +96,8 @@ struct Done {
     /// The subscriber client of a WebSub delivery.
     client: Option<String>,
     outcome: Outcome,
+    /// The other rows the same request carried (an IndexNow submission).
+    others: Vec<Outcome>,
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: CancellationToken) {
@@ -180,6 +186,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
             }
             skip.targets
                 .extend(busy.callbacks.iter().map(String::as_str));
+            skip.targets
+                .extend(busy.indexnow.iter().map(String::as_str));
             skip.clients.extend(
                 busy.clients
                     .iter()
@@ -190,6 +198,39 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
             drop(skip);
             for row in rows {
                 if busy.rows.contains(&row.id) || !health.may_send(row.kind, &row.target, now) {
+                    continue;
+                }
+                if row.kind == Kind::IndexNow {
+                    // One due URL sends every URL waiting for its endpoint.
+                    if busy.indexnow.contains(&row.target) {
+                        continue;
+                    }
+                    let Ok(permit) = busy.websub.clone().try_acquire_owned() else {
+                        continue;
+                    };
+                    let rows = catalog
+                        .indexnow_batch(&row.target, shared.cfg.indexnow.max_urls_per_request)?;
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    busy.rows.extend(rows.iter().map(|r| r.id));
+                    busy.indexnow.insert(row.target.clone());
+                    health.sending(row.kind, &row.target);
+                    let shared = shared.clone();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let mut outcomes = indexnow::send(&shared, rows).await.into_iter();
+                        drop(permit);
+                        if let Some(outcome) = outcomes.next() {
+                            let _ = done.send(Done {
+                                kind: Kind::IndexNow,
+                                target: row.target,
+                                client: None,
+                                outcome,
+                                others: outcomes.collect(),
+                            });
+                        }
+                    });
                     continue;
                 }
                 let mut client = None;
@@ -257,6 +298,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                         target,
                         client,
                         outcome,
+                        others: Vec::new(),
                     });
                 });
             }
@@ -302,16 +344,21 @@ fn finish(done: Done, busy: &mut InFlight, outcomes: &mut Vec<Outcome>, health: 
         target,
         client,
         outcome,
+        others,
     } = done;
+    // One attempt, however many rows it carried.
     health.attempt(kind, &target, &outcome);
-    let id = match &outcome {
-        Outcome::Delivered(id) | Outcome::Dropped(id) => *id,
-        Outcome::Gone { id, .. } | Outcome::Dead { id, .. } => *id,
-        Outcome::Failed { row, .. } => row.id,
-    };
-    busy.rows.remove(&id);
-    if kind == Kind::WebSub {
-        busy.callbacks.remove(&target);
+    for o in std::iter::once(&outcome).chain(&others) {
+        busy.rows.remove(&row_id(o));
+    }
+    match kind {
+        Kind::WebSub => {
+            busy.callbacks.remove(&target);
+        }
+        Kind::IndexNow => {
+            busy.indexnow.remove(&target);
+        }
+        _ => {}
     }
     // The send gave its permits back as it ended; a client with nothing on
     // the way is forgotten.
@@ -324,6 +371,15 @@ fn finish(done: Done, busy: &mut InFlight, outcomes: &mut Vec<Outcome>, health: 
         busy.clients.remove(&c);
     }
     outcomes.push(outcome);
+    outcomes.extend(others);
+}
+
+fn row_id(outcome: &Outcome) -> i64 {
+    match outcome {
+        Outcome::Delivered(id) | Outcome::Dropped(id) => *id,
+        Outcome::Gone { id, .. } | Outcome::Dead { id, .. } => *id,
+        Outcome::Failed { row, .. } => row.id,
+    }
 }
 
 fn failed(row: Row, error: impl Into<String>) -> Outcome {
@@ -355,7 +411,7 @@ fn is_refusal(status: reqwest::StatusCode) -> bool {
 }
 
 /// A reqwest error without the URL (it may carry tokens).
-fn describe(e: reqwest::Error) -> String {
+pub(super) fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
     if e.is_timeout() {
         "timed out".into()
@@ -372,7 +428,8 @@ async fn send(shared: &Shared, row: Row, secret: Option<String>) -> Outcome {
         Kind::Hub => send_hub_ping(shared, row).await,
         Kind::Ping => send_xmlrpc_ping(shared, row).await,
         Kind::Partner => send_partner(shared, row).await,
-        Kind::Fanout => Outcome::Dropped(row.id),
+        // Fan-outs are expanded, IndexNow rows sent in batches, never here.
+        Kind::Fanout | Kind::IndexNow => Outcome::Dropped(row.id),
     }
 }
 

@@ -90,6 +90,7 @@ impl Health {
             Kind::Partner => cfg.partners.iter().any(|p| p.name == target),
             Kind::Hub => cfg.websub.hubs.iter().any(|h| h == target),
             Kind::Ping => cfg.websub.ping_servers.iter().any(|h| h == target),
+            Kind::IndexNow => cfg.indexnow.endpoints.iter().any(|e| e == target),
             Kind::WebSub | Kind::Fanout => false,
         };
         if configured {
@@ -231,7 +232,7 @@ impl Health {
         } else {
             tracing::warn!(kind = %g.kind.as_str(), target = %t.label, topic = %g.topic, attempts = g.attempts,
                 error = %g.error, give_ups_not_logged = left_out,
-                "delivery gave up (a 4xx refusal of a ping, or still failing after websub.give_up_secs); the next change is sent again");
+                "delivery gave up (refused with a 4xx that retrying cannot fix, or still failing after websub.give_up_secs, or indexnow.give_up_secs for IndexNow); the next change is sent again");
         }
     }
 }
@@ -242,7 +243,7 @@ fn label(kind: Kind, target: &str) -> String {
         Kind::WebSub | Kind::Fanout => "subscribers".into(),
         _ if target.is_empty() => "unconfigured".into(),
         Kind::Partner => target.to_string(),
-        Kind::Hub | Kind::Ping => match url::Url::parse(target) {
+        Kind::Hub | Kind::Ping | Kind::IndexNow => match url::Url::parse(target) {
             Ok(mut url) => {
                 // Credentials or tokens in a configured URL stay out of logs.
                 let _ = url.set_username("");

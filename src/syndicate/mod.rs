@@ -10,6 +10,7 @@
 //! - [`hub`]: `POST /hub`, intent verification, subscriptions.
 //! - [`deliver`]: the worker that sends due rows.
 //! - [`partner`]: partner documents and signatures.
+//! - [`indexnow`]: submissions of article URLs to IndexNow endpoints.
 //! - [`allow`]: which callback hosts may be contacted.
 //! - [`admit`]: per-client rate limit and the bounded verification queue.
 //! - [`reply`]: reading receivers' answers with a cap.
@@ -21,6 +22,7 @@ mod allow;
 mod deliver;
 mod health;
 mod hub;
+mod indexnow;
 mod outbox;
 mod partner;
 mod reply;
@@ -115,6 +117,9 @@ pub fn spawn_worker(
         wake,
     });
     let catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+    if let Some(warning) = indexnow::misplaced_key(cfg) {
+        tracing::warn!("{warning}");
+    }
     tracker.spawn(deliver::run(shared, catalog, stop));
     Ok(())
 }
@@ -170,6 +175,10 @@ pub fn status_lines(catalog: &Catalog) -> Result<Vec<String>> {
     out.push(format!(
         "  hub pings  {} pending; legacy pings {} pending",
         summary.pending_hub, summary.pending_ping
+    ));
+    out.push(format!(
+        "  indexnow   {} URL submission(s) pending",
+        summary.pending_indexnow
     ));
     for p in &summary.partners {
         let oldest = chrono::DateTime::from_timestamp_millis(p.oldest_ms)

@@ -11,6 +11,9 @@
 //! - `hub`: publish ping for `topic` to the external hub `target`.
 //! - `ping`: legacy XML-RPC `weblogUpdates.ping` to server `target`.
 //! - `partner`: the rendered single-entry `body` for partner `target`.
+//! - `indexnow`: article page URL `topic` for IndexNow endpoint `target`;
+//!   due after the batching window, then sent with every other URL waiting
+//!   for that endpoint in one request.
 //!
 //! Rows about a feed (`fanout`, `hub`, `ping`) start *gated* (`ready = 0`):
 //! they wait until the Store announces the new version of their topic, so a
@@ -103,6 +106,7 @@ pub(crate) fn deliveries(
             out.push(feed(Kind::Ping, server, &main));
         }
     }
+    out.extend(super::indexnow::deliveries(cfg, changes));
     for change in changes {
         for p in &cfg.partners {
             if !partner::wants(p, change) {
@@ -186,10 +190,10 @@ pub(crate) fn apply(
                 retry_after_ms,
                 permanent,
             } => {
-                let give_up_secs = if row.kind == Kind::Partner {
-                    cfg.delivery.partner_give_up_secs
-                } else {
-                    cfg.websub.give_up_secs
+                let give_up_secs = match row.kind {
+                    Kind::Partner => cfg.delivery.partner_give_up_secs,
+                    Kind::IndexNow => cfg.indexnow.give_up_secs,
+                    _ => cfg.websub.give_up_secs,
                 };
                 let age = now - row.created_ms;
                 if *permanent || age >= give_up_secs as i64 * 1000 {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct Req {
@@ -15,9 +16,20 @@ pub struct Req {
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
     pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 pub type Behave = dyn Fn(&Req) -> (u16, Vec<u8>) + Send + Sync;
+
+/// An answer with headers of its own (`Retry-After`).
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+pub type BehaveWithHeaders = dyn Fn(&Req) -> Reply + Send + Sync;
 
 /// A loopback HTTP server that records every request. By default it echoes
 /// `hub.challenge` on GET and answers 200 to POST.
@@ -62,8 +74,20 @@ impl Recorder {
     }
 
     pub fn start(behave: impl Fn(&Req) -> (u16, Vec<u8>) + Send + Sync + 'static) -> Recorder {
+        Recorder::start_with_headers(move |r| {
+            let (status, body) = behave(r);
+            Reply {
+                status,
+                headers: Vec::new(),
+                body,
+            }
+        })
+    }
+
+    /// A receiver whose answers may carry headers.
+    pub fn start_with_headers(behave: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Recorder {
         let reqs: Arc<Mutex<Vec<Req>>> = Arc::default();
-        let behave: Arc<Behave> = Arc::new(behave);
+        let behave: Arc<BehaveWithHeaders> = Arc::new(behave);
         let sink = reqs.clone();
         let listener = runtime()
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -91,11 +115,20 @@ impl Recorder {
                             .collect(),
                         body: body.to_vec(),
                         status: 0,
+                        at: Instant::now(),
                     };
-                    let (status, out) = behave(&req);
-                    req.status = status;
+                    let reply = behave(&req);
+                    req.status = reply.status;
                     sink.lock().unwrap().push(req);
-                    (axum::http::StatusCode::from_u16(status).unwrap(), out)
+                    let mut headers = axum::http::HeaderMap::new();
+                    for (name, value) in reply.headers {
+                        headers.insert(name, value.parse().unwrap());
+                    }
+                    (
+                        axum::http::StatusCode::from_u16(reply.status).unwrap(),
+                        headers,
+                        reply.body,
+                    )
                 }
             },
         );

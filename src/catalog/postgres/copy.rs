@@ -166,6 +166,27 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("stale", Bool),
         ],
     ),
+    (
+        "sitemap_urls",
+        &[
+            ("article_id", Text),
+            ("page", Int),
+            ("published_us", Int),
+            ("lastmod_us", Int),
+            ("title", Text),
+            ("language", Text),
+            ("bytes", Int),
+        ],
+    ),
+    (
+        "sitemap_pages",
+        &[
+            ("page", Int),
+            ("urls", Int),
+            ("bytes", Int),
+            ("changed_us", Int),
+        ],
+    ),
 ];
 
 /// Rows copied, per table.

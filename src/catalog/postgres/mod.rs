@@ -56,7 +56,8 @@ pub(crate) use copy::copy_from_sqlite;
 
 use super::{
     ArticleRow, ArticleState, Backend, EditorCommand, FeedKey, FeedRecord, FileStamp, HeldRemoval,
-    Identity, KnownFile, NewDelivery, Override, PendingCommand, Rejection, Status, Tombstone, Tx,
+    Identity, KnownFile, NewDelivery, Override, PageUrl, PendingCommand, Rejection, SitemapPage,
+    SitemapUrl, Status, Tombstone, Tx,
 };
 use crate::article::Category;
 use crate::config::PostgresUrl;
@@ -780,6 +781,70 @@ impl Backend for Postgres {
                 .collect())
         })
     }
+
+    fn sitemap_pages(&self) -> Result<Vec<SitemapPage>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT page, urls, bytes, changed_us FROM sitemap_pages ORDER BY page",
+                &[],
+            )
+            .await?;
+            Ok(rows.iter().map(sitemap_page).collect())
+        })
+    }
+
+    fn sitemap_page_urls(&self, page: i64) -> Result<Vec<PageUrl>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT article_id, lastmod_us FROM sitemap_urls WHERE page = $1
+                 ORDER BY published_us, article_id",
+                &[&page],
+            )
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| PageUrl {
+                    id: r.get(0),
+                    lastmod_us: r.get(1),
+                })
+                .collect())
+        })
+    }
+
+    fn news_urls(&self, since_us: i64) -> Result<Vec<SitemapUrl>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT article_id, published_us, lastmod_us, title, language, bytes FROM sitemap_urls
+                 WHERE published_us >= $1 ORDER BY published_us DESC, article_id DESC",
+                &[&since_us],
+            )
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| SitemapUrl {
+                    id: r.get(0),
+                    published_us: r.get(1),
+                    lastmod_us: r.get(2),
+                    title: r.get(3),
+                    language: r.get(4),
+                    bytes: r.get(5),
+                })
+                .collect())
+        })
+    }
+}
+
+/// A `sitemap_pages` row (page, urls, bytes, changed_us).
+fn sitemap_page(r: &tokio_postgres::Row) -> SitemapPage {
+    SitemapPage {
+        page: r.get(0),
+        urls: r.get(1),
+        bytes: r.get(2),
+        changed_us: r.get(3),
+    }
 }
 
 /// A batch's transaction on one pooled connection, holding the batch lock
@@ -1257,9 +1322,146 @@ impl Tx for PgTx {
                         )
                         .await?
                     }
+                    NewDelivery::IndexNow {
+                        endpoint,
+                        url,
+                        article,
+                        delay_ms,
+                    } => {
+                        q::exec(
+                            c,
+                            "INSERT INTO syndicate_outbox(kind, target, topic, article, ready, created_ms, next_ms)
+                             VALUES('indexnow', $1, $2, $3, true, $4, $5)",
+                            &[endpoint, url, article, &now, &(now + delay_ms)],
+                        )
+                        .await?
+                    }
                 } as usize;
             }
             Ok(n)
+        })
+    }
+
+    fn sitemap_url(&mut self, id: &str) -> Result<Option<(i64, i64)>> {
+        in_tx!(self, c, {
+            Ok(q::opt(
+                c,
+                "SELECT page, bytes FROM sitemap_urls WHERE article_id = $1",
+                &[&id],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    fn put_sitemap_url(&mut self, page: i64, u: &SitemapUrl) -> Result<()> {
+        let title = storable(&u.title);
+        let title = title.as_ref();
+        in_tx!(self, c, {
+            q::exec(
+                c,
+                "INSERT INTO sitemap_urls(article_id, page, published_us, lastmod_us, title, language, bytes)
+                 VALUES($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT(article_id) DO UPDATE SET page = excluded.page,
+                   published_us = excluded.published_us, lastmod_us = excluded.lastmod_us,
+                   title = excluded.title, language = excluded.language, bytes = excluded.bytes",
+                &[
+                    &u.id,
+                    &page,
+                    &u.published_us,
+                    &u.lastmod_us,
+                    &title,
+                    &u.language,
+                    &u.bytes,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn delete_sitemap_url(&mut self, id: &str) -> Result<Option<(i64, i64, i64)>> {
+        in_tx!(self, c, {
+            Ok(q::opt(
+                c,
+                "DELETE FROM sitemap_urls WHERE article_id = $1 RETURNING page, bytes, published_us",
+                &[&id],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
+        })
+    }
+
+    fn sitemap_page(&mut self, page: i64) -> Result<Option<SitemapPage>> {
+        in_tx!(self, c, {
+            Ok(q::opt(
+                c,
+                "SELECT page, urls, bytes, changed_us FROM sitemap_pages WHERE page = $1",
+                &[&page],
+            )
+            .await?
+            .map(|r| sitemap_page(&r)))
+        })
+    }
+
+    fn last_filled_sitemap_page(&mut self) -> Result<Option<SitemapPage>> {
+        in_tx!(self, c, {
+            Ok(q::opt(
+                c,
+                "SELECT page, urls, bytes, changed_us FROM sitemap_pages WHERE urls > 0
+                 ORDER BY page DESC LIMIT 1",
+                &[],
+            )
+            .await?
+            .map(|r| sitemap_page(&r)))
+        })
+    }
+
+    fn put_sitemap_page(&mut self, p: &SitemapPage) -> Result<()> {
+        in_tx!(self, c, {
+            q::exec(
+                c,
+                "INSERT INTO sitemap_pages(page, urls, bytes, changed_us) VALUES($1, $2, $3, $4)
+                 ON CONFLICT(page) DO UPDATE SET urls = excluded.urls, bytes = excluded.bytes,
+                   changed_us = excluded.changed_us",
+                &[&p.page, &p.urls, &p.bytes, &p.changed_us],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn clear_sitemap(&mut self, now_us: i64) -> Result<()> {
+        in_tx!(self, c, {
+            q::exec(c, "DELETE FROM sitemap_urls", &[]).await?;
+            q::exec(
+                c,
+                "UPDATE sitemap_pages SET urls = 0, bytes = 0, changed_us = $1",
+                &[&now_us],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn public_entries_after(
+        &mut self,
+        published_us: i64,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let limit = limit as i64;
+        // The main feed's memberships are exactly the public articles, in
+        // an index ordered by publication time.
+        in_tx!(self, c, {
+            q::strings(
+                c,
+                "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+                 WHERE m.feed = '' AND (m.published_us, m.article_id) > ($1, $2)
+                 ORDER BY m.published_us, m.article_id LIMIT $3",
+                &[&published_us, &id, &limit],
+            )
+            .await
         })
     }
 

@@ -68,6 +68,23 @@ async fn over_limit(
     Ok(None)
 }
 
+/// An outbox row (id, kind, target, topic, article, body, content_type,
+/// idem, created_ms, attempts); `None` for a kind this build does not know.
+fn outbox_row(r: &tokio_postgres::Row) -> Option<OutboxRow> {
+    Some(OutboxRow {
+        id: r.get(0),
+        kind: DeliveryKind::parse(r.get(1))?,
+        target: r.get(2),
+        topic: r.get(3),
+        article: r.get(4),
+        body: r.get(5),
+        content_type: r.get(6),
+        idempotency_key: r.get(7),
+        created_ms: r.get(8),
+        attempts: r.get(9),
+    })
+}
+
 impl OutboxBackend for Postgres {
     fn open_gate(&self, topic: &str) -> Result<usize> {
         pg!(self, c, {
@@ -180,23 +197,25 @@ impl OutboxBackend for Postgres {
             .await?;
             Ok(rows
                 .iter()
-                .filter_map(|r| {
-                    let kind = DeliveryKind::parse(r.get(1))?;
-                    Some(OutboxRow {
-                        id: r.get(0),
-                        kind,
-                        target: r.get(2),
-                        topic: r.get(3),
-                        article: r.get(4),
-                        body: r.get(5),
-                        content_type: r.get(6),
-                        idempotency_key: r.get(7),
-                        created_ms: r.get(8),
-                        attempts: r.get(9),
-                    })
-                })
+                .filter_map(outbox_row)
                 .filter(|r| r.kind != DeliveryKind::Fanout)
                 .collect())
+        })
+    }
+
+    fn indexnow_batch(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxRow>> {
+        let limit = limit as i64;
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT id, kind, target, topic, article, body, content_type, idem, created_ms, attempts
+                 FROM syndicate_outbox
+                 WHERE kind = 'indexnow' AND target = $1 AND state = 'pending'
+                 ORDER BY id LIMIT $2",
+                &[&endpoint, &limit],
+            )
+            .await?;
+            Ok(rows.iter().filter_map(outbox_row).collect())
         })
     }
 
@@ -380,6 +399,7 @@ impl OutboxBackend for Postgres {
                 pending_fanout: pending_of(DeliveryKind::Fanout).await?,
                 pending_hub: pending_of(DeliveryKind::Hub).await?,
                 pending_ping: pending_of(DeliveryKind::Ping).await?,
+                pending_indexnow: pending_of(DeliveryKind::IndexNow).await?,
                 partners,
             })
         })

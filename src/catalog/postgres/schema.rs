@@ -210,6 +210,28 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX articles_withheld ON articles(published_us DESC, id DESC) WHERE state = 'withheld';
     "#,
+    // 5: the sitemaps' listing (SQLite's migration 7): public articles with
+    // what the news sitemap shows and their fixed page of the full sitemap;
+    // pages with their counts.
+    r#"
+    CREATE TABLE sitemap_urls (
+        article_id    TEXT COLLATE "C" PRIMARY KEY,
+        page          BIGINT NOT NULL,
+        published_us  BIGINT NOT NULL,
+        lastmod_us    BIGINT NOT NULL,
+        title         TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        bytes         BIGINT NOT NULL
+    );
+    CREATE INDEX sitemap_urls_by_page ON sitemap_urls(page, published_us, article_id);
+    CREATE INDEX sitemap_urls_by_published ON sitemap_urls(published_us, article_id);
+    CREATE TABLE sitemap_pages (
+        page        BIGINT PRIMARY KEY,
+        urls        BIGINT NOT NULL,
+        bytes       BIGINT NOT NULL,
+        changed_us  BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// How many migrations this build knows.
@@ -234,6 +256,8 @@ pub(super) const DATA_TABLES: &[&str] = &[
     "operator_commands",
     "archive_pages",
     "syndicate_verifying",
+    "sitemap_urls",
+    "sitemap_pages",
 ];
 
 /// The schema version a database has had, without writing anything:

@@ -14,7 +14,8 @@ mod tests;
 
 use super::{
     ArticleRow, ArticleState, Backend, EditorCommand, FeedKey, FeedRecord, FileStamp, HeldRemoval,
-    Identity, KnownFile, NewDelivery, Override, PendingCommand, Rejection, Status, Tombstone, Tx,
+    Identity, KnownFile, NewDelivery, Override, PageUrl, PendingCommand, Rejection, SitemapPage,
+    SitemapUrl, Status, Tombstone, Tx,
 };
 use crate::article::Category;
 use anyhow::{Context, Result};
@@ -514,6 +515,56 @@ impl Backend for Sqlite {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    fn sitemap_pages(&self) -> Result<Vec<SitemapPage>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT page, urls, bytes, changed_us FROM sitemap_pages ORDER BY page",
+        )?;
+        let rows = stmt.query_map([], sitemap_page)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn sitemap_page_urls(&self, page: i64) -> Result<Vec<PageUrl>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT article_id, lastmod_us FROM sitemap_urls WHERE page = ?1
+             ORDER BY published_us, article_id",
+        )?;
+        let rows = stmt.query_map([page], |r| {
+            Ok(PageUrl {
+                id: r.get(0)?,
+                lastmod_us: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn news_urls(&self, since_us: i64) -> Result<Vec<SitemapUrl>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT article_id, published_us, lastmod_us, title, language, bytes FROM sitemap_urls
+             WHERE published_us >= ?1 ORDER BY published_us DESC, article_id DESC",
+        )?;
+        let rows = stmt.query_map([since_us], |r| {
+            Ok(SitemapUrl {
+                id: r.get(0)?,
+                published_us: r.get(1)?,
+                lastmod_us: r.get(2)?,
+                title: r.get(3)?,
+                language: r.get(4)?,
+                bytes: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// A `sitemap_pages` row (page, urls, bytes, changed_us).
+fn sitemap_page(r: &rusqlite::Row<'_>) -> rusqlite::Result<SitemapPage> {
+    Ok(SitemapPage {
+        page: r.get(0)?,
+        urls: r.get(1)?,
+        bytes: r.get(2)?,
+        changed_us: r.get(3)?,
+    })
 }
 
 /// A batch's transaction. Statements go through the connection's statement
@@ -867,9 +918,111 @@ impl Tx for SqliteTx<'_> {
                      VALUES('partner', ?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
                     params![partner, article, body, content_type, idempotency_key, now],
                 )?,
+                NewDelivery::IndexNow {
+                    endpoint,
+                    url,
+                    article,
+                    delay_ms,
+                } => self.exec(
+                    "INSERT INTO syndicate_outbox(kind, target, topic, article, ready, created_ms, next_ms)
+                     VALUES('indexnow', ?1, ?2, ?3, 1, ?4, ?5)",
+                    params![endpoint, url, article, now, now + delay_ms],
+                )?,
             };
         }
         Ok(n)
+    }
+
+    fn sitemap_url(&mut self, id: &str) -> Result<Option<(i64, i64)>> {
+        Ok(self.row(
+            "SELECT page, bytes FROM sitemap_urls WHERE article_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    fn put_sitemap_url(&mut self, page: i64, u: &SitemapUrl) -> Result<()> {
+        self.exec(
+            "INSERT INTO sitemap_urls(article_id, page, published_us, lastmod_us, title, language, bytes)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(article_id) DO UPDATE SET page = excluded.page,
+               published_us = excluded.published_us, lastmod_us = excluded.lastmod_us,
+               title = excluded.title, language = excluded.language, bytes = excluded.bytes",
+            params![
+                u.id,
+                page,
+                u.published_us,
+                u.lastmod_us,
+                u.title,
+                u.language,
+                u.bytes
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_sitemap_url(&mut self, id: &str) -> Result<Option<(i64, i64, i64)>> {
+        let row = self.row(
+            "SELECT page, bytes, published_us FROM sitemap_urls WHERE article_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        if row.is_some() {
+            self.exec("DELETE FROM sitemap_urls WHERE article_id = ?1", [id])?;
+        }
+        Ok(row)
+    }
+
+    fn sitemap_page(&mut self, page: i64) -> Result<Option<SitemapPage>> {
+        Ok(self.row(
+            "SELECT page, urls, bytes, changed_us FROM sitemap_pages WHERE page = ?1",
+            [page],
+            sitemap_page,
+        )?)
+    }
+
+    fn last_filled_sitemap_page(&mut self) -> Result<Option<SitemapPage>> {
+        Ok(self.row(
+            "SELECT page, urls, bytes, changed_us FROM sitemap_pages WHERE urls > 0
+             ORDER BY page DESC LIMIT 1",
+            [],
+            sitemap_page,
+        )?)
+    }
+
+    fn put_sitemap_page(&mut self, p: &SitemapPage) -> Result<()> {
+        self.exec(
+            "INSERT INTO sitemap_pages(page, urls, bytes, changed_us) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT(page) DO UPDATE SET urls = excluded.urls, bytes = excluded.bytes,
+               changed_us = excluded.changed_us",
+            params![p.page, p.urls, p.bytes, p.changed_us],
+        )?;
+        Ok(())
+    }
+
+    fn clear_sitemap(&mut self, now_us: i64) -> Result<()> {
+        self.exec("DELETE FROM sitemap_urls", [])?;
+        self.exec(
+            "UPDATE sitemap_pages SET urls = 0, bytes = 0, changed_us = ?1",
+            [now_us],
+        )?;
+        Ok(())
+    }
+
+    fn public_entries_after(
+        &mut self,
+        published_us: i64,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        // The main feed's memberships are exactly the public articles, in
+        // an index ordered by publication time.
+        Ok(self.strings(
+            "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+             WHERE m.feed = '' AND (m.published_us > ?1 OR (m.published_us = ?1 AND m.article_id > ?2))
+             ORDER BY m.published_us, m.article_id LIMIT ?3",
+            params![published_us, id, limit as i64],
+        )?)
     }
 
     fn commit(self: Box<Self>) -> Result<()> {

@@ -20,6 +20,23 @@ fn not_in(column: &str, ids: &HashSet<i64>) -> String {
     format!("AND {column} NOT IN ({})", list.join(","))
 }
 
+/// An outbox row (id, kind, target, topic, article, body, content_type,
+/// idem, created_ms, attempts).
+fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        kind: DeliveryKind::parse(&r.get::<_, String>(1)?).unwrap_or(DeliveryKind::Fanout),
+        target: r.get(2)?,
+        topic: r.get(3)?,
+        article: r.get(4)?,
+        body: r.get(5)?,
+        content_type: r.get(6)?,
+        idempotency_key: r.get(7)?,
+        created_ms: r.get(8)?,
+        attempts: r.get(9)?,
+    })
+}
+
 fn is_active(db: &Connection, topic: &str, callback: &str, now: i64) -> rusqlite::Result<bool> {
     db.query_row(
         "SELECT count(*) > 0 FROM syndicate_subscriptions WHERE topic = ?1 AND callback = ?2 AND expires_at > ?3",
@@ -163,25 +180,23 @@ impl OutboxBackend for Sqlite {
              ORDER BY o.id LIMIT ?2"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(values), |r| {
-            Ok(OutboxRow {
-                id: r.get(0)?,
-                kind: DeliveryKind::parse(&r.get::<_, String>(1)?).unwrap_or(DeliveryKind::Fanout),
-                target: r.get(2)?,
-                topic: r.get(3)?,
-                article: r.get(4)?,
-                body: r.get(5)?,
-                content_type: r.get(6)?,
-                idempotency_key: r.get(7)?,
-                created_ms: r.get(8)?,
-                attempts: r.get(9)?,
-            })
-        })?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(values), outbox_row)?;
         Ok(rows
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
             .filter(|r| r.kind != DeliveryKind::Fanout)
             .collect())
+    }
+
+    fn indexnow_batch(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, kind, target, topic, article, body, content_type, idem, created_ms, attempts
+             FROM syndicate_outbox
+             WHERE kind = 'indexnow' AND target = ?1 AND state = 'pending'
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![endpoint, limit as i64], outbox_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     fn active_subscription(
@@ -347,6 +362,7 @@ impl OutboxBackend for Sqlite {
             pending_fanout: count(DeliveryKind::Fanout)?,
             pending_hub: count(DeliveryKind::Hub)?,
             pending_ping: count(DeliveryKind::Ping)?,
+            pending_indexnow: count(DeliveryKind::IndexNow)?,
             partners,
         })
     }

@@ -207,6 +207,30 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX articles_withheld ON articles(published_us DESC, id DESC) WHERE state = 'withheld';
     ",
+    // 7: the sitemaps' listing. Public articles only, each with what the
+    // news sitemap shows and the fixed page of the full sitemap it is on;
+    // pages with their counts, so listing one more article reads one row
+    // whatever the archive's size. Filled from the archive by the first
+    // start that has sitemaps.
+    "
+    CREATE TABLE sitemap_urls (
+        article_id    TEXT PRIMARY KEY,
+        page          INTEGER NOT NULL,
+        published_us  INTEGER NOT NULL,
+        lastmod_us    INTEGER NOT NULL,
+        title         TEXT NOT NULL,
+        language      TEXT NOT NULL,
+        bytes         INTEGER NOT NULL
+    );
+    CREATE INDEX sitemap_urls_by_page ON sitemap_urls(page, published_us, article_id);
+    CREATE INDEX sitemap_urls_by_published ON sitemap_urls(published_us, article_id);
+    CREATE TABLE sitemap_pages (
+        page        INTEGER PRIMARY KEY,
+        urls        INTEGER NOT NULL,
+        bytes       INTEGER NOT NULL,
+        changed_us  INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// How many migrations this build knows.
@@ -327,6 +351,41 @@ mod tests {
             .query_row("SELECT count(*) FROM archive_pages", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// A catalog from before sitemaps (version 6: archives and pull feeds)
+    /// gains their listing, empty: the first start with sitemaps fills it
+    /// from the archive.
+    #[test]
+    fn a_version_six_catalog_gains_the_sitemaps_listing() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        prepare(&mut conn).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        assert_eq!(
+            columns(&conn, "sitemap_urls"),
+            [
+                "article_id",
+                "page",
+                "published_us",
+                "lastmod_us",
+                "title",
+                "language",
+                "bytes"
+            ]
+        );
+        assert_eq!(
+            columns(&conn, "sitemap_pages"),
+            ["page", "urls", "bytes", "changed_us"]
+        );
+        // Archives (migration 5) came first and are still there.
+        assert!(columns(&conn, "archive_pages").contains(&"stale".to_string()));
     }
 
     /// Opening a current catalog changes nothing (no write, no lock needed),

@@ -348,6 +348,15 @@ fn snapshot(feeds: &Path) -> BTreeMap<String, (blake3::Hash, std::time::SystemTi
     ) {
         for e in std::fs::read_dir(dir).unwrap() {
             let path = e.unwrap().path();
+            // A publisher's temp file (`.<name>.<pid>.<n>.tmp`) is a write
+            // in progress, not a published document; it may be gone by the
+            // time it would be read.
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
             if path.is_dir() {
                 walk(&path, root, out);
             } else {
@@ -573,8 +582,10 @@ fn new_articles_touch_only_the_live_feed_and_the_newest_page() {
     });
     // Pages are published before the live documents that link to them:
     // wait for the live side of the same round (its tombstones) too.
+    // Every live document that carries tombstones, not only one per feed:
+    // a round's documents are renamed into place one after another.
     wait_for("tombstones of the backdated article", WAIT, || {
-        ["atom.xml", "thoi-su/atom.xml"]
+        ["atom.xml", "feed.json", "thoi-su/atom.xml", "thoi-su/feed.json"]
             .iter()
             .all(|f| {
                 std::fs::read_to_string(site.feeds().join(f)).is_ok_and(|t| t.contains(old_id))

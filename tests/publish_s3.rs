@@ -1,6 +1,9 @@
 //! Publishing to object storage (`[publish] target = "s3://…"`) against a real
-//! S3 server: `moto_server` (PyPI `moto[server]`), which honours conditional
-//! writes, started by `.ci/run` on loopback and named by
+//! S3 server: moto (PyPI `moto[server]`) through `.ci/moto_s3.py`, which
+//! serialises writes so moto's conditional writes are atomic as S3's are
+//! (stock `moto_server` checks and stores in two unlocked steps, and the
+//! concurrent-writers test then fails now and then under load), started by
+//! `.ci/run` on loopback and named by
 //! `FEEDWIRE_TEST_S3_ENDPOINT` (`http://127.0.0.1:PORT`). Without the variable
 //! every test says it was skipped and returns, so a plain `cargo test` passes
 //! on a machine without moto. Each test uses a bucket of its own.

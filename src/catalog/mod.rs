@@ -15,8 +15,11 @@
 //! default) or PostgreSQL in `postgres/` (`[catalog] url`); the rules of a change are written
 //! once, in [`Batch`], over a backend's row operations ([`Tx`]). Changes go
 //! through a batch, one transaction: a crash keeps the whole batch or none.
+//! Several instances on one PostgreSQL catalog agree on a leader through it
+//! (`cluster.rs`).
 
 mod batch;
+mod cluster;
 mod outbox;
 mod postgres;
 mod sqlite;
@@ -24,6 +27,10 @@ mod sqlite;
 mod tests;
 
 pub use batch::Batch;
+pub use cluster::{
+    Election, InstanceInfo, LeaseInfo, LeaseLost, Member, Notice, Notifications, PublishedDocument,
+    Role, SharedDocument, Term,
+};
 pub use outbox::{
     ActiveSubscription, DueFilter, LimitHit, OutboxRow, OutboxSummary, OutboxUpdate,
     PartnerBacklog, Reservation, Subscription, SubscriptionLimits,
@@ -364,7 +371,7 @@ pub(crate) struct ArticleRow<'a> {
 
 /// A storage backend: everything the catalog does outside a batch, and the
 /// start of one. Each handle is one connection (or session) of its own.
-pub(crate) trait Backend: outbox::OutboxBackend + Send {
+pub(crate) trait Backend: outbox::OutboxBackend + cluster::ClusterBackend + Send {
     fn begin(&mut self) -> Result<Box<dyn Tx + '_>>;
     fn known_files(&self) -> Result<HashMap<String, KnownFile>>;
     fn known_files_among(

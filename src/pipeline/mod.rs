@@ -15,7 +15,10 @@ mod read;
 
 use read::{ChunkReader, Read};
 
-use crate::catalog::{Batch, Catalog, ChangeCounts, FeedKey, FileStamp, KnownFile, StoreError};
+use crate::catalog::{
+    Batch, Catalog, ChangeCounts, FeedKey, FileStamp, KnownFile, PublishedDocument, StoreError,
+    Term,
+};
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions};
 use crate::publish::{self, Publisher, Store, Version};
@@ -105,7 +108,16 @@ pub struct Interrupted;
 
 impl Pipeline {
     pub fn open(cfg: Config, store: Option<Store>) -> Result<Pipeline> {
+        Self::open_fenced(cfg, store, None)
+    }
+
+    /// Open as the leader of several instances: every write this pipeline
+    /// makes to the catalog checks that `term` still holds the lease, so
+    /// once another instance took over, nothing more is written
+    /// (`catalog::LeaseLost`).
+    pub fn open_fenced(cfg: Config, store: Option<Store>, term: Option<Term>) -> Result<Pipeline> {
         let mut catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+        catalog.fence_writes(term);
         catalog.set_tombstone_days(cfg.lifecycle.tombstone_days);
         if catalog.meta("parser")? != Some(parser_version()) {
             catalog.forget_file_stamps()?;
@@ -160,10 +172,17 @@ impl Pipeline {
     }
 
     /// Setting this flag makes the batch in progress stop at the next file
-    /// and roll back ([`Interrupted`]): shutdown never waits out a long
-    /// import.
+    /// and roll back ([`Interrupted`]), and nothing more is published:
+    /// shutdown never waits out a long import, and a leader that lost its
+    /// lease stops at once.
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
         self.interrupted.clone()
+    }
+
+    /// Obey `flag` instead of a flag of its own (set by whoever may have to
+    /// stop this pipeline before it was even opened).
+    pub fn interrupt_with(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupted = flag;
     }
 
     fn ingest_options(&self) -> Result<IngestOptions> {
@@ -540,6 +559,10 @@ impl Pipeline {
     /// Render and publish feeds: the given ones, or all of them (`None`). The
     /// OPML index is refreshed too.
     pub fn publish(&mut self, only: Option<&BTreeSet<FeedKey>>) -> Result<publish::Report> {
+        // A leader that is stepping down publishes nothing more.
+        if self.interrupted.load(Ordering::Relaxed) {
+            return Err(Interrupted.into());
+        }
         let all = self.catalog.feeds()?;
         let mut targets: Vec<FeedInfo> = Vec::new();
         match only {
@@ -582,11 +605,25 @@ impl Pipeline {
             .map(|(k, c)| FeedInfo::new(&self.cfg, k, c))
             .collect();
         docs.push(render::render_opml(&self.cfg, &index)?);
-        let report = self.publisher.publish(docs)?;
-        for (path, version) in &report.new_versions {
-            self.catalog
-                .record_published(path, &version.hash, version.first_published)?;
-        }
+        // Recorded before anyone is served them: a version's first-publish
+        // time is its Last-Modified across restarts, and other instances
+        // serve what the catalog holds. A full round records every document
+        // (a catalog that has versions without their bytes gets them).
+        let catalog = &self.catalog;
+        let full = only.is_none();
+        let report = self.publisher.publish(docs, |published| {
+            let record: Vec<PublishedDocument<'_>> = published
+                .iter()
+                .filter(|p| p.new || full)
+                .map(|p| PublishedDocument {
+                    path: &p.doc.path,
+                    hash: &p.version.hash,
+                    first_published: p.version.first_published,
+                    body: &p.doc.bytes,
+                })
+                .collect();
+            catalog.record_published_documents(&record)
+        })?;
         Ok(report)
     }
 

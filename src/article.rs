@@ -214,6 +214,16 @@ pub struct Entry {
     /// The correction note, shown at the end of the content and on the page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correction: Option<String>,
+    /// When feedwire first saw this id (IPTC's `firstCreated`). Entries
+    /// stored by builds before it was kept lack it until their file is read
+    /// again (every release reads every file once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<DateTime<FixedOffset>>,
+    /// The date the file itself gives (front matter `date`/`published`),
+    /// when it gives one (IPTC's `contentCreated`); `None` when `published`
+    /// is feedwire's own first-public time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_created: Option<DateTime<FixedOffset>>,
 }
 
 fn first_version() -> u32 {
@@ -255,6 +265,19 @@ impl Entry {
             status: Status::Usable,
             embargoed_until: None,
             correction: article.lifecycle.correction.clone(),
+            first_seen: None,
+            content_created: article.published,
+        }
+    }
+
+    /// The same entry without the facts the catalog added to stored
+    /// entries later (`first_seen`, `content_created`): what an entry
+    /// stored by an earlier build is compared with.
+    pub(crate) fn without_later_facts(&self) -> Entry {
+        Entry {
+            first_seen: None,
+            content_created: None,
+            ..self.clone()
         }
     }
 }

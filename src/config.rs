@@ -102,7 +102,20 @@ pub struct Feeds {
     pub max_items: usize,
     /// A feed larger than this drops its oldest entries until it fits: several
     /// popular readers and aggregators refuse feeds over about 1 MiB.
+    /// Entries it leaves out of a live document move to the archive.
     pub max_bytes: usize,
+    /// Entries per RFC 5005 archive page: what leaves a feed's live window
+    /// goes to its newest archive page until that page holds this many,
+    /// then a new page starts (`archive/atom-<n>.xml`, n = 1 the oldest).
+    /// Archive pages are not capped by `max_bytes`: an entry must not be
+    /// left out of every document.
+    pub archive_page_size: u32,
+}
+
+impl Feeds {
+    /// Largest `archive_page_size` accepted: a page is one document that
+    /// readers fetch whole.
+    pub const MAX_ARCHIVE_PAGE_SIZE: u32 = 1000;
 }
 
 impl Default for Feeds {
@@ -110,6 +123,7 @@ impl Default for Feeds {
         Feeds {
             max_items: 50,
             max_bytes: 1 << 20,
+            archive_page_size: 50,
         }
     }
 }
@@ -204,6 +218,10 @@ pub struct Server {
     /// Connections the kernel completes and queues for the daemon to
     /// accept: a burst of readers beyond it waits for a retried handshake.
     pub listen_backlog: u32,
+    /// `Cache-Control` sent with archive pages that are full (every page but
+    /// a feed's newest, which still fills and gets `cache_control`). They
+    /// change only when one of their entries is killed or edited.
+    pub archive_cache_control: String,
     /// Connections served at once, whoever they come from. Kept below the
     /// open-file limit (with room for files, the catalog and outbound
     /// connections), so a flood cannot starve the rest of the daemon.
@@ -225,7 +243,7 @@ pub struct Server {
     pub max_header_bytes: usize,
     /// Longest request target (path and query).
     pub max_uri_bytes: usize,
-    /// Memory for gzip/brotli copies of rendered HTML pages.
+    /// Memory for gzip/brotli copies of rendered HTML pages and archive pages.
     pub page_cache_bytes: usize,
 }
 
@@ -236,6 +254,7 @@ impl Default for Server {
             listen: "127.0.0.1:8080".into(),
             cache_control: "public, max-age=60".into(),
             listen_backlog: 1024,
+            archive_cache_control: "public, max-age=86400".into(),
             max_connections: 1024,
             max_connections_per_client: 64,
             header_read_timeout_secs: 10,
@@ -396,14 +415,24 @@ impl Default for WebSub {
 #[serde(deny_unknown_fields)]
 pub struct Partner {
     pub name: String,
-    pub url: String,
+    /// Where changes are pushed (`POST`); a partner that only pulls has none.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// What pushes carry: `atom`, `rss`, `json` or `ninjs`.
     #[serde(default = "default_partner_format")]
     pub format: String,
     /// Category slugs; empty means everything.
     #[serde(default)]
     pub categories: Vec<String>,
-    /// HMAC-SHA256 key; `env:NAME` reads it from the environment.
+    /// HMAC-SHA256 key for pushes; `env:NAME` reads it from the
+    /// environment. Needed with `url`.
+    #[serde(default)]
     pub secret: String,
+    /// Opens `/partners/<name>/{atom.xml,rss.xml,feed.json,ninjs.json}` to
+    /// `Authorization: Bearer <token>`; `env:NAME` reads it from the
+    /// environment. `None`: the partner does not pull.
+    #[serde(default)]
+    pub pull_token: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_partner_concurrency")]
@@ -660,9 +689,17 @@ impl std::fmt::Debug for Partner {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("concurrency", &self.concurrency)
             .field("embargoed", &self.embargoed)
+            .field(
+                "pull_token",
+                &self.pull_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
+
+/// A pull token shorter than this is refused: it is all that stands
+/// between the internet and the partner's full text and embargoed copy.
+pub const MIN_PULL_TOKEN_BYTES: usize = 16;
 
 fn default_partner_format() -> String {
     "atom".into()
@@ -966,6 +1003,20 @@ impl Config {
                 self.feeds.max_bytes
             );
         }
+        if !(1..=Feeds::MAX_ARCHIVE_PAGE_SIZE).contains(&self.feeds.archive_page_size) {
+            bail!(
+                "feeds.archive_page_size must be between 1 and {} (it is {})",
+                Feeds::MAX_ARCHIVE_PAGE_SIZE,
+                self.feeds.archive_page_size
+            );
+        }
+        let archive_cc = &self.server.archive_cache_control;
+        if archive_cc.is_empty() || !archive_cc.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            bail!(
+                "server.archive_cache_control: `{}` must be a non-empty Cache-Control value in plain ASCII, like \"public, max-age=86400\"",
+                archive_cc.escape_debug()
+            );
+        }
         if self.ingest.max_bytes == 0 {
             bail!("ingest.max_bytes must be at least 1");
         }
@@ -1073,16 +1124,20 @@ impl Config {
                     p.name
                 );
             }
-            if url::Url::parse(&p.url).is_err() {
+            if p.url.is_none() && p.pull_token.is_none() {
                 bail!(
-                    "partners `{}`.url: `{}` is not an absolute URL",
-                    p.name,
-                    p.url
+                    "partners `{}`: give it a `url` to push to, a `pull_token` to pull with, or both",
+                    p.name
                 );
             }
-            if !matches!(p.format.as_str(), "atom" | "rss" | "json") {
+            if let Some(url) = &p.url
+                && url::Url::parse(url).is_err()
+            {
+                bail!("partners `{}`.url: `{url}` is not an absolute URL", p.name);
+            }
+            if !matches!(p.format.as_str(), "atom" | "rss" | "json" | "ninjs") {
                 bail!(
-                    "partners `{}`.format: `{}` must be atom, rss or json",
+                    "partners `{}`.format: `{}` must be atom, rss, json or ninjs",
                     p.name,
                     p.format
                 );
@@ -1092,11 +1147,31 @@ impl Config {
             }
             p.secret =
                 resolve_env(&p.secret).with_context(|| format!("partners `{}`.secret", p.name))?;
-            if p.secret.is_empty() {
+            if p.url.is_some() && p.secret.is_empty() {
                 bail!(
                     "partners `{}`.secret must not be empty (deliveries are signed with it)",
                     p.name
                 );
+            }
+            if let Some(token) = &mut p.pull_token {
+                *token = resolve_env(token)
+                    .with_context(|| format!("partners `{}`.pull_token", p.name))?;
+                if token.len() < MIN_PULL_TOKEN_BYTES {
+                    bail!(
+                        "partners `{}`.pull_token must be at least {MIN_PULL_TOKEN_BYTES} bytes (make one with `openssl rand -hex 32`)",
+                        p.name
+                    );
+                }
+                if !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                {
+                    bail!(
+                        "partners `{}`.name: a partner that pulls is reached at /partners/<name>/, so its name may hold only letters, digits, `-`, `_` and `.`",
+                        p.name
+                    );
+                }
             }
             for (k, v) in p.headers.iter_mut() {
                 *v =
@@ -1231,6 +1306,8 @@ mod tests {
         assert_eq!(cfg.paths.articles, PathBuf::from("/srv/feedwire/articles"));
         assert_eq!(cfg.feeds.max_items, 50);
         assert_eq!(cfg.feeds.max_bytes, 1 << 20);
+        assert_eq!(cfg.feeds.archive_page_size, 50);
+        assert_eq!(cfg.server.archive_cache_control, "public, max-age=86400");
         assert_eq!(cfg.ingest.limits(), crate::ingest::Limits::default());
         assert_eq!(cfg.ingest.max_html_bytes, Some(256 << 10));
         assert_eq!(cfg.ingest.max_nesting, 64);
@@ -1241,6 +1318,19 @@ mod tests {
     fn errors_name_the_key() {
         let cases = [
             ("[feeds]\nmax_items = 0", "feeds.max_items"),
+            ("[feeds]\narchive_page_size = 0", "feeds.archive_page_size"),
+            (
+                "[feeds]\narchive_page_size = 100000",
+                "feeds.archive_page_size",
+            ),
+            (
+                "[server]\narchive_cache_control = \"\"",
+                "server.archive_cache_control",
+            ),
+            (
+                "[server]\narchive_cache_control = \"max-age=1\\n\"",
+                "server.archive_cache_control",
+            ),
             ("[feeds]\nmax_item = 3", "max_item"),
             ("[feeds]\nmax_items = \"many\"", "max_items"),
             ("[site]\nbase_url = \"ftp://x\"", "site.base_url"),

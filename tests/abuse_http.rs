@@ -25,11 +25,19 @@ use tokio::sync::watch;
 
 const READER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const MIB: u64 = 1024;
+/// The daemons' header, body and send timeouts in these tests.
+const TIMEOUT_SECS: u64 = 3;
 
 /// A daemon serving on an ephemeral port with `articles` wire articles of
-/// `paragraphs` paragraphs each.
+/// `paragraphs` paragraphs each. Its header, body and send timeouts are 3 s
+/// (defaults 10, 10 and 20 s): the tests check that each timeout is enforced,
+/// and the defaults would only make them wait longer.
 fn site(articles: usize, paragraphs: usize) -> Site {
-    let site = Site::new("[server]\nlisten = \"127.0.0.1:0\"\n\n[watch]\ndebounce_ms = 100\n");
+    let site = Site::new(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout_secs = {TIMEOUT_SECS}\n\
+         body_read_timeout_secs = {TIMEOUT_SECS}\nsend_timeout_secs = {TIMEOUT_SECS}\n\n\
+         [watch]\ndebounce_ms = 100\n"
+    ));
     let para = "Chiều 3/8, tại thành phố Cần Thơ, Cụm thi đua các thành phố trực thuộc Trung ương tổ chức hội nghị tổng kết công tác Mặt trận, với sự tham dự của đại biểu các địa phương trong cả nước.";
     let paras: Vec<&str> = std::iter::repeat_n(para, paragraphs).collect();
     for i in 0..articles {
@@ -658,8 +666,8 @@ fn a_client_that_stops_reading_is_disconnected() {
     let request = "GET /feeds/rss.xml HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n"
         .repeat(REQUESTS);
     rt.block_on(s.write_all(request.as_bytes())).unwrap();
-    // Well past the default 20 s send timeout, without reading a byte.
-    std::thread::sleep(Duration::from_secs(30));
+    // Well past the send timeout, without reading a byte.
+    std::thread::sleep(Duration::from_secs(3 * TIMEOUT_SECS));
     reader_is_served(server, "/feeds/rss.xml", "a client that stopped reading");
     let started = Instant::now();
     let (ended, received) = rt.block_on(async {
@@ -681,7 +689,8 @@ fn a_client_that_stops_reading_is_disconnected() {
     );
     assert!(
         ended && received < feed_len * REQUESTS,
-        "a client that read nothing for 30 s still had its connection served ({received} bytes)"
+        "a client that read nothing for {} s still had its connection served ({received} bytes)",
+        3 * TIMEOUT_SECS
     );
 }
 

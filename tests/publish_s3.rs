@@ -242,7 +242,10 @@ fn build_publishes_every_document_to_s3_with_its_type_cache_control_and_gzip_cop
     let mut expected_keys = Vec::new();
     for rel in &files {
         let on_disk = std::fs::read(site.feeds().join(rel)).unwrap();
-        let kind = DocKind::from_path(rel).unwrap();
+        // An article's ninjs document (`ninjs/<id>.json`), or a feed.
+        let kind = DocKind::from_path(rel)
+            .or_else(|| rel.starts_with("ninjs/").then_some(DocKind::Ninjs))
+            .unwrap();
         let key = format!("{PREFIX}/{rel}");
         let plain = s3
             .get(&key)
@@ -278,7 +281,7 @@ fn build_publishes_every_document_to_s3_with_its_type_cache_control_and_gzip_cop
             on_disk,
             "{key}.gz holds the same document"
         );
-        if kind != DocKind::Opml {
+        if DocKind::FEEDS.contains(&kind) {
             let feed = feed_rs::parser::parse(plain.body.as_slice())
                 .unwrap_or_else(|e| panic!("{key} does not parse: {e}"));
             assert!(!feed.entries.is_empty(), "{key} has entries");
@@ -343,7 +346,11 @@ fn the_daemon_publishes_a_new_article_to_s3_and_retries_after_a_lost_race() {
         )) && log.contains("another feedwire instance may be publishing"),
         "the refused write is logged, naming the object: {log}"
     );
-    assert!(log.contains("recovered"), "{log}");
+    // The retry logs "recovered" once its whole publish is done, after the
+    // main feed (and more) were written: wait for it, do not race it.
+    wait_for("the retry's recovery", WAIT, || {
+        daemon.log().contains("recovered").then_some(())
+    });
     wait_for("the new article in the S3 category feed", WAIT, || {
         feed_titles("thoi-su/atom.xml")
             .contains(&T2.to_string())
@@ -413,6 +420,69 @@ fn unchanged_documents_are_not_rewritten() {
             "{key} did not change and was left alone"
         );
     }
+}
+
+/// Each article's ninjs document goes to object storage like the feeds
+/// (with its gzip copy); put back under embargo, both objects are deleted;
+/// killed, the canceled document replaces them (issue 13, point 1).
+#[test]
+fn ninjs_documents_follow_their_articles_in_s3() {
+    let test = "ninjs_documents";
+    let Some(endpoint) = endpoint(test) else {
+        return;
+    };
+    let bucket = new_bucket(&endpoint, test);
+    let site = Site::new(&format!(
+        "[watch]\ndebounce_ms = 100\n{}",
+        publish_toml(&endpoint, &bucket, "").replace("[publish]\n", "[publish]\nfolder = false\n")
+    ));
+    article(&site, "a.txt", "Thời sự", T1);
+    article(&site, "b.txt", "Thời sự", T2);
+    let daemon = site.start();
+    let s3 = Bucket::new(&endpoint, &bucket);
+    let key = |id: &str| format!("{PREFIX}/ninjs/{id}.json");
+    let status = |id: &str| {
+        s3.get(&key(id)).map(|o| {
+            let v = common::ninjs::parse_item(&o.body);
+            assert_eq!(
+                o.content_type.as_deref(),
+                Some(DocKind::Ninjs.content_type())
+            );
+            v["pubStatus"].as_str().unwrap().to_string()
+        })
+    };
+    assert_eq!(status("a").as_deref(), Some("usable"));
+    let gz = s3.get(&format!("{}.gz", key("a"))).unwrap();
+    assert_eq!(gunzip(&gz.body), s3.get(&key("a")).unwrap().body);
+
+    let cfg = site.config();
+    let later = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let out = site.cli(&["embargo", "a", &later, "--config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("a's objects deleted", WAIT, || {
+        (s3.get(&key("a")).is_none() && s3.get(&format!("{}.gz", key("a"))).is_none()).then_some(())
+    });
+    let out = site.cli(&[
+        "kill",
+        "b",
+        "--reason",
+        "Sai",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("b canceled", WAIT, || {
+        (status("b").as_deref() == Some("canceled")).then_some(())
+    });
+    assert!(daemon.terminate().success());
 }
 
 /// A target of its own (as another instance would have) on the test bucket.

@@ -10,11 +10,22 @@
 //! and not published again until an editor reinstates it). Deleting the file
 //! is a kill; an editor's override (`feedwire embargo/kill/correct`) wins
 //! over what the file says. Every change records which feeds it touched.
+//!
+//! Archives (RFC 5005): a feed's live window is its newest
+//! `feeds.max_items` members not yet archived. At commit, every member a
+//! touched feed's window no longer holds moves to the feed's newest archive
+//! page (pages of `feeds.archive_page_size`, oldest first; a full page
+//! starts the next), and never comes back: the live window is counted
+//! among members not archived, so a backdated arrival below it goes
+//! straight to the newest page. A page is full once that many entries were
+//! placed in it, and then never takes another. The one exception to "a
+//! page never changes": an entry killed, withheld again or moved out of the
+//! feed leaves its page, and an edit of an entry shows in its page.
 //! Backends only store and fetch rows ([`Tx`]).
 
 use super::{
-    ArticleRow, Change, ChangeCounts, FeedKey, FileStamp, Identity, NewDelivery, Override, Status,
-    StoreError, Tombstone, Tx,
+    ArchiveRule, ArticleRow, Change, ChangeCounts, FeedKey, FileStamp, Identity, NewDelivery,
+    Override, Status, StoreError, Tombstone, Tx,
 };
 use crate::article::{Article, Entry, Lifecycle};
 use anyhow::{Context, Result};
@@ -33,6 +44,7 @@ pub struct Batch<'c> {
     /// When this batch runs: embargoes end and tombstones expire against it.
     now: DateTime<Utc>,
     tombstone_keep: chrono::Duration,
+    archive: ArchiveRule,
     affected: BTreeSet<FeedKey>,
     /// Feeds touched since the last drain.
     fresh_affected: BTreeSet<FeedKey>,
@@ -52,6 +64,8 @@ pub struct Batch<'c> {
 /// An article whose file went, waiting for the end of the batch.
 struct Gone {
     feeds: Vec<FeedKey>,
+    /// The archive pages it was in: a renamed file's article keeps them.
+    pages: Vec<(FeedKey, u32)>,
     categories: Vec<String>,
     was_public: bool,
 }
@@ -64,12 +78,18 @@ enum Decision {
 }
 
 impl<'c> Batch<'c> {
-    pub(super) fn new(tx: Box<dyn Tx + 'c>, tz: Tz, tombstone_keep: chrono::Duration) -> Batch<'c> {
+    pub(super) fn new(
+        tx: Box<dyn Tx + 'c>,
+        tz: Tz,
+        tombstone_keep: chrono::Duration,
+        archive: ArchiveRule,
+    ) -> Batch<'c> {
         Batch {
             tx,
             tz,
             now: Utc::now(),
             tombstone_keep,
+            archive,
             affected: BTreeSet::new(),
             fresh_affected: BTreeSet::new(),
             changes: Vec::new(),
@@ -206,6 +226,7 @@ impl<'c> Batch<'c> {
         };
         entry.status = status;
         entry.embargoed_until = embargo;
+        entry.first_seen = Some(self.local(first_seen));
         let entry_json = serde_json::to_string(&entry).context("an entry does not encode")?;
 
         let old = self.tx.article_entry(&article.id)?;
@@ -217,15 +238,35 @@ impl<'c> Batch<'c> {
             return Ok(());
         }
         let old_feeds = self.tx.memberships(&article.id)?;
+        // An archived entry stays in its page (it never goes back to the
+        // live window), including one whose file was renamed in this batch.
+        let mut old_pages = self.tx.archive_pages_of(&article.id)?;
+        if let Some(gone) = self.gone.get(&article.id) {
+            old_pages.extend(gone.pages.iter().cloned());
+        }
         let published_us = published.timestamp_micros();
-        self.tx.put_article(&ArticleRow {
+        let row = ArticleRow {
             id: &article.id,
             path,
             published_us,
             entry: &entry_json,
             status,
             embargo_until_us: embargo.map(|e| e.timestamp_micros()),
-        })?;
+        };
+        // An entry stored by an earlier build lacks the facts kept since
+        // (first-seen time, the file's own date). Adding them is not news:
+        // a release re-reads every file, and must not re-send the archive
+        // to every partner.
+        let stored = old
+            .as_deref()
+            .and_then(|json| serde_json::from_str::<Entry>(json).ok());
+        if stored.is_some_and(|s| {
+            s.first_seen.is_none() && s.without_later_facts() == entry.without_later_facts()
+        }) {
+            self.tx.put_article(&row)?;
+            return Ok(());
+        }
+        self.tx.put_article(&row)?;
         // Only public articles are members of feeds.
         let mut new_feeds = Vec::new();
         if status == Status::Usable {
@@ -237,6 +278,13 @@ impl<'c> Batch<'c> {
         }
         self.tx
             .set_memberships(&article.id, published_us, &new_feeds)?;
+        // Its pages change either way: the entry is edited there, or it left.
+        for (feed, page) in old_pages {
+            if new_feeds.contains(&feed) {
+                self.tx.move_to_page(&feed, &article.id, page)?;
+            }
+            self.tx.touch_archive_page(&feed, page, None)?;
+        }
         self.touch_feeds(old_feeds.into_iter().chain(new_feeds));
         // Counts are of stored articles; the change is what readers and
         // partners see.
@@ -268,8 +316,19 @@ impl<'c> Batch<'c> {
             return self.mark_killed(id, reason, Vec::new(), Vec::new(), false);
         }
         let categories = self.categories_of(id)?;
+        self.leave_archive_pages(id)?;
         self.tx.delete_article(id)?;
         self.mark_killed(id, reason, feeds, categories, was_public)
+    }
+
+    /// An article is leaving the store: the archive pages it was in change
+    /// (RFC 5005 lets archives be corrected). Returns those pages.
+    fn leave_archive_pages(&mut self, id: &str) -> Result<Vec<(FeedKey, u32)>> {
+        let pages = self.tx.archive_pages_of(id)?;
+        for (feed, page) in &pages {
+            self.tx.touch_archive_page(feed, *page, None)?;
+        }
+        Ok(pages)
     }
 
     /// The category slugs of a stored article (for routing its notices).
@@ -377,12 +436,14 @@ impl<'c> Batch<'c> {
             let feeds = self.tx.memberships(id)?;
             let was_public = self.tx.article_status(id)? == Some(Status::Usable);
             let categories = self.categories_of(id)?;
+            let pages = self.leave_archive_pages(id)?;
             self.tx.delete_article(id)?;
             self.touch_feeds(feeds.iter().cloned());
             self.gone.insert(
                 id.clone(),
                 Gone {
                     feeds,
+                    pages,
                     categories,
                     was_public,
                 },
@@ -462,10 +523,48 @@ impl<'c> Batch<'c> {
         &self.changes
     }
 
+    /// Move a feed's live members past its newest `keep` to its archive
+    /// pages, oldest first: into the newest page until it holds
+    /// `feeds.archive_page_size`, then into a new one. Reads the window and
+    /// the displaced rows only, whatever the archive size. Returns whether
+    /// anything moved. The live window is `feeds.max_items` at every commit;
+    /// the publisher asks for fewer when a feed is over `feeds.max_bytes`.
+    pub fn archive_overflow(&mut self, feed: &FeedKey, keep: usize) -> Result<bool> {
+        let displaced = self.tx.live_beyond(feed, keep)?;
+        if displaced.is_empty() {
+            return Ok(false);
+        }
+        let size = self.archive.page_size.max(1);
+        // No page yet: as if a full page 0 came before page 1.
+        let (mut page, mut assigned) = self.tx.newest_archive_page(feed)?.unwrap_or((0, size));
+        // Whether this call placed entries in `page` (a page already full
+        // before it is left alone: its bytes do not change).
+        let mut filled_here = false;
+        for id in &displaced {
+            if assigned >= size {
+                if filled_here {
+                    self.tx.touch_archive_page(feed, page, Some(assigned))?;
+                }
+                page += 1;
+                assigned = 0;
+            }
+            self.tx.move_to_page(feed, id, page)?;
+            assigned += 1;
+            filled_here = true;
+        }
+        self.tx.touch_archive_page(feed, page, Some(assigned))?;
+        self.touch_feeds([feed.clone()]);
+        Ok(true)
+    }
+
     /// Commit; returns the feeds whose content may have changed and how many
-    /// articles changed.
+    /// articles changed. Every touched feed's overflow is archived first.
     pub fn commit(mut self) -> Result<(BTreeSet<FeedKey>, ChangeCounts)> {
         self.settle()?;
+        let live = self.archive.live;
+        for feed in self.affected.clone() {
+            self.archive_overflow(&feed, live)?;
+        }
         self.tx.commit().context("cannot commit to the catalog")?;
         Ok((self.affected, self.counts))
     }

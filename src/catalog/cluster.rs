@@ -207,6 +207,7 @@ pub(crate) trait ClusterBackend {
     fn instances(&self) -> Result<Vec<InstanceInfo>>;
     fn record_published_documents(&self, docs: &[PublishedDocument<'_>]) -> Result<()>;
     fn published_documents_since(&self, seq: i64) -> Result<Vec<SharedDocument>>;
+    fn published_document(&self, path: &str) -> Result<Option<SharedDocument>>;
     fn listen(&self) -> Result<Notifications>;
     fn release_claims(&self, token: &str) -> Result<usize>;
 }
@@ -264,10 +265,19 @@ impl Catalog {
         self.backend.record_published_documents(docs)
     }
 
-    /// Documents recorded after `seq`, oldest first (PostgreSQL; empty on
-    /// SQLite, whose only instance publishes them itself).
+    /// Live documents recorded after `seq`, oldest first (PostgreSQL; empty
+    /// on SQLite, whose only instance publishes them itself). Archive pages
+    /// are left out: like the publisher, a standby keeps them out of memory
+    /// and reads one at a time with [`Catalog::published_document`].
     pub fn published_documents_since(&self, seq: i64) -> Result<Vec<SharedDocument>> {
         self.backend.published_documents_since(seq)
+    }
+
+    /// The current recorded version of one document with its bytes, if the
+    /// catalog holds them (PostgreSQL; always `None` on SQLite): how an
+    /// instance whose feeds folder lacks an archive page serves it.
+    pub fn published_document(&self, path: &str) -> Result<Option<SharedDocument>> {
+        self.backend.published_document(path)
     }
 
     /// Notices of other instances' changes (see [`Notifications`]).

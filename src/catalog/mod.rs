@@ -5,10 +5,11 @@
 //! each id was first seen (so `published` never moves across rebuilds and
 //! restarts), which feeds every article belongs to (kept as an index ordered
 //! newest first, so rendering a feed reads only its newest N rows no matter how
-//! large the archive is), which files were rejected and why, removals held
-//! for an operator, what was published when, and syndication's outbox and
-//! subscriptions (which must commit in the same transaction as the change
-//! that caused them).
+//! large the archive is), which archive page each entry that left a feed's
+//! live window was placed in (RFC 5005), which files were rejected and why,
+//! removals held for an operator, what was published when, and syndication's
+//! outbox and subscriptions (which must commit in the same transaction as the
+//! change that caused them).
 //!
 //! Other modules see typed values and methods, never tables or SQL. Storage
 //! is a [`Backend`]: SQLite in `sqlite/` (a file under `paths.state`, the
@@ -18,6 +19,8 @@
 //! Several instances on one PostgreSQL catalog agree on a leader through it
 //! (`cluster.rs`).
 
+#[cfg(test)]
+mod archive_tests;
 mod batch;
 mod cluster;
 mod outbox;
@@ -299,6 +302,25 @@ pub enum NewDelivery {
     },
 }
 
+/// How a feed's entries are split between its live document and its
+/// archive pages (`feeds.max_items`, `feeds.archive_page_size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ArchiveRule {
+    /// Entries in the live window.
+    pub live: usize,
+    /// Entries placed in one archive page before the next starts.
+    pub page_size: u32,
+}
+
+impl Default for ArchiveRule {
+    fn default() -> Self {
+        ArchiveRule {
+            live: 50,
+            page_size: 50,
+        }
+    }
+}
+
 /// Why an article could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -333,8 +355,28 @@ pub(crate) trait Tx {
     /// Remove an article and its memberships (its identity stays).
     fn delete_article(&mut self, id: &str) -> Result<()>;
     fn memberships(&mut self, id: &str) -> Result<Vec<FeedKey>>;
-    /// Replace an article's memberships.
+    /// Replace an article's memberships (all live: archive pages are set
+    /// again with [`Tx::move_to_page`]).
     fn set_memberships(&mut self, id: &str, published_us: i64, feeds: &[FeedKey]) -> Result<()>;
+    /// The archive pages an article is in: its memberships that left their
+    /// feed's live window, as (feed, page).
+    fn archive_pages_of(&mut self, id: &str) -> Result<Vec<(FeedKey, u32)>>;
+    /// A feed's live members (not archived) past its newest `keep`, oldest
+    /// first: the ones to archive. Reads `keep` + that many rows.
+    fn live_beyond(&mut self, feed: &FeedKey, keep: usize) -> Result<Vec<String>>;
+    /// A feed's newest archive page and how many entries were ever placed in it.
+    fn newest_archive_page(&mut self, feed: &FeedKey) -> Result<Option<(u32, u32)>>;
+    /// Put an article's membership of `feed` in archive page `page`.
+    fn move_to_page(&mut self, feed: &FeedKey, id: &str, page: u32) -> Result<()>;
+    /// An archive page changed and is to be published again (created if
+    /// new); `assigned`, when given, is its new count of entries ever placed
+    /// in it.
+    fn touch_archive_page(
+        &mut self,
+        feed: &FeedKey,
+        page: u32,
+        assigned: Option<u32>,
+    ) -> Result<()>;
     /// Record a category's display name the first time its slug is seen.
     fn ensure_category(&mut self, category: &Category) -> Result<()>;
     fn put_file(&mut self, path: &str, stamp: &FileStamp, id: Option<&str>) -> Result<()>;
@@ -378,7 +420,16 @@ pub(crate) trait Backend: outbox::OutboxBackend + cluster::ClusterBackend + Send
         &self,
         keys: &mut dyn Iterator<Item = &str>,
     ) -> Result<HashMap<String, KnownFile>>;
+    /// The newest `limit` live (not archived) entries of a feed, newest first.
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<String>>;
+    /// How many archive pages a feed has (its newest page's number; 0 = none).
+    fn archive_page_count(&self, feed: &FeedKey) -> Result<u32>;
+    /// The entries of one archive page, newest first.
+    fn archive_page(&self, feed: &FeedKey, page: u32) -> Result<Vec<String>>;
+    /// Archive pages that changed since they were last published.
+    fn stale_archive_pages(&self) -> Result<Vec<(FeedKey, u32)>>;
+    /// An archive page was published as it stands.
+    fn archive_page_published(&self, feed: &FeedKey, page: u32) -> Result<()>;
     fn entry(&self, id: &str) -> Result<Option<String>>;
     fn categories(&self) -> Result<Vec<Category>>;
     fn category(&self, slug: &str) -> Result<Option<Category>>;
@@ -403,6 +454,9 @@ pub(crate) trait Backend: outbox::OutboxBackend + cluster::ClusterBackend + Send
     fn next_lifecycle_deadline(&self) -> Result<Option<i64>>;
     /// Files of withheld articles whose embargo ended by `now_us`.
     fn lapsed_embargoes(&self, now_us: i64) -> Result<Vec<String>>;
+    /// Entries (JSON) of withheld articles, newest first by published time
+    /// then id descending, skipping `offset`: few, and indexed.
+    fn withheld(&self, offset: usize, limit: usize) -> Result<Vec<String>>;
     /// The file that provides an id (accepted, withheld or killed).
     fn file_of(&self, id: &str) -> Result<Option<String>>;
     /// Record an editor's command and its override, in one transaction.
@@ -430,9 +484,24 @@ pub trait ArticleReader: Send {
     fn feeds(&self) -> Result<Vec<(FeedKey, Option<Category>)>>;
     /// The display name of a category slug.
     fn category(&self, slug: &str) -> Result<Option<Category>>;
+    /// A partner's view: see [`Catalog::newest_for`].
+    fn newest_for(&self, categories: &[String], withheld: bool, limit: usize)
+    -> Result<Vec<Entry>>;
+    /// Tombstones alive now in any of these categories' feeds (every feed
+    /// when empty), newest first.
+    fn tombstones_in(&self, categories: &[String]) -> Result<Vec<Tombstone>>;
+    /// A published document's current version with its bytes, where the
+    /// catalog keeps them: see [`Catalog::published_document`].
+    fn published_document(&self, path: &str) -> Result<Option<cluster::SharedDocument>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 impl ArticleReader for Catalog {
+    fn published_document(&self, path: &str) -> Result<Option<cluster::SharedDocument>> {
+        Catalog::published_document(self, path)
+    }
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
         Catalog::newest(self, feed, limit)
     }
@@ -444,6 +513,40 @@ impl ArticleReader for Catalog {
     }
     fn category(&self, slug: &str) -> Result<Option<Category>> {
         Catalog::category(self, slug)
+    }
+    fn newest_for(
+        &self,
+        categories: &[String],
+        withheld: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        Catalog::newest_for(self, categories, withheld, limit)
+    }
+    fn tombstones_in(&self, categories: &[String]) -> Result<Vec<Tombstone>> {
+        let now = Utc::now();
+        let mut out: Vec<Tombstone> = Vec::new();
+        for key in feed_keys(categories) {
+            for t in self.tombstones_for(&key, now)? {
+                if !out.iter().any(|seen| seen.id == t.id) {
+                    out.push(t);
+                }
+            }
+        }
+        out.sort_by(|a, b| b.killed_at.cmp(&a.killed_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+}
+
+/// The feeds a reader of these category slugs reads: the main feed when
+/// none are named.
+fn feed_keys(categories: &[String]) -> Vec<FeedKey> {
+    if categories.is_empty() {
+        vec![FeedKey::Main]
+    } else {
+        categories
+            .iter()
+            .map(|slug| FeedKey::Category(slug.clone()))
+            .collect()
     }
 }
 
@@ -478,6 +581,7 @@ pub struct Catalog {
     tz: Tz,
     /// How long a killed article's tombstone stays in its feeds.
     tombstone_keep: chrono::Duration,
+    archive: ArchiveRule,
 }
 
 impl Catalog {
@@ -488,11 +592,18 @@ impl Catalog {
             CatalogLocation::Sqlite(path) => Box::new(sqlite::Sqlite::open(&path)?),
             CatalogLocation::Postgres(url) => Box::new(postgres::Postgres::open(&url)?),
         };
-        Ok(Catalog {
+        Ok(Catalog::on(backend, tz))
+    }
+
+    /// A handle on an open backend, with the default lifecycle and archive
+    /// rules (the daemon sets its configured ones).
+    fn on(backend: Box<dyn Backend>, tz: Tz) -> Catalog {
+        Catalog {
             backend,
             tz,
             tombstone_keep: chrono::Duration::days(7),
-        })
+            archive: ArchiveRule::default(),
+        }
     }
 
     /// Open for commands (`status`, `apply-removals`): like `open`, but a
@@ -508,11 +619,10 @@ impl Catalog {
                 }
                 Self::open(&path, tz)
             }
-            CatalogLocation::Postgres(url) => Ok(Catalog {
-                backend: Box::new(postgres::Postgres::open_existing(&url)?),
+            CatalogLocation::Postgres(url) => Ok(Catalog::on(
+                Box::new(postgres::Postgres::open_existing(&url)?),
                 tz,
-                tombstone_keep: chrono::Duration::days(7),
-            }),
+            )),
         }
     }
 
@@ -526,13 +636,46 @@ impl Catalog {
     /// Start a batch of changes: one write transaction, holding the write
     /// lock from its start so other writers wait rather than break it.
     pub fn batch(&mut self) -> Result<Batch<'_>> {
-        let (tz, keep) = (self.tz, self.tombstone_keep);
-        Ok(Batch::new(self.backend.begin()?, tz, keep))
+        let (tz, keep, archive) = (self.tz, self.tombstone_keep, self.archive);
+        Ok(Batch::new(self.backend.begin()?, tz, keep, archive))
     }
 
     /// How long tombstones stay in the feeds (`lifecycle.tombstone_days`).
     pub fn set_tombstone_days(&mut self, days: u32) {
         self.tombstone_keep = chrono::Duration::days(days.into());
+    }
+
+    /// How many entries a feed's live window holds (`feeds.max_items`) and
+    /// how many go in one archive page (`feeds.archive_page_size`).
+    pub fn set_archive(&mut self, live: usize, page_size: u32) {
+        self.archive = ArchiveRule { live, page_size };
+    }
+
+    /// How many archive pages a feed has: the newest page's number (pages
+    /// count from 1, the oldest); 0 when nothing is archived yet.
+    pub fn archive_page_count(&self, feed: &FeedKey) -> Result<u32> {
+        self.backend.archive_page_count(feed)
+    }
+
+    /// The entries of one archive page, newest first.
+    pub fn archive_page(&self, feed: &FeedKey, page: u32) -> Result<Vec<Entry>> {
+        self.backend
+            .archive_page(feed, page)?
+            .iter()
+            .map(|json| decode(json))
+            .collect()
+    }
+
+    /// Archive pages that changed since they were last published (kept in
+    /// the catalog, so a crash between a commit and its publish is repaired
+    /// at the next publish).
+    pub fn stale_archive_pages(&self) -> Result<Vec<(FeedKey, u32)>> {
+        self.backend.stale_archive_pages()
+    }
+
+    /// An archive page was published as it stands now.
+    pub fn archive_page_published(&self, feed: &FeedKey, page: u32) -> Result<()> {
+        self.backend.archive_page_published(feed, page)
     }
 
     /// What there is to show for an article id: public, withheld, killed.
@@ -612,13 +755,59 @@ impl Catalog {
         self.backend.known_files_among(&mut keys.into_iter())
     }
 
-    /// The newest `limit` entries of a feed, newest first.
+    /// The newest `limit` live entries of a feed (not archived), newest first.
     pub fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
         self.backend
             .newest(feed, limit)?
             .iter()
             .map(|json| decode(json))
             .collect()
+    }
+
+    /// The newest `limit` entries in any of these categories (slugs; every
+    /// article when empty), newest first: a partner's pull feed. With
+    /// `withheld`, embargoed articles of those categories are among them,
+    /// marked as withheld (only for partners allowed embargoed copy). Reads
+    /// at most `limit` entries per category plus the withheld ones looked
+    /// at, never the archive.
+    pub fn newest_for(
+        &self,
+        categories: &[String],
+        withheld: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let mut out: Vec<Entry> = Vec::new();
+        for key in feed_keys(categories) {
+            out.extend(self.newest(&key, limit)?);
+        }
+        if withheld {
+            let wanted = |e: &Entry| {
+                categories.is_empty()
+                    || e.categories
+                        .iter()
+                        .any(|c| categories.iter().any(|s| s == &c.slug))
+            };
+            let mut offset = 0;
+            let mut found = 0;
+            while found < limit {
+                let page = self.backend.withheld(offset, limit)?;
+                offset += page.len();
+                for json in &page {
+                    let entry = decode(json)?;
+                    if wanted(&entry) {
+                        found += 1;
+                        out.push(entry);
+                    }
+                }
+                if page.len() < limit {
+                    break;
+                }
+            }
+        }
+        out.sort_by(|a, b| b.published.cmp(&a.published).then(b.id.cmp(&a.id)));
+        out.dedup_by(|a, b| a.id == b.id);
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// One entry by article id.

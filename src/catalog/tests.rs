@@ -14,7 +14,7 @@ use std::time::Duration;
 const TZ: Tz = chrono_tz::Asia::Ho_Chi_Minh;
 
 /// Where a test's catalog lives; `open` gives another handle on it.
-enum Place {
+pub(super) enum Place {
     Sqlite(tempfile::TempDir),
     Postgres(TestDatabase),
 }
@@ -34,13 +34,13 @@ impl Place {
         }
     }
 
-    fn open(&self) -> Catalog {
+    pub(super) fn open(&self) -> Catalog {
         Catalog::open(&self.location(), TZ).unwrap()
     }
 }
 
 /// Run `test` on a fresh catalog of every available backend.
-fn on_every_backend(test: impl Fn(&Place)) {
+pub(super) fn on_every_backend(test: impl Fn(&Place)) {
     let mut places = vec![Place::Sqlite(tempfile::tempdir().unwrap())];
     places.extend(TestDatabase::create().map(Place::Postgres));
     for place in places {

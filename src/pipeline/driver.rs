@@ -89,6 +89,9 @@ fn process_loop(
     // After a failed batch: when to retry, and the wait that led there.
     let mut retry: Option<(Instant, Duration)> = None;
     let mut data_version = pipeline.catalog().data_version()?;
+    // Editors' commands seen and not yet applied: kept until a round applies
+    // them, so neither a failed round nor a retry's wait loses them.
+    let mut commands_waiting = false;
     let mut next_command_poll = Instant::now() + COMMAND_POLL;
     // The next embargo end or tombstone expiry: a timer, not a scan.
     let mut lifecycle_at = lifecycle_deadline(&pipeline);
@@ -124,14 +127,13 @@ fn process_loop(
             break;
         }
         let now = Instant::now();
-        let mut commands = false;
         if now >= next_command_poll {
             next_command_poll = now + COMMAND_POLL;
-            match operator_acted(&pipeline, &mut data_version) {
-                Acted::Nothing => {}
-                Acted::ApprovedRemovals => watch.request_rescan(),
-                Acted::Commands => commands = true,
+            let acted = operator_acted(&pipeline, &mut data_version);
+            if acted.approved_removals {
+                watch.request_rescan();
             }
+            commands_waiting |= acted.commands;
         }
         let recovering = match retry {
             Some((at, _)) if now < at => continue,
@@ -142,14 +144,15 @@ fn process_loop(
         let result = if recovering {
             tracing::info!("retrying: reconciling the articles folder and republishing");
             full_pass(&mut pipeline, metrics, root, &mut watch, true)
-        } else if commands || lifecycle_due {
+        } else if commands_waiting || lifecycle_due {
             let started = Instant::now();
-            let outcome = if commands {
+            let applying_commands = commands_waiting;
+            let outcome = if applying_commands {
                 pipeline.apply_commands()
             } else {
                 pipeline.apply_lifecycle()
             };
-            outcome.and_then(|outcome| {
+            let done = outcome.and_then(|outcome| {
                 finish_batch(
                     &mut pipeline,
                     metrics,
@@ -159,7 +162,11 @@ fn process_loop(
                     &HashMap::new(),
                     started,
                 )
-            })
+            });
+            if done.is_ok() && applying_commands {
+                commands_waiting = false;
+            }
+            done
         } else {
             match watch.take(now) {
                 None => Ok(()),
@@ -218,8 +225,10 @@ fn process_loop(
                 Some((Instant::now() + wait, wait))
             }
         };
-        // Our own commits move the data version too; only others' count.
-        data_version = pipeline.catalog().data_version().unwrap_or(data_version);
+        // The data version is not read again here: a command committed while
+        // this round ran would be taken for our own doing and wait for the
+        // next unrelated commit. (Our own commits may move it too; that costs
+        // one look at the pending commands, nothing more.)
         lifecycle_at = lifecycle_deadline(&pipeline);
     }
     tracing::info!("pipeline stopped; catalog closed");
@@ -228,37 +237,29 @@ fn process_loop(
 
 /// What another process (an operator's or editor's command) asked of the
 /// pipeline through the catalog.
-enum Acted {
-    Nothing,
+#[derive(Default)]
+struct Acted {
     /// `feedwire apply-removals`: reconcile.
-    ApprovedRemovals,
+    approved_removals: bool,
     /// `feedwire embargo/kill/correct/reinstate`.
-    Commands,
+    commands: bool,
 }
 
 fn operator_acted(pipeline: &Pipeline, data_version: &mut i64) -> Acted {
     let Ok(v) = pipeline.catalog().data_version() else {
-        return Acted::Nothing;
+        return Acted::default();
     };
     if v == *data_version {
-        return Acted::Nothing;
+        return Acted::default();
     }
     *data_version = v;
-    if pipeline
-        .catalog()
-        .pending_commands()
-        .is_ok_and(|c| !c.is_empty())
-    {
-        return Acted::Commands;
+    let catalog = pipeline.catalog();
+    Acted {
+        commands: catalog.pending_commands().is_ok_and(|c| !c.is_empty()),
+        approved_removals: catalog
+            .held_removals()
+            .is_ok_and(|held| held.iter().any(|h| h.approved)),
     }
-    if pipeline
-        .catalog()
-        .held_removals()
-        .is_ok_and(|held| held.iter().any(|h| h.approved))
-    {
-        return Acted::ApprovedRemovals;
-    }
-    Acted::Nothing
 }
 
 /// The next embargo end or tombstone expiry as a moment on this clock.
@@ -306,6 +307,10 @@ fn finish_batch(
 ) -> Result<()> {
     report_outcome(&outcome, root, watch);
     if outcome.affected.is_empty() {
+        // No feed changed, but an article's ninjs document may have (one
+        // withheld again, or killed before it was public), and the catalog's
+        // marker should say the documents are current.
+        pipeline.publish_article_documents()?;
         if !outcome.accepted.is_empty() {
             tracing::debug!(files = outcome.accepted.len(), "no feed content changed");
         }

@@ -11,6 +11,7 @@
 //! `watch.max_removals` articles holds those removals for an operator.
 
 pub mod driver;
+mod ninjs;
 mod read;
 
 use read::{ChunkReader, Read};
@@ -27,7 +28,7 @@ use crate::source::{self, SourceFile};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +37,15 @@ use std::time::{Duration, Instant};
 /// Files are read and parsed this many at a time, so memory holds one chunk of
 /// article bodies, never the archive.
 const CHUNK: usize = 512;
+
+/// Archive pages are read, rendered and published this many at a time, so
+/// a build holds a few pages' documents in memory, never the archive's.
+const ARCHIVE_CHUNK: usize = 32;
+
+/// The catalog setting that records what the archive pages on the targets
+/// were rendered with; when it differs (a new feedwire, other site
+/// settings), every page is rendered again once.
+const ARCHIVE_RENDER_KEY: &str = "archive_render";
 
 /// Removals count against `watch.max_removals` over this window, not only
 /// per batch: a sync tool deleting files over several seconds arrives as
@@ -98,6 +108,8 @@ pub struct Pipeline {
     /// Articles removed (not approved by an operator) in the last
     /// [`REMOVAL_WINDOW`], by batch.
     recent_removals: std::collections::VecDeque<(Instant, usize)>,
+    /// Each article's ninjs document: which changed since the last publish.
+    article_docs: ninjs::ArticleDocs,
 }
 
 /// A batch stopped because the daemon is shutting down; its transaction was
@@ -119,6 +131,7 @@ impl Pipeline {
         let mut catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
         catalog.fence_writes(term);
         catalog.set_tombstone_days(cfg.lifecycle.tombstone_days);
+        catalog.set_archive(cfg.feeds.max_items, cfg.feeds.archive_page_size);
         if catalog.meta("parser")? != Some(parser_version()) {
             catalog.forget_file_stamps()?;
             catalog.set_meta("parser", &parser_version())?;
@@ -148,14 +161,16 @@ impl Pipeline {
             .thread_name(|i| format!("feedwire-read-{i}"))
             .build()
             .context("cannot start the reader threads")?;
+        let article_docs = ninjs::ArticleDocs::open(&catalog)?;
         Ok(Pipeline {
             cfg,
             catalog,
             publisher,
-            hooks: Vec::new(),
+            hooks: vec![article_docs.hook()],
             readers,
             interrupted: Arc::default(),
             recent_removals: Default::default(),
+            article_docs,
         })
     }
 
@@ -280,6 +295,7 @@ impl Pipeline {
         let budget = Duration::from_millis(self.cfg.ingest.parse_budget_ms);
         let max_removals = self.cfg.watch.max_removals;
         let mut outcome = Outcome::default();
+        self.article_docs.before_batch(&self.catalog)?;
         let mut batch = self.catalog.batch()?;
         let mut retry: Vec<String> = Vec::new();
         let now = Utc::now();
@@ -489,6 +505,7 @@ impl Pipeline {
         } else {
             self.reread(lapsed)?
         };
+        self.article_docs.before_batch(&self.catalog)?;
         let mut batch = self.catalog.batch()?;
         batch.purge_tombstones()?;
         let (affected, _) = batch.commit()?;
@@ -506,6 +523,7 @@ impl Pipeline {
             return Ok(Outcome::default());
         };
         let mut files = BTreeSet::new();
+        self.article_docs.before_batch(&self.catalog)?;
         let mut batch = self.catalog.batch()?;
         for c in &pending {
             tracing::info!(
@@ -517,6 +535,7 @@ impl Pipeline {
             );
             if c.command == "reinstate" {
                 batch.reinstate(&c.id)?;
+                self.article_docs.note(&c.id);
             }
         }
         let (mut affected, _) = batch.commit()?;
@@ -537,6 +556,7 @@ impl Pipeline {
         if !kills.is_empty() {
             let overrides: HashMap<String, crate::catalog::Override> =
                 self.catalog.overrides()?.into_iter().collect();
+            self.article_docs.before_batch(&self.catalog)?;
             let mut batch = self.catalog.batch()?;
             for c in kills {
                 let reason = overrides.get(&c.id).and_then(|o| o.reason.clone());
@@ -556,61 +576,198 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    /// Render and publish feeds: the given ones, or all of them (`None`). The
-    /// OPML index is refreshed too.
+    /// Render and publish feeds: the given ones, or all of them (`None`), and
+    /// the archive pages that changed since they were last published. The
+    /// OPML index is refreshed too. Publishing every feed also archives any
+    /// overflow (a catalog from before archives, a smaller `feeds.max_items`)
+    /// and renders every archive page again when what they were rendered
+    /// with changed. Then the ninjs documents of the articles that changed
+    /// (of every article with `None`, when one may be missing or stale).
     pub fn publish(&mut self, only: Option<&BTreeSet<FeedKey>>) -> Result<publish::Report> {
         // A leader that is stepping down publishes nothing more.
         if self.interrupted.load(Ordering::Relaxed) {
             return Err(Interrupted.into());
         }
+        let every_page = only.is_none()
+            && self.catalog.meta(ARCHIVE_RENDER_KEY)? != Some(self.archive_render_settings());
+        let mut report = self.publish_scope(only, every_page)?;
+        let scope = match only {
+            None => ninjs::Scope::Repair,
+            Some(_) => ninjs::Scope::Changed,
+        };
+        report.absorb(self.article_docs.flush(
+            &self.cfg,
+            &self.catalog,
+            &mut self.publisher,
+            scope,
+        )?);
+        Ok(report)
+    }
+
+    fn publish_scope(
+        &mut self,
+        only: Option<&BTreeSet<FeedKey>>,
+        every_page: bool,
+    ) -> Result<publish::Report> {
         let all = self.catalog.feeds()?;
-        let mut targets: Vec<FeedInfo> = Vec::new();
-        match only {
+        let keys: Vec<FeedKey> = match only {
             None => {
-                for (key, category) in &all {
-                    targets.push(FeedInfo::new(&self.cfg, key.clone(), category.clone()));
+                let keys: Vec<FeedKey> = all.iter().map(|(k, _)| k.clone()).collect();
+                let mut batch = self.catalog.batch()?;
+                for key in &keys {
+                    batch.archive_overflow(key, self.cfg.feeds.max_items)?;
                 }
+                batch.commit()?;
+                keys
             }
-            Some(keys) => {
-                for key in keys {
-                    let category = match key {
-                        FeedKey::Main => None,
-                        FeedKey::Category(slug) => self.catalog.category(slug)?,
-                    };
-                    targets.push(FeedInfo::new(&self.cfg, key.clone(), category));
-                }
-            }
-        }
-        // Read sequentially (one connection), render in parallel (pure).
-        let now = Utc::now();
-        let mut inputs = Vec::with_capacity(targets.len());
-        for info in &targets {
-            inputs.push((
-                info,
-                self.catalog.newest(&info.key, self.cfg.feeds.max_items)?,
-                self.catalog.tombstones_for(&info.key, now)?,
-            ));
-        }
-        let cfg = &self.cfg;
-        let rendered: Vec<Result<Vec<render::Document>>> = inputs
-            .par_iter()
-            .map(|(info, entries, tombstones)| render::render_feed(cfg, info, entries, tombstones))
+            Some(keys) => keys.iter().cloned().collect(),
+        };
+        // Live documents first, so a feed over `feeds.max_bytes` can move
+        // the entries it could not hold to its archive (no entry may be left
+        // out of every document) and be rendered again with the rest.
+        let mut live = self.render_live(&keys)?;
+        let over: BTreeMap<FeedKey, usize> = live
+            .iter()
+            .filter_map(|(info, window, docs)| {
+                let held = docs.iter().map(|d| d.entries).min().unwrap_or(0);
+                (held < *window).then(|| (info.key.clone(), held))
+            })
             .collect();
-        let mut docs = Vec::new();
-        for r in rendered {
-            docs.extend(r?);
+        if !over.is_empty() {
+            let mut batch = self.catalog.batch()?;
+            for (key, held) in &over {
+                batch.archive_overflow(key, *held)?;
+            }
+            batch.commit()?;
+            tracing::info!(
+                feeds = over.len(),
+                "entries left out of a live feed by feeds.max_bytes moved to its archive"
+            );
+            let keys: Vec<FeedKey> = over.keys().cloned().collect();
+            live.retain(|(info, _, _)| !over.contains_key(&info.key));
+            live.extend(self.render_live(&keys)?);
         }
+        // Archive pages before the live documents that link to them.
+        let pages = if every_page {
+            let mut pages = Vec::new();
+            for (key, _) in &all {
+                let count = self.catalog.archive_page_count(key)?;
+                pages.extend((1..=count).map(|n| (key.clone(), n)));
+            }
+            pages
+        } else {
+            self.catalog.stale_archive_pages()?
+        };
+        let mut report = self.publish_archive_pages(&pages, every_page)?;
+        if every_page && report.refused.is_empty() {
+            self.catalog
+                .set_meta(ARCHIVE_RENDER_KEY, &self.archive_render_settings())?;
+        }
+        let mut docs: Vec<render::Document> =
+            live.into_iter().flat_map(|(_, _, docs)| docs).collect();
         let index: Vec<FeedInfo> = all
             .into_iter()
             .map(|(k, c)| FeedInfo::new(&self.cfg, k, c))
             .collect();
         docs.push(render::render_opml(&self.cfg, &index)?);
-        // Recorded before anyone is served them: a version's first-publish
-        // time is its Last-Modified across restarts, and other instances
-        // serve what the catalog holds. A full round records every document
-        // (a catalog that has versions without their bytes gets them).
+        report.absorb(self.publish_documents(docs, only.is_none())?);
+        Ok(report)
+    }
+
+    /// What a feed's documents are, with its category's name and archive
+    /// page count.
+    fn feed_info(&self, key: &FeedKey) -> Result<FeedInfo> {
+        let category = match key {
+            FeedKey::Main => None,
+            FeedKey::Category(slug) => self.catalog.category(slug)?,
+        };
+        Ok(FeedInfo::new(&self.cfg, key.clone(), category))
+    }
+
+    /// Render the live documents of these feeds: each feed's info, how many
+    /// entries its live window holds, and its three documents.
+    fn render_live(
+        &self,
+        keys: &[FeedKey],
+    ) -> Result<Vec<(FeedInfo, usize, Vec<render::Document>)>> {
+        // Read sequentially (one connection), render in parallel (pure).
+        let now = Utc::now();
+        let mut inputs = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mut info = self.feed_info(key)?;
+            info.archive_pages = self.catalog.archive_page_count(key)?;
+            inputs.push((
+                self.catalog.newest(key, self.cfg.feeds.max_items)?,
+                self.catalog.tombstones_for(key, now)?,
+                info,
+            ));
+        }
+        let cfg = &self.cfg;
+        inputs
+            .into_par_iter()
+            .map(|(entries, tombstones, info)| {
+                let docs = render::render_feed(cfg, &info, &entries, &tombstones)?;
+                Ok((info, entries.len(), docs))
+            })
+            .collect()
+    }
+
+    /// Render and publish these archive pages, a few at a time; each page
+    /// whose documents all passed the gate is recorded as published.
+    fn publish_archive_pages(
+        &mut self,
+        pages: &[(FeedKey, u32)],
+        full: bool,
+    ) -> Result<publish::Report> {
+        let mut report = publish::Report::default();
+        let mut infos: HashMap<FeedKey, FeedInfo> = HashMap::new();
+        for chunk in pages.chunks(ARCHIVE_CHUNK) {
+            for (key, _) in chunk {
+                if !infos.contains_key(key) {
+                    infos.insert(key.clone(), self.feed_info(key)?);
+                }
+            }
+            let mut inputs = Vec::with_capacity(chunk.len());
+            for (key, page) in chunk {
+                inputs.push((&infos[key], *page, self.catalog.archive_page(key, *page)?));
+            }
+            let cfg = &self.cfg;
+            let rendered: Vec<Result<Vec<render::Document>>> = inputs
+                .par_iter()
+                .map(|(info, page, entries)| render::render_archive_page(cfg, info, *page, entries))
+                .collect();
+            let mut docs = Vec::with_capacity(chunk.len() * render::DocKind::FEEDS.len());
+            for r in rendered {
+                docs.extend(r?);
+            }
+            let round = self.publish_documents(docs, full)?;
+            for (key, page) in chunk {
+                let info = &infos[key];
+                let refused = render::DocKind::FEEDS.iter().any(|&kind| {
+                    let path = info.archive_path(kind, *page);
+                    round.refused.iter().any(|(p, _)| *p == path)
+                });
+                if !refused {
+                    self.catalog.archive_page_published(key, *page)?;
+                }
+            }
+            report.absorb(round);
+        }
+        Ok(report)
+    }
+
+    /// Publish documents, recording each version first published, with its
+    /// bytes, before anyone is served it: a version's first-publish time is
+    /// its Last-Modified across restarts, and other instances serve what the
+    /// catalog holds. With `full` (a round over every feed) every document
+    /// is recorded, so a catalog holding versions without their bytes gets
+    /// them.
+    fn publish_documents(
+        &mut self,
+        docs: Vec<render::Document>,
+        full: bool,
+    ) -> Result<publish::Report> {
         let catalog = &self.catalog;
-        let full = only.is_none();
         let report = self.publisher.publish(docs, |published| {
             let record: Vec<PublishedDocument<'_>> = published
                 .iter()
@@ -627,6 +784,22 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// Publish the ninjs documents of the articles changed since the last
+    /// publish, when no feed changed (see [`Pipeline::publish`]).
+    pub fn publish_article_documents(&mut self) -> Result<publish::Report> {
+        self.article_docs.flush(
+            &self.cfg,
+            &self.catalog,
+            &mut self.publisher,
+            ninjs::Scope::Changed,
+        )
+    }
+
+    /// What the archive pages' bytes depend on besides their entries.
+    fn archive_render_settings(&self) -> String {
+        format!("{}|{:?}", env!("CARGO_PKG_VERSION"), self.cfg.site)
+    }
+
     /// Reconcile and publish every feed: `feedwire build`.
     pub fn build(&mut self) -> Result<(Outcome, publish::Report)> {
         let started = Instant::now();
@@ -637,7 +810,15 @@ impl Pipeline {
             outcome.rejected.extend(more.rejected);
             outcome.removed.extend(more.removed);
         }
-        let report = self.publish(None)?;
+        // Every archive page and every article's ninjs document too: a
+        // build is the way to repair the targets.
+        let mut report = self.publish_scope(None, true)?;
+        report.absorb(self.article_docs.flush(
+            &self.cfg,
+            &self.catalog,
+            &mut self.publisher,
+            ninjs::Scope::Everything,
+        )?);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "build finished"

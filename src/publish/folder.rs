@@ -71,4 +71,27 @@ impl Target for Folder {
         }
         Ok(())
     }
+
+    fn remove(&mut self, paths: &[&str]) -> Result<()> {
+        let mut dirs = BTreeSet::new();
+        for path in paths {
+            let file = self.dir.join(path);
+            match std::fs::remove_file(&file) {
+                Ok(()) => {
+                    if let Some(dir) = file.parent() {
+                        dirs.insert(dir.to_path_buf());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove {}", file.display()));
+                }
+            }
+            self.on_disk.lock().expect("on_disk lock").remove(*path);
+        }
+        for dir in dirs {
+            sync_dir(&dir);
+        }
+        Ok(())
+    }
 }

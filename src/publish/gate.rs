@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 /// Parse a rendered document back and check it is what it claims to be.
 pub fn verify(doc: &Document) -> Result<()> {
     let text = std::str::from_utf8(&doc.bytes).context("not valid UTF-8")?;
-    if doc.kind != DocKind::Json
+    if !matches!(doc.kind, DocKind::Json | DocKind::Ninjs)
         && let Some((at, c)) = text.char_indices().find(|(_, c)| !is_xml_char(*c))
     {
         bail!(
@@ -47,6 +47,7 @@ pub fn verify(doc: &Document) -> Result<()> {
                 .context("JSON Feed lacks items")?
                 .len()
         }
+        DocKind::Ninjs => crate::render::ninjs_parse_back(&doc.bytes)?,
         DocKind::Opml => {
             let mut reader = quick_xml::Reader::from_reader(doc.bytes.as_slice());
             let mut buf = Vec::new();

@@ -8,8 +8,10 @@
 //! atomically ([`Folder`]: temp file in the same folder, fsync, rename, fsync
 //! of the folder; [`S3`]: one conditional PUT per object), and a document whose bytes did not change is not
 //! rewritten, so file mtimes and HTTP validators only move when content does.
-//! Each version's first-publish time is its `Last-Modified`.
+//! Each version's first-publish time is its `Last-Modified`. Archive pages
+//! go to the targets like any document but not into the in-memory store.
 
+mod articles;
 mod atomic;
 mod folder;
 mod gate;
@@ -24,7 +26,7 @@ pub use store::{Served, Store};
 pub(crate) use store::{brotli, gzip};
 
 use crate::config::Config;
-use crate::render::Document;
+use crate::render::{ArchivePath, Document};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -40,6 +42,16 @@ pub struct Report {
     /// Versions first published in this round: the caller persists them, so
     /// `Last-Modified` survives restarts.
     pub new_versions: Vec<(String, Version)>,
+}
+
+impl Report {
+    /// Add another round's results to this one.
+    pub fn absorb(&mut self, other: Report) {
+        self.written.extend(other.written);
+        self.unchanged += other.unchanged;
+        self.refused.extend(other.refused);
+        self.new_versions.extend(other.new_versions);
+    }
 }
 
 /// One version of a published document: its content hash and when it was
@@ -72,6 +84,9 @@ pub trait Target: Send + Sync {
     /// Write the documents, each atomically (a reader sees the old or the new
     /// version, never a mix), all durably before returning.
     fn write(&mut self, docs: &[(&Document, blake3::Hash)]) -> Result<()>;
+    /// Remove documents (an article's ninjs document when the article is
+    /// withheld again); a path the target does not hold is not an error.
+    fn remove(&mut self, paths: &[&str]) -> Result<()>;
 }
 
 /// A document that passed the gate in a publish round, as the round's
@@ -214,7 +229,11 @@ impl Publisher {
             } else {
                 report.unchanged += 1;
             }
-            if let Some(store) = &self.store {
+            // Archive pages stay out of memory (a large archive is thousands
+            // of them); HTTP reads them from the feeds folder.
+            if let Some(store) = &self.store
+                && ArchivePath::parse(&doc.path).is_none()
+            {
                 store.put(doc, hash, version.first_published);
             }
             if self.versions.get(&doc.path) != Some(&version) {
@@ -223,5 +242,50 @@ impl Publisher {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::DocKind;
+
+    fn doc(path: &str) -> Document {
+        let bytes = b"<rss version=\"2.0\"><channel><title>t</title><link>http://x/</link><description>d</description></channel></rss>".to_vec();
+        Document {
+            path: path.into(),
+            kind: DocKind::Rss,
+            bytes,
+            entries: 0,
+            updated: None,
+        }
+    }
+
+    /// Archive pages reach the feeds folder but not the in-memory store
+    /// HTTP answers live documents from: a large archive is thousands of
+    /// pages, and the daemon must not hold them all.
+    #[test]
+    fn archive_pages_go_to_the_folder_but_not_into_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new();
+        let folder = folder::Folder::new(dir.path().to_path_buf()).unwrap();
+        let mut publisher =
+            Publisher::new(vec![Box::new(folder)], Some(store.clone()), HashMap::new());
+        let report = publisher
+            .publish(
+                vec![
+                    doc("rss.xml"),
+                    doc("archive/rss-1.xml"),
+                    doc("thoi-su/archive/rss-12.xml"),
+                ],
+                |_| Ok(()),
+            )
+            .unwrap();
+        assert_eq!(report.written.len(), 3);
+        assert!(store.get("rss.xml").is_some());
+        for page in ["archive/rss-1.xml", "thoi-su/archive/rss-12.xml"] {
+            assert!(dir.path().join(page).is_file(), "{page} on disk");
+            assert!(store.get(page).is_none(), "{page} held in memory");
+        }
     }
 }

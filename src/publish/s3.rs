@@ -406,6 +406,65 @@ impl Target for S3 {
         }
         failed.map_or(Ok(()), Err)
     }
+
+    fn remove(&mut self, paths: &[&str]) -> Result<()> {
+        // Objects known to be absent need no request.
+        let names: Vec<String> = {
+            let held = self.held.lock().expect("held lock");
+            paths
+                .iter()
+                .flat_map(|path| self.variants.iter().map(|v| v.name(path)))
+                .filter(|name| !matches!(held.get(name), Some(Held::Absent)))
+                .collect()
+        };
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.delete(names)
+    }
+}
+
+impl S3 {
+    /// Delete these objects (every variant), all at once within
+    /// `publish.s3.concurrency`. Deleting is not conditional (S3 has no
+    /// precondition on it): an object already gone is fine, and one written
+    /// meanwhile by another instance is gone too, as the catalog says.
+    fn delete(&self, names: Vec<String>) -> Result<()> {
+        let results = self.block_on(async {
+            let permits = Arc::new(Semaphore::new(self.concurrency));
+            let mut tasks = JoinSet::new();
+            for name in names {
+                let store = self.store.clone();
+                let key = self.key(&name);
+                let permits = permits.clone();
+                tasks.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    let result = match store.delete(&key).await {
+                        Err(object_store::Error::NotFound { .. }) => Ok(()),
+                        r => r,
+                    };
+                    (name, result)
+                });
+            }
+            tasks.join_all().await
+        });
+        let mut held = self.held.lock().expect("held lock");
+        let mut failed = None;
+        for (name, result) in results {
+            match result {
+                Ok(()) => {
+                    held.insert(name, Held::Absent);
+                }
+                Err(e) => {
+                    held.remove(&name);
+                    failed.get_or_insert(
+                        anyhow!(e).context(format!("cannot delete {}", self.url(&name))),
+                    );
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
 }
 
 impl Drop for S3 {

@@ -16,8 +16,26 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         ),
         link(&ctx.info.html_url(cfg), "alternate", Some("text/html")),
     ];
-    for hub in site::advertised_hubs(cfg) {
+    for hub in ctx.hubs() {
         links.push(link(&hub, "hub", None));
+    }
+    // RFC 5005: the live feed points at its newest archive page; a page at
+    // the live feed (`current`) and at the page before it.
+    let history = ctx.history(DocKind::Atom);
+    if let Some(current) = &history.current {
+        links.push(link(current, "current", Some("application/atom+xml")));
+    }
+    if let Some(older) = &history.older {
+        links.push(link(older, "prev-archive", Some("application/atom+xml")));
+    }
+    let mut namespaces = std::collections::BTreeMap::new();
+    if !ctx.tombstones.is_empty() {
+        namespaces.insert("at".to_string(), super::TOMBSTONES_NS.to_string());
+    }
+    let mut extensions = tombstones(ctx);
+    if ctx.page.is_some() {
+        namespaces.insert("fh".to_string(), super::HISTORY_NS.to_string());
+        extensions.extend(archive_mark());
     }
     let feed = atom::Feed {
         title: text(&ctx.info.title),
@@ -32,12 +50,8 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         }),
         lang: Some(cfg.site.language.clone()),
         entries: entries.iter().map(|e| entry(ctx, e)).collect(),
-        namespaces: if ctx.tombstones.is_empty() {
-            Default::default()
-        } else {
-            [("at".to_string(), super::TOMBSTONES_NS.to_string())].into()
-        },
-        extensions: tombstones(ctx),
+        namespaces,
+        extensions,
         ..Default::default()
     };
     let config = atom::WriteConfig {
@@ -107,6 +121,22 @@ fn tombstones(ctx: &Context) -> atom_syndication::extension::ExtensionMap {
     map.entry("at".into())
         .or_default()
         .insert("deleted-entry".into(), elements);
+    map
+}
+
+/// `<fh:archive/>`: this document is an archive page (RFC 5005 §4), its
+/// entries fixed but for kills and edits.
+fn archive_mark() -> atom_syndication::extension::ExtensionMap {
+    use atom_syndication::extension::Extension;
+    let mark = Extension {
+        name: "fh:archive".into(),
+        value: Some(String::new()),
+        ..Default::default()
+    };
+    let mut map = atom_syndication::extension::ExtensionMap::new();
+    map.entry("fh".into())
+        .or_default()
+        .insert("archive".into(), vec![mark]);
     map
 }
 

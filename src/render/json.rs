@@ -11,7 +11,12 @@ struct Feed<'a> {
     version: &'static str,
     title: &'a str,
     home_page_url: String,
+    /// The live feed's URL on every page: it identifies the feed.
     feed_url: String,
+    /// The next older document (JSON Feed's pagination): the newest
+    /// archive page from the live feed, page n-1 from page n.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<String>,
     description: &'a str,
     language: &'a str,
     authors: Vec<Author<'a>>,
@@ -92,13 +97,15 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         version: "https://jsonfeed.org/version/1.1",
         title: &ctx.info.title,
         home_page_url: ctx.info.html_url(cfg),
-        feed_url: ctx.self_url(DocKind::Json),
+        feed_url: ctx.live_url(DocKind::Json),
+        next_url: ctx.history(DocKind::Json).older,
         description: &ctx.info.description,
         language: &cfg.site.language,
         authors: vec![Author {
             name: &cfg.site.author,
         }],
-        hubs: crate::site::advertised_hubs(cfg)
+        hubs: ctx
+            .hubs()
             .into_iter()
             .map(|url| Hub {
                 kind: "WebSub",

@@ -1,5 +1,12 @@
 //! Render: catalog entries → feed documents (RSS 2.0, Atom 1.0, JSON Feed 1.1,
-//! OPML). One file per format.
+//! OPML) and IPTC ninjs 3.1 documents. One file per format.
+//!
+//! A feed is its live documents (`rss.xml`, `atom.xml`, `feed.json`: the
+//! newest entries) and, once entries leave that window, RFC 5005 archive
+//! pages under its folder (`archive/atom-<n>.xml`, `archive/rss-<n>.xml`,
+//! `archive/feed-<n>.json`; n = 1 is the oldest). The live documents link
+//! to the newest page (`prev-archive`; `next_url` in JSON Feed), each page
+//! to the one before it and back to the live document (`current`).
 //!
 //! Rendering is a pure function of the entries and the configuration: the
 //! same articles give byte-identical documents, and a feed's date is its
@@ -8,6 +15,7 @@
 
 mod atom;
 mod json;
+mod ninjs;
 mod opml;
 mod rss;
 
@@ -19,6 +27,8 @@ use crate::site;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
+pub(crate) use ninjs::parse_back as ninjs_parse_back;
+pub use ninjs::{NINJS_SCHEMA, NINJS_VERSION, ninjs_path, render_canceled, render_ninjs};
 pub use opml::render_opml;
 
 /// The kinds of document feedwire publishes.
@@ -28,6 +38,9 @@ pub enum DocKind {
     Atom,
     Json,
     Opml,
+    /// IPTC ninjs 3.1: one article (`ninjs/<id>.json`, partners' pushes), or
+    /// a partner's pull feed (`ninjs.json`, a JSON array of articles).
+    Ninjs,
 }
 
 impl DocKind {
@@ -39,6 +52,7 @@ impl DocKind {
             DocKind::Atom => "atom.xml",
             DocKind::Json => "feed.json",
             DocKind::Opml => "index.opml",
+            DocKind::Ninjs => "ninjs.json",
         }
     }
 
@@ -48,6 +62,8 @@ impl DocKind {
             DocKind::Atom => "application/atom+xml; charset=utf-8",
             DocKind::Json => "application/feed+json; charset=utf-8",
             DocKind::Opml => "text/x-opml; charset=utf-8",
+            // IPTC registers no media type of its own for ninjs.
+            DocKind::Ninjs => "application/json; charset=utf-8",
         }
     }
 
@@ -57,6 +73,74 @@ impl DocKind {
         [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Opml]
             .into_iter()
             .find(|k| k.file_name() == name)
+    }
+
+    /// An archive page's file name: `atom-3.xml`, `rss-3.xml`, `feed-3.json`.
+    fn archive_file_name(self, page: u32) -> String {
+        let (stem, ext) = self.file_name().split_once('.').unwrap_or(("feed", "xml"));
+        format!("{stem}-{page}.{ext}")
+    }
+}
+
+/// The folder under a feed's folder that holds its archive pages.
+pub const ARCHIVE_DIR: &str = "archive";
+
+/// A path (relative to the feeds folder) that names an archive page:
+/// `[<category>/]archive/<atom|rss|feed>-<n>.<xml|json>`, n from 1 without
+/// leading zeros. Parsing is strict, so a request path either names exactly
+/// one page file or nothing (no `..`, no other file, no second spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchivePath<'a> {
+    /// The feed's category slug; `None` for the main feed.
+    pub slug: Option<&'a str>,
+    pub kind: DocKind,
+    pub page: u32,
+}
+
+impl<'a> ArchivePath<'a> {
+    pub fn parse(path: &'a str) -> Option<ArchivePath<'a>> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let (slug, dir, name) = match parts.as_slice() {
+            [dir, name] => (None, *dir, *name),
+            [slug, dir, name] => (Some(*slug), *dir, *name),
+            _ => return None,
+        };
+        // Category slugs as `article::category_slug` makes them.
+        let slug_ok = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with('-')
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if dir != ARCHIVE_DIR || !slug.is_none_or(slug_ok) {
+            return None;
+        }
+        let (stem, ext) = name.split_once('.')?;
+        let (format, number) = stem.split_once('-')?;
+        let kind = DocKind::FEEDS
+            .into_iter()
+            .find(|k| k.file_name() == format!("{format}.{ext}"))?;
+        if number.is_empty()
+            || number.starts_with('0')
+            || !number.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let page = number.parse().ok()?;
+        Some(ArchivePath { slug, kind, page })
+    }
+
+    pub fn feed(&self) -> FeedKey {
+        match self.slug {
+            None => FeedKey::Main,
+            Some(slug) => FeedKey::Category(slug.to_string()),
+        }
+    }
+
+    /// The path of the same feed's page `page` in the same format.
+    pub fn with_page(&self, page: u32) -> String {
+        let dir = self.slug.map(|s| format!("{s}/")).unwrap_or_default();
+        format!("{dir}{ARCHIVE_DIR}/{}", self.kind.archive_file_name(page))
     }
 }
 
@@ -80,6 +164,13 @@ pub struct FeedInfo {
     pub category: Option<Category>,
     pub title: String,
     pub description: String,
+    /// How many archive pages the feed has (0: none yet); the live
+    /// documents link to the newest.
+    pub archive_pages: u32,
+    /// A partner's pull feed (`/partners/<name>/…`): its own self links and
+    /// id, no hub and no archive (it is never published, and WebSub is for
+    /// the public).
+    pub partner: Option<String>,
 }
 
 impl FeedInfo {
@@ -96,12 +187,30 @@ impl FeedInfo {
             category,
             title,
             description,
+            archive_pages: 0,
+            partner: None,
+        }
+    }
+
+    /// The pull feed of partner `name` (`/partners/<name>/atom.xml` …).
+    pub fn for_partner(cfg: &Config, name: &str) -> FeedInfo {
+        FeedInfo {
+            key: FeedKey::Main,
+            category: None,
+            title: format!("{} — {name}", cfg.site.title),
+            description: format!("{}: {name}", cfg.site.description),
+            archive_pages: 0,
+            partner: Some(name.to_string()),
         }
     }
 
     /// Folder of this feed under the feeds folder, with a trailing slash
-    /// (empty for the main feed).
+    /// (empty for the main feed). A partner's feed is never published: its
+    /// "folder" only names it (`partners/<name>/`).
     pub fn dir(&self) -> String {
+        if let Some(name) = &self.partner {
+            return format!("partners/{}/", site::encode_segment(name));
+        }
         match &self.key {
             FeedKey::Main => String::new(),
             FeedKey::Category(slug) => format!("{slug}/"),
@@ -112,8 +221,21 @@ impl FeedInfo {
         format!("{}{}", self.dir(), kind.file_name())
     }
 
-    /// The human-readable page for this feed (served by feedwire).
+    /// Path of archive page `page` (1 = the oldest) in one format.
+    pub fn archive_path(&self, kind: DocKind, page: u32) -> String {
+        format!(
+            "{}{ARCHIVE_DIR}/{}",
+            self.dir(),
+            kind.archive_file_name(page)
+        )
+    }
+
+    /// The human-readable page for this feed (served by feedwire); a
+    /// partner's feed has none of its own: the site's home page.
     pub fn html_url(&self, cfg: &Config) -> String {
+        if self.partner.is_some() {
+            return format!("{}/", cfg.site.base_url);
+        }
         format!("{}/feeds/{}", cfg.site.base_url, self.dir())
     }
 }
@@ -133,7 +255,40 @@ pub fn render_feed(
         .collect()
 }
 
-fn render_capped(
+/// Render archive page `page` of a feed (its entries newest first) in all
+/// three formats. Pages are not capped by `feeds.max_bytes`: leaving an
+/// entry out would leave it out of every document of the feed.
+pub fn render_archive_page(
+    cfg: &Config,
+    info: &FeedInfo,
+    page: u32,
+    entries: &[Entry],
+) -> Result<Vec<Document>> {
+    DocKind::FEEDS
+        .iter()
+        .map(|&kind| {
+            let ctx = Context {
+                cfg,
+                info,
+                updated: newest(entries).unwrap_or_else(epoch),
+                tombstones: &[],
+                page: Some(page),
+            };
+            Ok(Document {
+                path: info.archive_path(kind, page),
+                kind,
+                bytes: render_with(&ctx, entries, kind)?,
+                entries: entries.len(),
+                updated: newest(entries),
+            })
+        })
+        .collect()
+}
+
+/// One format of one feed, capped to `feeds.max_bytes` like the published
+/// ones: a partner's pull feed in its `kind` (ninjs: a JSON array of
+/// articles, then a canceled notice per tombstone).
+pub fn render_capped(
     cfg: &Config,
     info: &FeedInfo,
     entries: &[Entry],
@@ -188,11 +343,17 @@ fn render_one(
         info,
         updated,
         tombstones,
+        page: None,
     };
+    render_with(&ctx, entries, kind)
+}
+
+fn render_with(ctx: &Context, entries: &[Entry], kind: DocKind) -> Result<Vec<u8>> {
     match kind {
-        DocKind::Rss => rss::render(&ctx, entries),
-        DocKind::Atom => atom::render(&ctx, entries),
-        DocKind::Json => json::render(&ctx, entries),
+        DocKind::Rss => rss::render(ctx, entries),
+        DocKind::Atom => atom::render(ctx, entries),
+        DocKind::Json => json::render(ctx, entries),
+        DocKind::Ninjs => ninjs::render_list(ctx, entries),
         DocKind::Opml => anyhow::bail!("OPML is rendered by render_opml"),
     }
 }
@@ -207,15 +368,20 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         info: &info,
         updated: entry.updated,
         tombstones: &[],
+        page: None,
     };
     let entries = std::slice::from_ref(entry);
     match kind {
         DocKind::Atom => atom::render_entry(&ctx, entry),
         DocKind::Rss => rss::render(&ctx, entries),
         DocKind::Json => json::render(&ctx, entries),
+        DocKind::Ninjs => ninjs::render_ninjs(cfg, entry),
         DocKind::Opml => anyhow::bail!("OPML has no single-entry form"),
     }
 }
+
+/// Namespace of RFC 5005 feed history (`fh:archive`).
+pub const HISTORY_NS: &str = "http://purl.org/syndication/history/1.0";
 
 /// Namespace of RFC 6721 tombstones.
 pub const TOMBSTONES_NS: &str = "http://purl.org/atompub/tombstones/1.0";
@@ -227,8 +393,8 @@ pub const LIFECYCLE_NS: &str = "tag:feedwire.dev,2026:lifecycle";
 
 /// A deletion notice for an article id: an RFC 6721
 /// `<at:deleted-entry ref="…" when="…">` document (with `<at:comment>` when a
-/// reason was given) for Atom and RSS, and `{"deleted": {"id": …, "when": …,
-/// "reason": …}}` for JSON.
+/// reason was given) for Atom and RSS, `{"deleted": {"id": …, "when": …,
+/// "reason": …}}` for JSON, and a `pubStatus: canceled` document for ninjs.
 pub fn render_deletion(
     cfg: &Config,
     kind: DocKind,
@@ -236,6 +402,9 @@ pub fn render_deletion(
     when: DateTime<FixedOffset>,
     reason: Option<&str>,
 ) -> Result<Vec<u8>> {
+    if kind == DocKind::Ninjs {
+        return ninjs::render_canceled(cfg, id, when, reason);
+    }
     let entry_id = site::entry_id(cfg, id);
     let when = when.to_rfc3339();
     match kind {
@@ -272,7 +441,7 @@ pub fn render_deletion(
             out.push(b'\n');
             Ok(out)
         }
-        DocKind::Opml => anyhow::bail!("OPML has no deletion notice"),
+        DocKind::Ninjs | DocKind::Opml => anyhow::bail!("no deletion notice in {kind:?}"),
     }
 }
 
@@ -283,18 +452,68 @@ struct Context<'a> {
     /// The feed's own date: its newest entry's `updated` (or tombstone's).
     updated: DateTime<FixedOffset>,
     tombstones: &'a [Tombstone],
+    /// The archive page being rendered; `None` for the live documents.
+    page: Option<u32>,
+}
+
+/// RFC 5005 links of one document besides `self`: (rel, URL).
+struct History {
+    /// The live document (`current`), on archive pages only.
+    current: Option<String>,
+    /// The next older document: the newest page from the live document,
+    /// page n-1 from page n (`prev-archive`; `next_url` in JSON Feed).
+    older: Option<String>,
 }
 
 impl Context<'_> {
     fn self_url(&self, kind: DocKind) -> String {
-        site::feed_url(self.cfg, &self.info.path(kind))
+        match self.page {
+            Some(page) => site::feed_url(self.cfg, &self.info.archive_path(kind, page)),
+            None => self.live_url(kind),
+        }
     }
+
+    /// The feed's live document (a partner's is served under
+    /// `/partners/`, not published under `/feeds/`).
+    fn live_url(&self, kind: DocKind) -> String {
+        match &self.info.partner {
+            Some(_) => format!("{}/{}", self.cfg.site.base_url, self.info.path(kind)),
+            None => site::feed_url(self.cfg, &self.info.path(kind)),
+        }
+    }
+
+    fn history(&self, kind: DocKind) -> History {
+        let url = |page: u32| site::feed_url(self.cfg, &self.info.archive_path(kind, page));
+        match self.page {
+            None => History {
+                current: None,
+                older: (self.info.archive_pages > 0).then(|| url(self.info.archive_pages)),
+            },
+            Some(page) => History {
+                current: Some(site::feed_url(self.cfg, &self.info.path(kind))),
+                older: (page > 1).then(|| url(page - 1)),
+            },
+        }
+    }
+
+    /// Archive pages advertise no hub: nobody subscribes to an archive; nor
+    /// does a partner's private feed.
+    fn hubs(&self) -> Vec<String> {
+        match (self.page, &self.info.partner) {
+            (None, None) => site::advertised_hubs(self.cfg),
+            _ => Vec::new(),
+        }
+    }
+
     fn feed_id(&self) -> String {
-        format!(
-            "tag:{}:feeds/{}",
-            self.cfg.site.tag_authority,
-            self.info.dir()
-        )
+        match &self.info.partner {
+            Some(_) => format!("tag:{}:{}", self.cfg.site.tag_authority, self.info.dir()),
+            None => format!(
+                "tag:{}:feeds/{}",
+                self.cfg.site.tag_authority,
+                self.info.dir()
+            ),
+        }
     }
 }
 
@@ -368,6 +587,56 @@ fn image_type(url: &str) -> &'static str {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn archive_paths_parse_strictly_and_round_trip() {
+        let cfg = Config::from_toml("", std::path::Path::new("/tmp/config.toml")).unwrap();
+        for (key, kind, page) in [
+            (FeedKey::Main, DocKind::Atom, 1),
+            (FeedKey::Category("thoi-su".into()), DocKind::Rss, 12),
+            (
+                FeedKey::Category("archive".into()),
+                DocKind::Json,
+                4_000_000_000,
+            ),
+        ] {
+            let info = FeedInfo::new(&cfg, key.clone(), None);
+            let path = info.archive_path(kind, page);
+            let parsed = ArchivePath::parse(&path).unwrap_or_else(|| panic!("{path}"));
+            assert_eq!((parsed.feed(), parsed.kind, parsed.page), (key, kind, page));
+            assert_eq!(parsed.with_page(page), path);
+        }
+        assert_eq!(
+            FeedInfo::new(&cfg, FeedKey::Main, None).archive_path(DocKind::Json, 3),
+            "archive/feed-3.json"
+        );
+        for bad in [
+            "archive/atom-0.xml",
+            "archive/atom-01.xml",
+            "archive/atom-1.json",
+            "archive/feed-1.xml",
+            "archive/opml-1.xml",
+            "archive/index-1.opml",
+            "archive/atom-.xml",
+            "archive/atom-1x.xml",
+            "archive/atom-+1.xml",
+            "archive/atom-99999999999.xml",
+            "archive/atom.xml",
+            "archive/.atom-1.xml.1.2.tmp",
+            "../archive/atom-1.xml",
+            "./archive/atom-1.xml",
+            "a/b/archive/atom-1.xml",
+            "Thoi-Su/archive/atom-1.xml",
+            "-x/archive/atom-1.xml",
+            "/archive/atom-1.xml",
+            "archive//atom-1.xml",
+            "archives/atom-1.xml",
+            "archive/atom-1.xml/",
+            "atom.xml",
+        ] {
+            assert_eq!(ArchivePath::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rfc822_dates_have_two_digit_days_and_real_offsets() {

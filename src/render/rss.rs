@@ -20,17 +20,45 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         mime_type: Some("application/rss+xml".into()),
         ..Default::default()
     }];
-    for hub in site::advertised_hubs(cfg) {
+    for hub in ctx.hubs() {
         links.push(Link {
             href: hub,
             rel: "hub".into(),
             ..Default::default()
         });
     }
+    // RFC 5005 Appendix B: the same relations as Atom, as `atom:link`.
+    let history = ctx.history(DocKind::Rss);
+    for (rel, href) in [
+        ("current", history.current),
+        ("prev-archive", history.older),
+    ] {
+        if let Some(href) = href {
+            links.push(Link {
+                href,
+                rel: rel.into(),
+                mime_type: Some("application/rss+xml".into()),
+                ..Default::default()
+            });
+        }
+    }
     let items = entries.iter().map(|e| item(ctx, e)).collect::<Vec<_>>();
     let mut namespaces = BTreeMap::new();
     if entries.iter().any(|e| e.image.is_some()) {
         namespaces.insert("media".to_string(), MEDIA_NS.to_string());
+    }
+    let mut extensions = ExtensionMap::new();
+    if ctx.page.is_some() {
+        namespaces.insert("fh".to_string(), super::HISTORY_NS.to_string());
+        let mark = Extension {
+            name: "fh:archive".into(),
+            value: Some(String::new()),
+            ..Default::default()
+        };
+        extensions
+            .entry("fh".into())
+            .or_default()
+            .insert("archive".into(), vec![mark]);
     }
     let channel = rss::Channel {
         title: ctx.info.title.clone(),
@@ -42,6 +70,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         docs: Some("https://www.rssboard.org/rss-specification".into()),
         atom_ext: Some(AtomExtension { links }),
         namespaces,
+        extensions,
         items,
         ..Default::default()
     };

@@ -4,11 +4,14 @@
 //! goes through (request counting, the 404 fallback), and runs the server:
 //! its own accept loop ([`connections`]) bounds connections in number and
 //! time, and [`bounds`] bounds every request's head and body, on every route
-//! the daemon merges in as well. Feed documents are answered from the
-//! in-memory [`Store`] by exact key, never from disk, so no request path can
-//! reach a file; the readable HTML pages are rendered from the catalog on a
-//! second, read-only connection with a thread of its own and answered with validators and
-//! compression like feeds.
+//! the daemon merges in as well. Live feed documents are answered from the
+//! in-memory [`Store`] by exact key; archive pages are read from the feeds
+//! folder only for paths that parse strictly as one (`documents`), so no
+//! request path can reach another file; the readable HTML pages are
+//! rendered from the catalog on a second, read-only connection with a thread
+//! of its own and answered with validators and compression like feeds; so
+//! are an article's ninjs document ([`ninjs`]) and a partner's private pull
+//! feeds ([`partners`], behind its token).
 //!
 //! The daemon builds an [`AppState`], calls [`router`] (merging in its own
 //! routers such as the WebSub `/hub`), binds a listener and hands both to
@@ -21,8 +24,10 @@ mod documents;
 mod health;
 mod html;
 mod negotiate;
+mod ninjs;
 mod page_cache;
 mod pages;
+mod partners;
 mod representation;
 
 pub use connections::SHUTDOWN_GRACE;
@@ -65,8 +70,10 @@ pub struct AppState {
     /// blocking pool: the connection answers one query at a time anyway, and
     /// a flood of page requests once parked a pool thread per request.
     catalog_jobs: mpsc::Sender<CatalogJob>,
-    /// Compressed copies of rendered pages.
+    /// Compressed copies of rendered pages and of archive pages.
     pages: Arc<PageCache>,
+    /// Partners' pull tokens, for `/partners/…`.
+    pull: Arc<partners::PullAuth>,
 }
 
 impl AppState {
@@ -88,12 +95,14 @@ impl AppState {
             })
             .context("cannot start the thread that reads the catalog for HTML pages")?;
         let pages = Arc::new(PageCache::new(cfg.server.page_cache_bytes));
+        let pull = Arc::new(partners::PullAuth::new(&cfg));
         Ok(AppState {
             cfg,
             store,
             metrics,
             catalog_jobs,
             pages,
+            pull,
         })
     }
 }
@@ -146,6 +155,8 @@ pub fn router(state: AppState) -> Router {
         .route("/feeds/", get(pages::main_feed_view))
         .route("/feeds/{*path}", get(documents::feeds_path))
         .route("/articles/{id}", get(pages::article))
+        .route("/ninjs/{file}", get(ninjs::article))
+        .route("/partners/{name}/{file}", get(partners::feed))
         .route("/extensions", get(pages::extensions))
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -206,6 +217,8 @@ fn label_for_route(matched: Option<&str>) -> &'static str {
         Some("/feeds/") => "feed_view",
         Some("/feeds/{*path}") => "feeds",
         Some("/articles/{id}") => "article",
+        Some("/ninjs/{file}") => "ninjs",
+        Some("/partners/{name}/{file}") => "partner_feed",
         Some("/extensions") => "extensions",
         Some("/healthz") => "healthz",
         Some("/metrics") => "metrics",

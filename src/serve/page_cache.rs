@@ -1,4 +1,5 @@
-//! Compressed copies of rendered HTML pages, bounded in bytes.
+//! Compressed copies of rendered HTML pages and of RFC 5005 archive pages
+//! (read from the feeds folder, not kept in memory whole), bounded in bytes.
 //!
 //! Pages are rendered from the catalog on every request, so they are never
 //! stale (an edit to an old article changes no feed, so nothing would tell a

@@ -384,7 +384,7 @@ fn gone_body(
     }
 }
 
-fn server_error(state: &AppState, label: &'static str, e: anyhow::Error) -> Response {
+pub(super) fn server_error(state: &AppState, label: &'static str, e: anyhow::Error) -> Response {
     tracing::error!(route = label, error = %format!("{e:#}"), "cannot render a page");
     html::respond(
         &state.cfg,
@@ -442,6 +442,8 @@ mod tests {
             status: Default::default(),
             embargoed_until: None,
             correction: Some(HOSTILE.into()),
+            first_seen: None,
+            content_created: None,
         }
     }
 

@@ -532,11 +532,17 @@ async fn send_partner(shared: &Shared, row: Row) -> Outcome {
             error: "partner no longer configured".into(),
         };
     };
+    let Some(url) = &p.url else {
+        return Outcome::Dead {
+            id: row.id,
+            error: "partner has no url any more (it only pulls)".into(),
+        };
+    };
     let body = row.body.clone().unwrap_or_default();
     let ts = chrono::Utc::now().timestamp();
     let mut req = shared
         .client
-        .post(&p.url)
+        .post(url)
         .header("Content-Type", &row.content_type)
         .header("X-Feedwire-Timestamp", ts.to_string())
         .header(

@@ -298,7 +298,7 @@ fn parse(shared: &Shared, body: &[u8]) -> Result<Request, String> {
     let own = topic
         .strip_prefix(&prefix)
         .filter(|path| {
-            DocKind::from_path(path).is_some_and(|k| k != DocKind::Opml)
+            DocKind::from_path(path).is_some_and(|k| DocKind::FEEDS.contains(&k))
                 && shared.store.get(path).is_some()
         })
         .is_some();

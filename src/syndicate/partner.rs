@@ -22,15 +22,20 @@ pub(crate) fn kind(p: &Partner) -> DocKind {
     match p.format.as_str() {
         "rss" => DocKind::Rss,
         "json" => DocKind::Json,
+        "ninjs" => DocKind::Ninjs,
         _ => DocKind::Atom,
     }
 }
 
-/// Whether a partner is told of a change: its category filter (empty =
-/// all), and for embargoed copy, whether it may receive it early. A kill is
-/// told to whoever heard of the article: everyone it matched once public,
-/// only the partners allowed embargoed copy before that.
+/// Whether a partner is told of a change: it takes pushes (has a `url`),
+/// its category filter (empty = all), and for embargoed copy, whether it may
+/// receive it early. A kill is told to whoever heard of the article:
+/// everyone it matched once public, only the partners allowed embargoed
+/// copy before that.
 pub(crate) fn wants(p: &Partner, change: &Change) -> bool {
+    if p.url.is_none() {
+        return false;
+    }
     let in_filter = |slugs: Vec<&str>| {
         p.categories.is_empty() || slugs.iter().any(|s| p.categories.iter().any(|c| c == s))
     };
@@ -53,8 +58,10 @@ fn slugs(e: &crate::article::Entry) -> Vec<&str> {
 }
 
 /// Render a change for a partner: a single-entry document (embargoed copy
-/// marked as withheld), or a deletion notice (RFC 6721 tombstone with the
-/// reason as `at:comment`; `{"deleted": …}` for JSON).
+/// marked as withheld; ninjs: `pubStatus: withheld` and `embargoedUntil`),
+/// or a deletion notice (RFC 6721 tombstone with the reason as
+/// `at:comment`; `{"deleted": …}` for JSON; `pubStatus: canceled` with the
+/// reason as `edNote` for ninjs).
 pub(crate) fn document(
     cfg: &Config,
     p: &Partner,
@@ -75,7 +82,7 @@ pub(crate) fn document(
             (
                 render::render_deletion(cfg, kind, id, when, reason.as_deref())?,
                 match kind {
-                    DocKind::Json => "application/json; charset=utf-8",
+                    DocKind::Json | DocKind::Ninjs => "application/json; charset=utf-8",
                     _ => "application/atom+xml; charset=utf-8",
                 },
             )
@@ -185,6 +192,8 @@ mod tests {
             status: Default::default(),
             embargoed_until: None,
             correction: None,
+            first_seen: None,
+            content_created: None,
         };
         let doc = document(&cfg, &cfg.partners[0], &Change::Added(entry), Utc::now()).unwrap();
         let text = String::from_utf8(doc.body).unwrap();

@@ -8,6 +8,7 @@
 //! site: the whole suite then runs on PostgreSQL. `.ci/run` runs it both ways.
 #![allow(dead_code)]
 
+pub mod ninjs;
 pub mod recorder;
 
 use std::io::{BufRead, BufReader};

@@ -29,6 +29,20 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
 
+/// An archive page's path (`render::ArchivePath`: `[slug/]archive/rss-12.xml`)
+/// as a POSIX regular expression; a live document never matches it.
+const ARCHIVE_PAGE_PATH: &str = "^([a-z0-9][a-z0-9-]*/)?archive/[a-z]+-[1-9][0-9]*\\.[a-z]+$";
+
+fn shared_document(r: &tokio_postgres::Row) -> SharedDocument {
+    SharedDocument {
+        path: r.get(0),
+        hash: r.get(1),
+        first_published: DateTime::<Utc>::from_timestamp(r.get(2), 0).unwrap_or_default(),
+        body: r.get(3),
+        seq: r.get(4),
+    }
+}
+
 /// The channels `NOTIFY` speaks on.
 const PUBLISHED_CHANNEL: &str = "feedwire_published";
 const LEASE_CHANNEL: &str = "feedwire_lease";
@@ -264,21 +278,24 @@ impl ClusterBackend for Postgres {
             let rows = q::rows(
                 c,
                 "SELECT path, hash, at, body, seq FROM published
-                 WHERE seq > $1 AND body IS NOT NULL ORDER BY seq",
-                &[&seq],
+                 WHERE seq > $1 AND body IS NOT NULL AND path !~ $2 ORDER BY seq",
+                &[&seq, &ARCHIVE_PAGE_PATH],
             )
             .await?;
-            Ok(rows
-                .iter()
-                .map(|r| SharedDocument {
-                    path: r.get(0),
-                    hash: r.get(1),
-                    first_published: DateTime::<Utc>::from_timestamp(r.get(2), 0)
-                        .unwrap_or_default(),
-                    body: r.get(3),
-                    seq: r.get(4),
-                })
-                .collect())
+            Ok(rows.iter().map(shared_document).collect())
+        })
+    }
+
+    fn published_document(&self, path: &str) -> Result<Option<SharedDocument>> {
+        pg!(self, c, {
+            let row = q::opt(
+                c,
+                "SELECT path, hash, at, body, seq FROM published
+                 WHERE path = $1 AND body IS NOT NULL",
+                &[&path],
+            )
+            .await?;
+            Ok(row.as_ref().map(shared_document))
         })
     }
 

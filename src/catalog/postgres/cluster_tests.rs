@@ -411,3 +411,56 @@ fn published_documents_are_shared_and_announced() {
     leader.resign(&term).unwrap();
     assert_eq!(next(&mut notices), Notice::LeaseReleased);
 }
+
+/// Archive pages are not handed to followers with the live documents (a
+/// large archive is thousands of pages; nobody holds them all in memory),
+/// but each can be read by its path. Paths are told apart as
+/// `render::ArchivePath` tells them, so a category named `archive` keeps its
+/// live feeds.
+#[test]
+fn archive_pages_are_read_one_at_a_time_not_followed() {
+    let Some(db) = database() else { return };
+    let leader = open(&db);
+    let standby = open(&db);
+    let at = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    let paths = [
+        "rss.xml",
+        "archive/rss.xml",
+        "archive/rss-1.xml",
+        "thoi-su/archive/atom-12.xml",
+        "thoi-su/archive/feed-3.json",
+    ];
+    let bodies: Vec<Vec<u8>> = paths.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let docs: Vec<PublishedDocument<'_>> = paths
+        .iter()
+        .zip(&bodies)
+        .map(|(path, body)| PublishedDocument {
+            path,
+            hash: path,
+            first_published: at,
+            body,
+        })
+        .collect();
+    leader.record_published_documents(&docs).unwrap();
+    let followed: Vec<String> = standby
+        .published_documents_since(0)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.path)
+        .collect();
+    for path in paths {
+        let archive = crate::render::ArchivePath::parse(path).is_some();
+        assert_eq!(followed.contains(&path.to_string()), !archive, "{path}");
+        let one = standby.published_document(path).unwrap().unwrap();
+        assert_eq!(
+            (one.body.as_slice(), one.first_published),
+            (path.as_bytes(), at)
+        );
+    }
+    assert!(
+        standby
+            .published_document("archive/rss-2.xml")
+            .unwrap()
+            .is_none()
+    );
+}

@@ -54,7 +54,12 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
     ),
     (
         "memberships",
-        &[("feed", Text), ("published_us", Int), ("article_id", Text)],
+        &[
+            ("feed", Text),
+            ("published_us", Int),
+            ("article_id", Text),
+            ("page", Int),
+        ],
     ),
     ("categories", &[("slug", Text), ("name", Text)]),
     (
@@ -150,6 +155,15 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("who", Text),
             ("at_us", Int),
             ("applied", Bool),
+        ],
+    ),
+    (
+        "archive_pages",
+        &[
+            ("feed", Text),
+            ("page", Int),
+            ("assigned", Int),
+            ("stale", Bool),
         ],
     ),
 ];

@@ -260,6 +260,11 @@ fn from_unix(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
 }
 
+/// A page number or count as stored (BIGINT) back to what the catalog API uses.
+fn page_number(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
@@ -339,7 +344,8 @@ impl Backend for Postgres {
             q::strings(
                 c,
                 "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
-                 WHERE m.feed = $1 ORDER BY m.published_us DESC, m.article_id DESC LIMIT $2",
+                 WHERE m.feed = $1 AND m.page = 0
+                 ORDER BY m.published_us DESC, m.article_id DESC LIMIT $2",
                 &[&feed.stored(), &limit],
             )
             .await
@@ -526,6 +532,61 @@ impl Backend for Postgres {
         })
     }
 
+    fn archive_page_count(&self, feed: &FeedKey) -> Result<u32> {
+        pg!(self, c, {
+            let n: i64 = q::one(
+                c,
+                "SELECT coalesce(max(page), 0) FROM archive_pages WHERE feed = $1",
+                &[&feed.stored()],
+            )
+            .await?
+            .get(0);
+            Ok(page_number(n))
+        })
+    }
+
+    fn archive_page(&self, feed: &FeedKey, page: u32) -> Result<Vec<String>> {
+        let page = i64::from(page);
+        pg!(self, c, {
+            q::strings(
+                c,
+                "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+                 WHERE m.feed = $1 AND m.page = $2
+                 ORDER BY m.published_us DESC, m.article_id DESC",
+                &[&feed.stored(), &page],
+            )
+            .await
+        })
+    }
+
+    fn stale_archive_pages(&self) -> Result<Vec<(FeedKey, u32)>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT feed, page FROM archive_pages WHERE stale ORDER BY feed, page",
+                &[],
+            )
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (FeedKey::from_stored(r.get(0)), page_number(r.get(1))))
+                .collect())
+        })
+    }
+
+    fn archive_page_published(&self, feed: &FeedKey, page: u32) -> Result<()> {
+        let page = i64::from(page);
+        pg!(self, c, {
+            q::exec(
+                c,
+                "UPDATE archive_pages SET stale = false WHERE feed = $1 AND page = $2",
+                &[&feed.stored(), &page],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
     fn article_state(&self, id: &str) -> Result<ArticleState> {
         pg!(self, c, {
             if let Some(r) =
@@ -600,6 +661,19 @@ impl Backend for Postgres {
                 c,
                 "SELECT path FROM articles WHERE state = 'withheld' AND embargo_until_us <= $1 ORDER BY path",
                 &[&now_us],
+            )
+            .await
+        })
+    }
+
+    fn withheld(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        let (offset, limit) = (offset as i64, limit as i64);
+        pg!(self, c, {
+            q::strings(
+                c,
+                "SELECT entry FROM articles WHERE state = 'withheld'
+                 ORDER BY published_us DESC, id DESC LIMIT $1 OFFSET $2",
+                &[&limit, &offset],
             )
             .await
         })
@@ -981,6 +1055,82 @@ impl Tx for PgTx {
                 "INSERT INTO memberships(feed, published_us, article_id)
                  SELECT f, $2, $3 FROM unnest($1::text[]) AS f ON CONFLICT DO NOTHING",
                 &[&feeds, &published_us, &id],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn archive_pages_of(&mut self, id: &str) -> Result<Vec<(FeedKey, u32)>> {
+        in_tx!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT feed, page FROM memberships WHERE article_id = $1 AND page > 0",
+                &[&id],
+            )
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| (FeedKey::from_stored(r.get(0)), page_number(r.get(1))))
+                .collect())
+        })
+    }
+
+    fn live_beyond(&mut self, feed: &FeedKey, keep: usize) -> Result<Vec<String>> {
+        let keep = keep as i64;
+        let mut ids = in_tx!(self, c, {
+            q::strings(
+                c,
+                "SELECT article_id FROM memberships WHERE feed = $1 AND page = 0
+                 ORDER BY published_us DESC, article_id DESC OFFSET $2",
+                &[&feed.stored(), &keep],
+            )
+            .await
+        })?;
+        ids.reverse();
+        Ok(ids)
+    }
+
+    fn newest_archive_page(&mut self, feed: &FeedKey) -> Result<Option<(u32, u32)>> {
+        in_tx!(self, c, {
+            Ok(q::opt(
+                c,
+                "SELECT page, assigned FROM archive_pages WHERE feed = $1 ORDER BY page DESC LIMIT 1",
+                &[&feed.stored()],
+            )
+            .await?
+            .map(|r| (page_number(r.get(0)), page_number(r.get(1)))))
+        })
+    }
+
+    fn move_to_page(&mut self, feed: &FeedKey, id: &str, page: u32) -> Result<()> {
+        let page = i64::from(page);
+        in_tx!(self, c, {
+            q::exec(
+                c,
+                "UPDATE memberships SET page = $3 WHERE feed = $1 AND article_id = $2",
+                &[&feed.stored(), &id, &page],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn touch_archive_page(
+        &mut self,
+        feed: &FeedKey,
+        page: u32,
+        assigned: Option<u32>,
+    ) -> Result<()> {
+        let page = i64::from(page);
+        let assigned = assigned.map(i64::from);
+        in_tx!(self, c, {
+            q::exec(
+                c,
+                "INSERT INTO archive_pages(feed, page, assigned, stale) VALUES($1, $2, coalesce($3::bigint, 0), true)
+                 ON CONFLICT(feed, page) DO UPDATE SET stale = true,
+                   assigned = coalesce($3::bigint, archive_pages.assigned)",
+                &[&feed.stored(), &page, &assigned],
             )
             .await?;
             Ok(())

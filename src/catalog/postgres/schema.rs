@@ -187,7 +187,36 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER operator_commands_changed AFTER INSERT ON operator_commands
         FOR EACH ROW EXECUTE FUNCTION bump_data_version();
     "#,
-    // 3: several instances on one catalog. The leader's lease (one row; the
+    // 3: RFC 5005 archives (SQLite's migration 5). A membership's `page` is
+    // 0 while it is in the feed's live window and the archive page it was
+    // moved to (1 = oldest) once it left; it never goes back. The index
+    // keeps the live window and one page a range scan whatever the archive
+    // size. Each page records how many entries were ever placed in it and
+    // whether it changed since it was last published.
+    r#"
+    ALTER TABLE memberships ADD COLUMN page BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX memberships_by_page ON memberships(feed, page, published_us, article_id);
+    CREATE TABLE archive_pages (
+        feed      TEXT COLLATE "C" NOT NULL,
+        page      BIGINT NOT NULL,
+        assigned  BIGINT NOT NULL DEFAULT 0,
+        stale     BOOLEAN NOT NULL DEFAULT true,
+        PRIMARY KEY (feed, page)
+    );
+    CREATE INDEX archive_pages_stale ON archive_pages(stale) WHERE stale;
+    "#,
+    // 4: withheld articles newest first (SQLite's migration 6), for the
+    // pull feeds of partners allowed embargoed copy.
+    r#"
+    CREATE INDEX articles_withheld ON articles(published_us DESC, id DESC) WHERE state = 'withheld';
+    "#,
+    // 5: reserved for the sitemaps branch's migration (PostgreSQL 5), which
+    // lands first and takes this place when merged; nothing here until then,
+    // so the cluster tables keep their number 6 on either side of that merge.
+    r#"
+    SELECT 1;
+    "#,
+    // 6: several instances on one catalog. The leader's lease (one row; the
     // term grows with every new holder and fences a former leader's writes),
     // the instances and when each was last seen, the bytes of every
     // published version with a sequence number (so the other instances serve
@@ -242,6 +271,7 @@ pub(super) const DATA_TABLES: &[&str] = &[
     "tombstones",
     "editorial",
     "operator_commands",
+    "archive_pages",
     "syndicate_verifying",
     "cluster_lease",
     "cluster_instances",

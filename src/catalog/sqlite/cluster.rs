@@ -62,6 +62,10 @@ impl ClusterBackend for Sqlite {
         Ok(Vec::new())
     }
 
+    fn published_document(&self, _path: &str) -> Result<Option<SharedDocument>> {
+        Ok(None)
+    }
+
     fn listen(&self) -> Result<Notifications> {
         Ok(Notifications::none())
     }

@@ -48,6 +48,24 @@ fn write_transaction_on<T>(
     }
 }
 
+/// A feed's live window, newest first (`memberships_by_page`: a range scan
+/// of `limit` rows, whatever the archive size).
+pub(super) const LIVE_NEWEST: &str =
+    "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+     WHERE m.feed = ?1 AND m.page = 0
+     ORDER BY m.published_us DESC, m.article_id DESC LIMIT ?2";
+
+/// A feed's live members past its newest `?2`: the same scan, continued.
+pub(super) const LIVE_BEYOND: &str =
+    "SELECT article_id FROM memberships WHERE feed = ?1 AND page = 0
+     ORDER BY published_us DESC, article_id DESC LIMIT -1 OFFSET ?2";
+
+/// One archive page's entries, newest first: a range scan of the page.
+pub(super) const PAGE_ENTRIES: &str =
+    "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
+     WHERE m.feed = ?1 AND m.page = ?2
+     ORDER BY m.published_us DESC, m.article_id DESC";
+
 pub(super) struct Sqlite {
     conn: Connection,
 }
@@ -140,12 +158,37 @@ impl Backend for Sqlite {
     }
 
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT a.entry FROM memberships m JOIN articles a ON a.id = m.article_id
-             WHERE m.feed = ?1 ORDER BY m.published_us DESC, m.article_id DESC LIMIT ?2",
-        )?;
+        let mut stmt = self.conn.prepare_cached(LIVE_NEWEST)?;
         let rows = stmt.query_map(params![feed.stored(), limit as i64], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn archive_page_count(&self, feed: &FeedKey) -> Result<u32> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT coalesce(max(page), 0) FROM archive_pages WHERE feed = ?1")?
+            .query_row([feed.stored()], |r| r.get(0))?)
+    }
+
+    fn archive_page(&self, feed: &FeedKey, page: u32) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(PAGE_ENTRIES)?;
+        let rows = stmt.query_map(params![feed.stored(), page], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn stale_archive_pages(&self) -> Result<Vec<(FeedKey, u32)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT feed, page FROM archive_pages WHERE stale = 1 ORDER BY feed, page",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((FeedKey::from_stored(r.get(0)?), r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn archive_page_published(&self, feed: &FeedKey, page: u32) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE archive_pages SET stale = 0 WHERE feed = ?1 AND page = ?2")?
+            .execute(params![feed.stored(), page])?;
+        Ok(())
     }
 
     fn entry(&self, id: &str) -> Result<Option<String>> {
@@ -355,6 +398,15 @@ impl Backend for Sqlite {
             "SELECT path FROM articles WHERE state = 'withheld' AND embargo_until_us <= ?1 ORDER BY path",
         )?;
         let rows = stmt.query_map([now_us], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn withheld(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT entry FROM articles WHERE state = 'withheld'
+             ORDER BY published_us DESC, id DESC LIMIT ?1 OFFSET ?2",
+        )?;
+        let rows = stmt.query_map(params![limit as i64, offset as i64], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -657,6 +709,51 @@ impl Tx for SqliteTx<'_> {
                 params![feed.stored(), published_us, id],
             )?;
         }
+        Ok(())
+    }
+
+    fn archive_pages_of(&mut self, id: &str) -> Result<Vec<(FeedKey, u32)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT feed, page FROM memberships WHERE article_id = ?1 AND page > 0",
+        )?;
+        let rows = stmt.query_map([id], |r| Ok((FeedKey::from_stored(r.get(0)?), r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn live_beyond(&mut self, feed: &FeedKey, keep: usize) -> Result<Vec<String>> {
+        let mut ids = self.strings(LIVE_BEYOND, params![feed.stored(), keep as i64])?;
+        ids.reverse();
+        Ok(ids)
+    }
+
+    fn newest_archive_page(&mut self, feed: &FeedKey) -> Result<Option<(u32, u32)>> {
+        Ok(self.row(
+            "SELECT page, assigned FROM archive_pages WHERE feed = ?1 ORDER BY page DESC LIMIT 1",
+            [feed.stored()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    fn move_to_page(&mut self, feed: &FeedKey, id: &str, page: u32) -> Result<()> {
+        self.exec(
+            "UPDATE memberships SET page = ?3 WHERE feed = ?1 AND article_id = ?2",
+            params![feed.stored(), id, page],
+        )?;
+        Ok(())
+    }
+
+    fn touch_archive_page(
+        &mut self,
+        feed: &FeedKey,
+        page: u32,
+        assigned: Option<u32>,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO archive_pages(feed, page, assigned, stale) VALUES(?1, ?2, coalesce(?3, 0), 1)
+             ON CONFLICT(feed, page) DO UPDATE SET stale = 1,
+               assigned = coalesce(?3, archive_pages.assigned)",
+            params![feed.stored(), page, assigned],
+        )?;
         Ok(())
     }
 

@@ -182,6 +182,31 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX operator_commands_pending ON operator_commands(applied) WHERE applied = 0;
     ",
+    // 5: RFC 5005 archives. A membership's `page` is 0 while it is in the
+    // feed's live window and the archive page it was moved to (1 = oldest)
+    // once it left it; it never goes back. The index keeps both the live
+    // window and one page a range scan, whatever the archive size. Each
+    // page records how many entries were ever placed in it (a kill does not
+    // give room back: a page that filled up stays as it was) and whether it
+    // changed since it was last published.
+    "
+    ALTER TABLE memberships ADD COLUMN page INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX memberships_by_page ON memberships(feed, page, published_us, article_id);
+    CREATE TABLE archive_pages (
+        feed      TEXT NOT NULL,
+        page      INTEGER NOT NULL,
+        assigned  INTEGER NOT NULL DEFAULT 0,
+        stale     INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (feed, page)
+    ) WITHOUT ROWID;
+    CREATE INDEX archive_pages_stale ON archive_pages(stale) WHERE stale = 1;
+    ",
+    // 6: withheld articles newest first, for the pull feeds of partners
+    // allowed embargoed copy: a few index rows, instead of a scan of every
+    // article's row (the state column sits after the entry's JSON).
+    "
+    CREATE INDEX articles_withheld ON articles(published_us DESC, id DESC) WHERE state = 'withheld';
+    ",
 ];
 
 /// How many migrations this build knows.
@@ -268,6 +293,40 @@ mod tests {
             .unwrap();
         assert_eq!(published, 1_700_000_000_000_000);
         assert!(columns(&conn, "files").contains(&"inode".to_string()));
+    }
+
+    /// A catalog from before archives keeps every membership, all live
+    /// (page 0), and has no pages yet: the daemon's first full publish
+    /// archives each feed's overflow.
+    #[test]
+    fn a_version_four_catalog_gains_archive_pages_with_every_member_live() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute(
+            "INSERT INTO memberships VALUES('', 1700000000000000, 'a'), ('thoi-su', 1700000000000000, 'a')",
+            [],
+        )
+        .unwrap();
+        prepare(&mut conn).unwrap();
+        let pages: Vec<i64> = conn
+            .prepare("SELECT page FROM memberships")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(pages, [0, 0]);
+        assert_eq!(
+            columns(&conn, "archive_pages"),
+            ["feed", "page", "assigned", "stale"]
+        );
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM archive_pages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
     }
 
     /// Opening a current catalog changes nothing (no write, no lock needed),

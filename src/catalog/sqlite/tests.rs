@@ -91,3 +91,98 @@ fn sqlite_is_one_instance_that_always_leads() {
     assert!(catalog.published_documents_since(0).unwrap().is_empty());
     assert!(catalog.lease().unwrap().is_none());
 }
+
+/// An entry stored by a build from before `first_seen`/`content_created`
+/// were kept gains them when its file is read again (every release reads
+/// every file), quietly: no change for readers or partners, so an upgrade
+/// does not re-send the archive. A real edit still is one.
+#[test]
+fn an_entry_from_an_earlier_build_gains_the_new_facts_without_a_change() {
+    use crate::catalog::{Change, FileStamp};
+    let (_dir, path, mut catalog) = catalog();
+    let opts = crate::ingest::IngestOptions {
+        time_zone: chrono_tz::Asia::Ho_Chi_Minh,
+        max_bytes: 1 << 20,
+        now: chrono::Utc::now(),
+        limits: Default::default(),
+    };
+    let text = |body: &str| {
+        format!(
+            "---\ntitle: Tin\ncategory: Thời sự\ndate: 2026-01-02T08:00:00+07:00\n---\n{body}\n"
+        )
+    };
+    let article = crate::ingest::parse("tin.md", text("Một.").as_bytes(), &opts).unwrap();
+    let stamp = FileStamp {
+        size: 1,
+        mtime_ns: 1,
+        inode: 1,
+        hash: "h".into(),
+    };
+    let seen = chrono::Utc::now();
+    let mut batch = catalog.batch().unwrap();
+    batch.upsert("tin.md", &stamp, &article, seen).unwrap();
+    assert!(matches!(batch.changes(), [Change::Added(_)]));
+    batch.commit().unwrap();
+    let stored = catalog.entry("tin").unwrap().unwrap();
+    assert!(stored.first_seen.is_some() && stored.content_created.is_some());
+
+    // What an earlier build stored: the same entry without the new facts.
+    let old = serde_json::to_string(&stored.without_later_facts()).unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute("UPDATE articles SET entry = ?1 WHERE id = 'tin'", [&old])
+        .unwrap();
+    let mut batch = catalog.batch().unwrap();
+    batch.upsert("tin.md", &stamp, &article, seen).unwrap();
+    assert!(batch.changes().is_empty(), "{:?}", batch.changes());
+    let (feeds, counts) = batch.commit().unwrap();
+    assert!(feeds.is_empty() && counts == Default::default());
+    assert_eq!(catalog.entry("tin").unwrap().unwrap(), stored);
+
+    let edited = crate::ingest::parse("tin.md", text("Hai.").as_bytes(), &opts).unwrap();
+    let mut batch = catalog.batch().unwrap();
+    batch.upsert("tin.md", &stamp, &edited, seen).unwrap();
+    assert!(matches!(batch.changes(), [Change::Updated(e)] if e.version == 2));
+    batch.commit().unwrap();
+}
+
+/// The live window, its overflow and one archive page are read by range
+/// scans of `memberships_by_page` (no full scan, no sort): per-event work
+/// stays the same however large a feed's archive grows.
+#[test]
+fn archive_queries_are_index_range_scans() {
+    let (_dir, path, _catalog) = catalog();
+    let conn = Connection::open(&path).unwrap();
+    // Enough rows that the planner has a choice to make.
+    conn.execute_batch("BEGIN").unwrap();
+    for i in 0..2000 {
+        conn.execute(
+            "INSERT INTO memberships(feed, published_us, article_id, page) VALUES('', ?1, ?2, ?3)",
+            rusqlite::params![i, format!("a{i}"), if i < 1950 { 1 + i / 50 } else { 0 }],
+        )
+        .unwrap();
+    }
+    conn.execute_batch("COMMIT; ANALYZE").unwrap();
+    for sql in [super::LIVE_NEWEST, super::LIVE_BEYOND, super::PAGE_ENTRIES] {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(["", "1"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let memberships = plan
+            .iter()
+            .find(|l| {
+                l.contains("memberships") || l.starts_with("SEARCH m") || l.starts_with("SCAN m")
+            })
+            .unwrap_or_else(|| panic!("no memberships step in {plan:?}"));
+        assert!(
+            memberships.starts_with("SEARCH") && memberships.contains("memberships_by_page"),
+            "{sql}: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|l| l.contains("TEMP B-TREE")),
+            "{sql} sorts: {plan:?}"
+        );
+    }
+}

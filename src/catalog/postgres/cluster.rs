@@ -197,15 +197,19 @@ impl ClusterBackend for Postgres {
             )
             .await?;
             // Claims of instances that stopped being seen (killed, cut off)
-            // go back to the queue for the living.
+            // go back to the queue for the living. Only of instances seen
+            // before: a worker may claim before its instance's first
+            // heartbeat commits, and taking that claim would send its rows
+            // twice. A claimer never seen keeps its rows until the claim
+            // ends (`cluster.claim_secs`).
             let freed = q::exec(
                 &tx,
                 "UPDATE syndicate_outbox SET claimed_by = NULL, claimed_until_ms = NULL
                  WHERE claimed_by IS NOT NULL AND claimed_by <> $1
-                   AND claimed_by NOT IN (
+                   AND claimed_by IN (
                        SELECT token FROM cluster_instances
-                       WHERE role <> 'stopped'
-                         AND seen_at > clock_timestamp() - $2::float8 * interval '1 millisecond')",
+                       WHERE role = 'stopped'
+                          OR seen_at <= clock_timestamp() - $2::float8 * interval '1 millisecond')",
                 &[&me.token, &departed_ms],
             )
             .await?;

@@ -464,3 +464,36 @@ fn archive_pages_are_read_one_at_a_time_not_followed() {
             .is_none()
     );
 }
+
+/// An instance's delivery worker may claim rows before its first heartbeat
+/// is committed (they start together): another instance's heartbeat must not
+/// take such a claim for one of a departed instance, or both send the same
+/// delivery. A claimer nobody has seen keeps its rows until the claim ends.
+#[test]
+fn a_claimer_not_yet_seen_keeps_its_claims() {
+    let Some(db) = database() else { return };
+    let mut c = open(&db);
+    enqueue(&mut c, &partner_rows(1));
+    let none = DueFilter::default();
+    let now = Utc::now().timestamp_millis();
+    let newcomer = Member::new("newcomer", "");
+    let claimed = c
+        .claim_due_deliveries(now, 10, &none, &newcomer.token, now + 600_000)
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let living = Member::new("living", "");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        c.heartbeat(&living, Role::Leader, Duration::from_millis(10))
+            .unwrap(),
+        0,
+        "the claim of an instance not yet seen stays its own"
+    );
+    let now = Utc::now().timestamp_millis();
+    assert!(
+        c.claim_due_deliveries(now, 10, &none, &living.token, now + 600_000)
+            .unwrap()
+            .is_empty(),
+        "nobody else sends it meanwhile"
+    );
+}

@@ -310,12 +310,15 @@ fn assert_never_went_back(seen: &Seen, window: usize) {
     }
 }
 
+/// Reads a document by its path under the feeds (`None`: not there).
+type Fetch<'a> = dyn Fn(&str) -> Option<Vec<u8>> + 'a;
+
 /// Every entry along a feed's RFC 5005 chain, live document first, then its
 /// archive pages newest to oldest (`prev-archive` in Atom and RSS,
 /// `next_url` in JSON Feed): id → (published, updated, title), with every
 /// id counted (`Err` names one met twice). `get` reads a document by its
 /// path under the feeds (`None`: not there).
-fn chain(live: &str, get: &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<Entries, String> {
+fn chain(live: &str, get: &Fetch<'_>) -> Result<Entries, String> {
     let mut out = Entries::new();
     let mut next = Some(live.to_string());
     let mut pages = 0;
@@ -580,7 +583,7 @@ fn the_standby_takes_over_when_the_leader_is_killed_mid_burst_and_nothing_is_los
     );
     let from_bucket = |path: &str| bucket.get(&format!("{PREFIX}/{path}")).map(|(_, b)| b);
     let from_third = |path: &str| feed(&third_http, path);
-    let sources: [(&str, &dyn Fn(&str) -> Option<Vec<u8>>); 3] = [
+    let sources: [(&str, &Fetch<'_>); 3] = [
         ("leader", &leader_get),
         ("restarted standby", &from_third),
         ("bucket", &from_bucket),

@@ -129,6 +129,11 @@ async fn recorded_page(
     path: &str,
     newer: Option<String>,
 ) -> anyhow::Result<Option<PageFile>> {
+    // Only PostgreSQL keeps the bytes: on SQLite a missing page is simply
+    // missing, without a trip to the catalog thread.
+    if state.cfg.catalog.url.is_none() {
+        return Ok(None);
+    }
     let owned = path.to_string();
     super::with_catalog(state, move |c| {
         let Some(doc) = c.published_document(&owned)? else {

@@ -4,7 +4,9 @@
 //! - the **watch** stage reports file events to the pipeline thread;
 //! - one thread runs the [`pipeline`](crate::pipeline) driver, which owns
 //!   the writing catalog connection and does all writing of articles and
-//!   feeds (batch order is then obvious);
+//!   feeds (batch order is then obvious) — on the instance that leads
+//!   (always, on SQLite; the lease holder, on PostgreSQL: see
+//!   [`cluster`](crate::cluster), which starts and stops it);
 //! - the async runtime hosts the HTTP server (`serve`, reading the published
 //!   store and a read-only catalog handle), the built-in WebSub hub and the
 //!   delivery worker (`syndicate`, with catalog handles of their own; their
@@ -14,19 +16,20 @@
 //! [`TaskTracker`] that `run` waits on, all within [`SHUTDOWN_BOUND`]: a
 //! signal interrupts the batch in hand (its transaction rolls back; its
 //! files are redone at the next start), the server finishes in-flight
-//! requests, the worker records the sends already on their way. If the
-//! pipeline thread ends by itself, the daemon shuts down with an error so a
-//! supervisor restarts it, rather than serving feeds that no longer move.
+//! requests, the worker records the sends already on their way, a leader
+//! resigns its lease so a standby takes over at once. If the pipeline thread
+//! ends by itself (other than by losing the lease), the daemon shuts down
+//! with an error so a supervisor restarts it, rather than serving feeds that
+//! no longer move.
 
+use crate::catalog::Member;
+use crate::cluster::{Exit, Parts, Roles};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, driver};
 use crate::publish::Store;
-use crate::watch::{Msg, Watch};
+use crate::syndicate::Claimant;
 use anyhow::{Context, Result};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +75,6 @@ async fn run_async(mut cfg: Config) -> Result<()> {
             cfg.paths.articles.display()
         )
     })?;
-    let root = cfg.paths.articles.clone();
 
     // Bind before anything slow so a busy port fails fast and loudly.
     let listener = if cfg.server.enabled {
@@ -86,27 +88,33 @@ async fn run_async(mut cfg: Config) -> Result<()> {
         None
     };
 
-    // Watch before reconciling: a file that lands during start-up reconciliation
-    // then produces an event and is not missed.
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let watch = Watch::start(
-        &root,
-        Duration::from_millis(cfg.watch.debounce_ms),
-        (cfg.watch.rescan_secs > 0).then(|| Duration::from_secs(cfg.watch.rescan_secs)),
-        tx.clone(),
-    )?;
-    tracing::info!(folder = %root.display(), debounce_ms = cfg.watch.debounce_ms, "watching for articles");
-
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let mut pipeline = Pipeline::open(cfg.clone(), Some(store.clone()))?;
-    let interrupt = pipeline.interrupt_handle();
+    let settings = cfg.cluster_settings();
+    let http = match &listener {
+        Some(l) => l.local_addr()?.to_string(),
+        None => String::new(),
+    };
+    let member = Member::new(&settings.instance_name(), &http);
+    if cfg.catalog.url.is_some() {
+        tracing::info!(instance = %member.name, "joining the instances on this catalog");
+    }
 
-    // Deliveries are queued in each batch's transaction (nothing is lost
-    // between a change and its notice); the worker sends them.
+    // Every instance delivers: the worker claims rows, so several workers
+    // on one catalog share the queue.
     let wake = Arc::new(Notify::new());
-    pipeline.add_commit_hook(Box::new(crate::syndicate::commit_hook(&cfg, wake.clone())));
-    crate::syndicate::spawn_worker(&cfg, &store, &metrics, wake, &tasks, stop.clone())?;
+    crate::syndicate::spawn_worker(
+        &cfg,
+        &store,
+        &metrics,
+        wake.clone(),
+        Claimant {
+            token: member.token.clone(),
+            length: settings.claim(),
+        },
+        &tasks,
+        stop.clone(),
+    )?;
 
     if let Some(listener) = listener {
         // A catalog connection of its own for the pages (WAL lets it read
@@ -136,36 +144,28 @@ async fn run_async(mut cfg: Config) -> Result<()> {
         });
     }
 
-    let proc_metrics = metrics.clone();
-    // Dropped when the pipeline thread ends, however it ends: a daemon whose
-    // pipeline has stopped must not go on serving stale feeds as if healthy.
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
-    let processor = std::thread::Builder::new()
-        .name("feedwire-pipeline".into())
-        .spawn(move || {
-            let _ended = ended_tx;
-            driver::run(pipeline, watch, rx, &proc_metrics, &root)
-        })
-        .context("cannot start the pipeline thread")?;
-
-    tokio::select! {
-        _ = wait_for_signal() => {
+    // Leading (the watch stage and the pipeline thread) or standing by.
+    let mut roles = Roles::new(Parts {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        wake,
+        member,
+    })?;
+    let failure = match roles.run(wait_for_signal()).await {
+        Exit::Stopped => {
             tracing::info!("shutting down: stopping the batch in hand");
+            None
         }
-        _ = ended_rx => {
-            tracing::error!("the pipeline stopped; shutting down so a supervisor can restart feedwire");
+        Exit::Failed(e) => {
+            tracing::error!(error = %format!("{e:#}"), "the pipeline stopped; shutting down so a supervisor can restart feedwire");
+            Some(e)
         }
-    }
+    };
     let deadline = tokio::time::Instant::now() + SHUTDOWN_BOUND;
-    interrupt.store(true, Ordering::Relaxed);
-    let _ = tx.send(Msg::Shutdown);
     stop.cancel();
     tasks.close();
-    let joined = tokio::time::timeout_at(
-        deadline,
-        tokio::task::spawn_blocking(move || processor.join()),
-    )
-    .await;
+    let stopped = roles.shutdown(deadline).await;
     if tokio::time::timeout_at(deadline, tasks.wait())
         .await
         .is_err()
@@ -176,17 +176,10 @@ async fn run_async(mut cfg: Config) -> Result<()> {
             "tasks still running at the shutdown bound are dropped; queued deliveries stay queued"
         );
     }
-    match joined {
-        Err(_) => {
-            tracing::warn!(
-                bound_s = SHUTDOWN_BOUND.as_secs(),
-                "the pipeline did not stop in time; its batch is redone at the next start"
-            );
-        }
-        Ok(Err(e)) => return Err(e).context("the pipeline thread could not be joined"),
-        Ok(Ok(Err(_))) => anyhow::bail!("the pipeline thread panicked"),
-        Ok(Ok(Ok(result))) => result?,
+    if let Some(e) = failure {
+        return Err(e);
     }
+    stopped?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub sitemaps: Sitemaps,
     pub indexnow: IndexNow,
+    /// `[cluster]`, when the config has the section (PostgreSQL only).
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -477,6 +479,74 @@ impl Default for Delivery {
             websub_concurrency: 64,
             max_reply_bytes: 64 * 1024,
         }
+    }
+}
+
+/// `[cluster]`: several `feedwire run` instances on one PostgreSQL catalog.
+/// One of them (the leader, holding a lease row in the catalog) watches the
+/// articles folder and publishes; every instance serves HTTP and delivers.
+/// Without the section, an instance on PostgreSQL still takes the lease (so
+/// nothing else writes beside it) but takes it at once at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This instance's name in `status` and the logs; empty means
+    /// `<hostname>-<pid>`.
+    pub instance: String,
+    /// How long the leader's lease lasts without a renewal: a standby takes
+    /// over at most this long after the leader died.
+    pub lease_secs: u64,
+    /// How often the leader renews its lease (and every instance records
+    /// that it is alive).
+    pub renew_secs: u64,
+    /// How long a delivery an instance took from the outbox stays its own;
+    /// after that (or once the instance has not been seen for `lease_secs`)
+    /// another instance may send it.
+    pub claim_secs: u64,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            instance: String::new(),
+            lease_secs: 10,
+            renew_secs: 3,
+            claim_secs: 60,
+        }
+    }
+}
+
+impl Cluster {
+    /// The instance's name: `instance`, or `<hostname>-<pid>`.
+    pub fn instance_name(&self) -> String {
+        if !self.instance.is_empty() {
+            return self.instance.clone();
+        }
+        format!("{}-{}", hostname(), std::process::id())
+    }
+
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn renew_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.renew_secs)
+    }
+
+    pub fn claim(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.claim_secs)
+    }
+}
+
+/// The machine's host name, for default instance names.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_string(),
+        _ => "feedwire".to_string(),
     }
 }
 
@@ -977,6 +1047,7 @@ struct RawConfig {
     catalog: CatalogConfig,
     sitemaps: Sitemaps,
     indexnow: IndexNow,
+    cluster: Option<Cluster>,
 }
 
 impl Config {
@@ -1030,6 +1101,7 @@ impl Config {
             catalog: raw.catalog,
             sitemaps: raw.sitemaps,
             indexnow: raw.indexnow,
+            cluster: raw.cluster,
         };
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
@@ -1182,6 +1254,7 @@ impl Config {
             );
         }
         self.validate_catalog()?;
+        self.validate_cluster()?;
         let mut names = std::collections::HashSet::new();
         for p in &mut self.partners {
             if p.name.is_empty() || !names.insert(p.name.clone()) {
@@ -1308,6 +1381,52 @@ impl Config {
         self.paths.state.join("catalog.sqlite")
     }
 
+    /// The cluster settings in force: `[cluster]`, or (an instance on
+    /// PostgreSQL without the section) the defaults, with the claim long
+    /// enough for `delivery.timeout_ms`.
+    pub fn cluster_settings(&self) -> Cluster {
+        self.cluster.clone().unwrap_or_else(|| {
+            let mut c = Cluster::default();
+            c.claim_secs = c.claim_secs.max(min_claim_secs(self.delivery.timeout_ms));
+            c
+        })
+    }
+
+    fn validate_cluster(&mut self) -> Result<()> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        if self.catalog.url.is_none() {
+            bail!(
+                "cluster: [cluster] needs the PostgreSQL catalog (catalog.url): instances share one catalog only through PostgreSQL, and a SQLite catalog is always a single instance; set catalog.url, or remove [cluster]"
+            );
+        }
+        if c.instance.len() > 100 || c.instance.chars().any(char::is_control) {
+            bail!("cluster.instance must be at most 100 characters, without control characters");
+        }
+        if !(2..=3600).contains(&c.lease_secs) {
+            bail!(
+                "cluster.lease_secs must be between 2 and 3600 (it is {})",
+                c.lease_secs
+            );
+        }
+        if c.renew_secs == 0 || c.renew_secs * 2 > c.lease_secs {
+            bail!(
+                "cluster.renew_secs must be at least 1 and at most half of cluster.lease_secs ({}), so that one late renewal does not lose the lease; it is {}",
+                c.lease_secs,
+                c.renew_secs
+            );
+        }
+        let min_claim = min_claim_secs(self.delivery.timeout_ms);
+        if c.claim_secs < min_claim {
+            bail!(
+                "cluster.claim_secs must be at least {min_claim} (twice delivery.timeout_ms, so no other instance takes a delivery still on its way); it is {}",
+                c.claim_secs
+            );
+        }
+        Ok(())
+    }
+
     fn validate_catalog(&mut self) -> Result<()> {
         let c = &mut self.catalog;
         if let Some(url) = &c.url {
@@ -1328,6 +1447,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The shortest delivery claim that outlasts two request timeouts.
+fn min_claim_secs(timeout_ms: u64) -> u64 {
+    (2 * timeout_ms).div_ceil(1000).max(1)
 }
 
 /// `env:NAME` reads NAME from the environment; anything else is literal.
@@ -1477,6 +1601,31 @@ mod tests {
                 "[indexnow]\nkey = \"env:FEEDWIRE_TEST_UNSET_VAR\"",
                 "indexnow.key",
             ),
+            ("[cluster]\nlease_secs = 10", "catalog.url"),
+            (
+                "[catalog]\nurl = \"postgres://h/db\"\n[cluster]\nlease_secs = 1",
+                "cluster.lease_secs",
+            ),
+            (
+                "[catalog]\nurl = \"postgres://h/db\"\n[cluster]\nlease_secs = 4\nrenew_secs = 3",
+                "cluster.renew_secs",
+            ),
+            (
+                "[catalog]\nurl = \"postgres://h/db\"\n[cluster]\nrenew_secs = 0",
+                "cluster.renew_secs",
+            ),
+            (
+                "[catalog]\nurl = \"postgres://h/db\"\n[cluster]\nclaim_secs = 19",
+                "cluster.claim_secs",
+            ),
+            (
+                "[catalog]\nurl = \"postgres://h/db\"\n[cluster]\ninstance = \"a\\u0007b\"",
+                "cluster.instance",
+            ),
+            (
+                "[catalog]\nurl = \"postgres://h/db\"\n[cluster]\nleader = true",
+                "leader",
+            ),
         ];
         for (text, key) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());
@@ -1552,6 +1701,35 @@ mod tests {
             err.contains("catalog.url") && !err.contains("s3cret"),
             "{err}"
         );
+    }
+
+    /// `[cluster]` is PostgreSQL's: refused on SQLite, with a message that
+    /// says what to do. Its defaults, and an instance on PostgreSQL without
+    /// the section getting them too (with a claim that outlasts a long
+    /// delivery timeout).
+    #[test]
+    fn cluster_needs_postgres_and_has_defaults() {
+        let err = format!("{:#}", parse("[cluster]").unwrap_err());
+        assert!(
+            err.contains("[cluster] needs the PostgreSQL catalog")
+                && err.contains("set catalog.url"),
+            "{err}"
+        );
+        let cfg = parse("[catalog]\nurl = \"postgres://h/db\"\n[cluster]").unwrap();
+        let c = cfg.cluster.clone().unwrap();
+        assert_eq!((c.lease_secs, c.renew_secs, c.claim_secs), (10, 3, 60));
+        let name = c.instance_name();
+        assert!(
+            name.ends_with(&format!("-{}", std::process::id())),
+            "{name}"
+        );
+        let named =
+            parse("[catalog]\nurl = \"postgres://h/db\"\n[cluster]\ninstance = \"web-1\"").unwrap();
+        assert_eq!(named.cluster_settings().instance_name(), "web-1");
+        let alone =
+            parse("[catalog]\nurl = \"postgres://h/db\"\n[delivery]\ntimeout_ms = 45000").unwrap();
+        assert!(alone.cluster.is_none());
+        assert_eq!(alone.cluster_settings().claim_secs, 90);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod app;
 pub mod article;
 pub mod catalog;
 pub mod check;
+mod cluster;
 pub mod config;
 pub mod html;
 pub mod ingest;

@@ -101,5 +101,61 @@ pub fn render(cfg: &Config) -> Result<String> {
     for line in crate::syndicate::status_lines(&catalog)? {
         writeln!(out, "{line}")?;
     }
+    if cfg.catalog.url.is_some() {
+        for line in cluster_lines(&catalog, cfg)? {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(out)
+}
+
+/// The instances on a PostgreSQL catalog, the leader and its lease.
+fn cluster_lines(catalog: &Catalog, cfg: &Config) -> Result<Vec<String>> {
+    let lease_length = cfg.cluster_settings().lease();
+    let tz = cfg.time_zone()?;
+    let ago = |d: chrono::TimeDelta| format!("{:.1} s", d.num_milliseconds().max(0) as f64 / 1e3);
+    let mut out = Vec::new();
+    let instances = catalog.instances()?;
+    match catalog.lease()? {
+        // Only `build` or `migrate-catalog` have used it: nothing to tell.
+        None if instances.is_empty() => return Ok(out),
+        None => out.push("cluster   no leader yet".into()),
+        Some(l) if l.expires_at > l.now => out.push(format!(
+            "cluster   leader {} (term {}) since {}; lease renewed {} ago, expires in {} (cluster.lease_secs = {})",
+            l.holder_name,
+            l.term,
+            l.acquired_at.with_timezone(&tz).to_rfc3339(),
+            ago(l.now - l.renewed_at),
+            ago(l.expires_at - l.now),
+            lease_length.as_secs(),
+        )),
+        Some(l) => out.push(format!(
+            "cluster   no leader: the lease of {} (term {}) lapsed {} ago; a standby takes it at its next attempt (a stopped cluster has none)",
+            l.holder_name,
+            l.term,
+            ago(l.now - l.expires_at),
+        )),
+    }
+    let alive = chrono::TimeDelta::from_std(lease_length).unwrap_or_default();
+    for i in instances {
+        let state = if i.role == "stopped" {
+            "stopped"
+        } else if i.now - i.seen_at > alive {
+            "gone"
+        } else {
+            i.role.as_str()
+        };
+        let http = if i.http.is_empty() {
+            String::new()
+        } else {
+            format!(" http {}", i.http)
+        };
+        out.push(format!(
+            "  instance {} {state}{http}; seen {} ago, started {}",
+            i.name,
+            ago(i.now - i.seen_at),
+            i.started_at.with_timezone(&tz).to_rfc3339(),
+        ));
+    }
     Ok(out)
 }

@@ -585,12 +585,15 @@ fn new_articles_touch_only_the_live_feed_and_the_newest_page() {
     // Every live document that carries tombstones, not only one per feed:
     // a round's documents are renamed into place one after another.
     wait_for("tombstones of the backdated article", WAIT, || {
-        ["atom.xml", "feed.json", "thoi-su/atom.xml", "thoi-su/feed.json"]
-            .iter()
-            .all(|f| {
-                std::fs::read_to_string(site.feeds().join(f)).is_ok_and(|t| t.contains(old_id))
-            })
-            .then_some(())
+        [
+            "atom.xml",
+            "feed.json",
+            "thoi-su/atom.xml",
+            "thoi-su/feed.json",
+        ]
+        .iter()
+        .all(|f| std::fs::read_to_string(site.feeds().join(f)).is_ok_and(|t| t.contains(old_id)))
+        .then_some(())
     });
 
     // Kill an archived article (3, odd: main page 1, kinh-te page 1):

@@ -16,10 +16,13 @@
 //! default) or PostgreSQL in `postgres/` (`[catalog] url`); the rules of a change are written
 //! once, in [`Batch`], over a backend's row operations ([`Tx`]). Changes go
 //! through a batch, one transaction: a crash keeps the whole batch or none.
+//! Several instances on one PostgreSQL catalog agree on a leader through it
+//! (`cluster.rs`).
 
 #[cfg(test)]
 mod archive_tests;
 mod batch;
+mod cluster;
 mod outbox;
 mod postgres;
 mod sitemap;
@@ -28,6 +31,10 @@ mod sqlite;
 mod tests;
 
 pub use batch::Batch;
+pub use cluster::{
+    Election, InstanceInfo, LeaseInfo, LeaseLost, Member, Notice, Notifications, PublishedDocument,
+    Role, SharedDocument, Term,
+};
 pub use outbox::{
     ActiveSubscription, DueFilter, LimitHit, OutboxRow, OutboxSummary, OutboxUpdate,
     PartnerBacklog, Reservation, Subscription, SubscriptionLimits,
@@ -442,7 +449,7 @@ pub(crate) struct ArticleRow<'a> {
 
 /// A storage backend: everything the catalog does outside a batch, and the
 /// start of one. Each handle is one connection (or session) of its own.
-pub(crate) trait Backend: outbox::OutboxBackend + Send {
+pub(crate) trait Backend: outbox::OutboxBackend + cluster::ClusterBackend + Send {
     fn begin(&mut self) -> Result<Box<dyn Tx + '_>>;
     fn known_files(&self) -> Result<HashMap<String, KnownFile>>;
     fn known_files_among(
@@ -522,9 +529,18 @@ pub trait ArticleReader: Send {
     /// Tombstones alive now in any of these categories' feeds (every feed
     /// when empty), newest first.
     fn tombstones_in(&self, categories: &[String]) -> Result<Vec<Tombstone>>;
+    /// A published document's current version with its bytes, where the
+    /// catalog keeps them: see [`Catalog::published_document`].
+    fn published_document(&self, path: &str) -> Result<Option<cluster::SharedDocument>> {
+        let _ = path;
+        Ok(None)
+    }
 }
 
 impl ArticleReader for Catalog {
+    fn published_document(&self, path: &str) -> Result<Option<cluster::SharedDocument>> {
+        Catalog::published_document(self, path)
+    }
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
         Catalog::newest(self, feed, limit)
     }

@@ -39,6 +39,8 @@ pub struct DueFilter<'a> {
     /// `<base_url>/feeds/`: a row's topic path under it is the
     /// subscription's topic URL.
     pub topic_prefix: String,
+    /// Rows this worker is sending right now.
+    pub in_flight: Vec<i64>,
 }
 
 /// What an attempt's outcome does to the outbox.
@@ -156,6 +158,15 @@ pub(crate) trait OutboxBackend {
         filter: &DueFilter<'_>,
     ) -> anyhow::Result<Vec<OutboxRow>>;
     fn indexnow_batch(&self, endpoint: &str, limit: usize) -> anyhow::Result<Vec<OutboxRow>>;
+    fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        filter: &DueFilter<'_>,
+        claimant: &str,
+        claim_until_ms: i64,
+    ) -> anyhow::Result<Vec<OutboxRow>>;
+    fn give_back_deliveries(&self, claimant: &str, ids: &[i64]) -> anyhow::Result<()>;
     fn active_subscription(
         &self,
         topic_url: &str,
@@ -242,6 +253,34 @@ impl Catalog {
     /// oldest first, at most `limit`.
     pub fn indexnow_batch(&self, endpoint: &str, limit: usize) -> Result<Vec<OutboxRow>> {
         self.backend.indexnow_batch(endpoint, limit)
+    }
+
+    /// Like [`Catalog::due_deliveries`], and the rows become `claimant`'s
+    /// until `claim_until_ms`: another instance's claim leaves them out (and
+    /// rows another claimer has locked this moment are skipped, not waited
+    /// for), so two instances never take the same row. A row's claim ends
+    /// with its outcome ([`Catalog::update_outbox`]), at `claim_until_ms`,
+    /// or when its claimer is gone ([`Catalog::heartbeat`]). On SQLite, one
+    /// instance's, this is `due_deliveries`.
+    pub fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        filter: &DueFilter<'_>,
+        claimant: &str,
+        claim_until_ms: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        self.backend
+            .claim_due_deliveries(now_ms, limit, filter, claimant, claim_until_ms)
+    }
+
+    /// Rows `claimant` claimed and could not start after all (its limits
+    /// were reached): free for every instance again, now.
+    pub fn give_back_deliveries(&self, claimant: &str, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.backend.give_back_deliveries(claimant, ids)
     }
 
     /// The subscription behind a WebSub row; `None` when it has ended.

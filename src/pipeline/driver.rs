@@ -3,10 +3,13 @@
 //! folder"), runs it through the [`Pipeline`], publishes what changed, and
 //! keeps the daemon's gauges. A batch that fails is logged, counted and
 //! retried with a growing wait as a full reconciliation and republish; the
-//! daemon never stops for it. Operators' commands (`apply-removals`) are
-//! noticed here within a second.
+//! daemon never stops for it, unless it failed because another instance
+//! took the lease over (`catalog::LeaseLost`): then the loop ends with that
+//! error, and the daemon carries on as a standby. Operators' commands
+//! (`apply-removals`) are noticed here within a second.
 
 use super::{Interrupted, Outcome, Pipeline};
+use crate::catalog::LeaseLost;
 use crate::metrics::Metrics;
 use crate::watch::{Msg, Reason, Watch, Work};
 use anyhow::Result;
@@ -34,7 +37,11 @@ pub fn run(
     metrics: &Metrics,
     root: &Path,
 ) -> Result<()> {
-    process_loop(pipeline, watch, rx, metrics, root)
+    match process_loop(pipeline, watch, rx, metrics, root) {
+        // Stopped in the middle of its start-up work: nothing is half done.
+        Err(e) if e.is::<Interrupted>() => Ok(()),
+        r => r,
+    }
 }
 
 fn process_loop(
@@ -201,6 +208,8 @@ fn process_loop(
         retry = match result {
             Ok(()) => None,
             Err(e) if e.is::<Interrupted>() => break,
+            // Another instance leads now: retrying could only fail again.
+            Err(e) if LeaseLost::caused(&e) => return Err(e),
             Err(e) => {
                 // A failed batch left the catalog as it was (its transaction
                 // rolled back) or committed without publishing; a full pass

@@ -17,7 +17,10 @@ mod sitemaps;
 
 use read::{ChunkReader, Read};
 
-use crate::catalog::{Batch, Catalog, ChangeCounts, FeedKey, FileStamp, KnownFile, StoreError};
+use crate::catalog::{
+    Batch, Catalog, ChangeCounts, FeedKey, FileStamp, KnownFile, PublishedDocument, StoreError,
+    Term,
+};
 use crate::config::Config;
 use crate::ingest::{self, IngestOptions};
 use crate::publish::{self, Publisher, Store, Version};
@@ -121,7 +124,16 @@ pub struct Interrupted;
 
 impl Pipeline {
     pub fn open(cfg: Config, store: Option<Store>) -> Result<Pipeline> {
+        Self::open_fenced(cfg, store, None)
+    }
+
+    /// Open as the leader of several instances: every write this pipeline
+    /// makes to the catalog checks that `term` still holds the lease, so
+    /// once another instance took over, nothing more is written
+    /// (`catalog::LeaseLost`).
+    pub fn open_fenced(cfg: Config, store: Option<Store>, term: Option<Term>) -> Result<Pipeline> {
         let mut catalog = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
+        catalog.fence_writes(term);
         catalog.set_tombstone_days(cfg.lifecycle.tombstone_days);
         catalog.set_archive(cfg.feeds.max_items, cfg.feeds.archive_page_size);
         if catalog.meta("parser")? != Some(parser_version()) {
@@ -188,10 +200,17 @@ impl Pipeline {
     }
 
     /// Setting this flag makes the batch in progress stop at the next file
-    /// and roll back ([`Interrupted`]): shutdown never waits out a long
-    /// import.
+    /// and roll back ([`Interrupted`]), and nothing more is published:
+    /// shutdown never waits out a long import, and a leader that lost its
+    /// lease stops at once.
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
         self.interrupted.clone()
+    }
+
+    /// Obey `flag` instead of a flag of its own (set by whoever may have to
+    /// stop this pipeline before it was even opened).
+    pub fn interrupt_with(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupted = flag;
     }
 
     fn ingest_options(&self) -> Result<IngestOptions> {
@@ -587,6 +606,10 @@ impl Pipeline {
     /// the ninjs documents of the articles that changed (of every article
     /// with `None`, when one may be missing or stale).
     pub fn publish(&mut self, only: Option<&BTreeSet<FeedKey>>) -> Result<publish::Report> {
+        // A leader that is stepping down publishes nothing more.
+        if self.interrupted.load(Ordering::Relaxed) {
+            return Err(Interrupted.into());
+        }
         let every_page = only.is_none()
             && self.catalog.meta(ARCHIVE_RENDER_KEY)? != Some(self.archive_render_settings());
         let mut report = self.publish_scope(only, every_page)?;
@@ -657,7 +680,7 @@ impl Pipeline {
         } else {
             self.catalog.stale_archive_pages()?
         };
-        let mut report = self.publish_archive_pages(&pages)?;
+        let mut report = self.publish_archive_pages(&pages, every_page)?;
         if every_page && report.refused.is_empty() {
             self.catalog
                 .set_meta(ARCHIVE_RENDER_KEY, &self.archive_render_settings())?;
@@ -672,19 +695,14 @@ impl Pipeline {
         if only.is_none() && !self.cfg.indexnow.key.is_empty() {
             docs.push(render::sitemap::render_key_file(&self.cfg.indexnow.key));
         }
-        report.absorb(self.publish_documents(docs)?);
+        report.absorb(self.publish_documents(docs, only.is_none())?);
         if let Some(s) = &mut self.sitemaps {
-            let more = s.publish(
+            report.absorb(s.publish(
                 &self.cfg,
                 &self.catalog,
                 &mut self.publisher,
                 only.is_none(),
-            )?;
-            for (path, version) in &more.new_versions {
-                self.catalog
-                    .record_published(path, &version.hash, version.first_published)?;
-            }
-            report.absorb(more);
+            )?);
         }
         Ok(report)
     }
@@ -729,7 +747,11 @@ impl Pipeline {
 
     /// Render and publish these archive pages, a few at a time; each page
     /// whose documents all passed the gate is recorded as published.
-    fn publish_archive_pages(&mut self, pages: &[(FeedKey, u32)]) -> Result<publish::Report> {
+    fn publish_archive_pages(
+        &mut self,
+        pages: &[(FeedKey, u32)],
+        full: bool,
+    ) -> Result<publish::Report> {
         let mut report = publish::Report::default();
         let mut infos: HashMap<FeedKey, FeedInfo> = HashMap::new();
         for chunk in pages.chunks(ARCHIVE_CHUNK) {
@@ -751,7 +773,7 @@ impl Pipeline {
             for r in rendered {
                 docs.extend(r?);
             }
-            let round = self.publish_documents(docs)?;
+            let round = self.publish_documents(docs, full)?;
             for (key, page) in chunk {
                 let info = &infos[key];
                 let refused = render::DocKind::FEEDS.iter().any(|&kind| {
@@ -767,14 +789,18 @@ impl Pipeline {
         Ok(report)
     }
 
-    /// Publish documents and record the versions first published.
-    fn publish_documents(&mut self, docs: Vec<render::Document>) -> Result<publish::Report> {
-        let report = self.publisher.publish(docs)?;
-        for (path, version) in &report.new_versions {
-            self.catalog
-                .record_published(path, &version.hash, version.first_published)?;
-        }
-        Ok(report)
+    /// Publish documents, recording each version first published, with its
+    /// bytes, before anyone is served it: a version's first-publish time is
+    /// its Last-Modified across restarts, and other instances serve what the
+    /// catalog holds. With `full` (a round over every feed) every document
+    /// is recorded, so a catalog holding versions without their bytes gets
+    /// them.
+    fn publish_documents(
+        &mut self,
+        docs: Vec<render::Document>,
+        full: bool,
+    ) -> Result<publish::Report> {
+        publish_recorded(&mut self.publisher, &self.catalog, docs, full)
     }
 
     /// Publish the ninjs documents of the articles changed since the last
@@ -821,6 +847,30 @@ impl Pipeline {
 }
 
 /// The settings that change what ingest makes of a file.
+/// Publish `docs` and record in the catalog (fenced, with their bytes where
+/// other instances serve them) each version that is new, or every one when
+/// `full` (a full publish repairs what a former leader left unrecorded).
+pub(crate) fn publish_recorded(
+    publisher: &mut Publisher,
+    catalog: &Catalog,
+    docs: Vec<render::Document>,
+    full: bool,
+) -> Result<publish::Report> {
+    publisher.publish(docs, |published| {
+        let record: Vec<PublishedDocument<'_>> = published
+            .iter()
+            .filter(|p| p.new || full)
+            .map(|p| PublishedDocument {
+                path: &p.doc.path,
+                hash: &p.version.hash,
+                first_published: p.version.first_published,
+                body: &p.doc.bytes,
+            })
+            .collect();
+        catalog.record_published_documents(&record)
+    })
+}
+
 fn ingest_settings(cfg: &Config) -> String {
     let limits = cfg.ingest.limits();
     format!(

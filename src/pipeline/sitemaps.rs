@@ -221,7 +221,7 @@ impl Sitemaps {
                         let urls = catalog.sitemap_page_urls(n)?;
                         docs.push(render::render_page(cfg, &render::page_path(n), &urls)?);
                     }
-                    report.absorb(publisher.publish(docs)?);
+                    report.absorb(super::publish_recorded(publisher, catalog, docs, all)?);
                 }
                 let files: Vec<(String, i64)> = pages
                     .iter()
@@ -236,7 +236,7 @@ impl Sitemaps {
         if all || touched.news || self.news_expires.is_some_and(|t| t <= now) {
             let (files, head) = self.news_documents(cfg, catalog, now)?;
             if !files.is_empty() {
-                report.absorb(publisher.publish(files)?);
+                report.absorb(super::publish_recorded(publisher, catalog, files, all)?);
             }
             last.push(head);
         }
@@ -244,7 +244,7 @@ impl Sitemaps {
             last.push(render::render_robots(cfg));
         }
         if !last.is_empty() {
-            report.absorb(publisher.publish(last)?);
+            report.absorb(super::publish_recorded(publisher, catalog, last, all)?);
         }
         Ok(report)
     }

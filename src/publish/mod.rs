@@ -89,6 +89,16 @@ pub trait Target: Send + Sync {
     fn remove(&mut self, paths: &[&str]) -> Result<()>;
 }
 
+/// A document that passed the gate in a publish round, as the round's
+/// `record` step sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Published<'a> {
+    pub doc: &'a Document,
+    pub version: &'a Version,
+    /// This version was first published in this round.
+    pub new: bool,
+}
+
 pub struct Publisher {
     targets: Vec<Box<dyn Target>>,
     /// The current version of each path, seeded from the catalog's record.
@@ -147,10 +157,18 @@ impl Publisher {
         self.store.as_ref()
     }
 
-    /// Gate, then write what changed to every target. Documents are checked
-    /// in parallel (each is independent); a refused one keeps its last good
-    /// version everywhere.
-    pub fn publish(&mut self, docs: Vec<Document>) -> Result<Report> {
+    /// Gate, then write what changed to every target, then hand every
+    /// document that passed, with its version, to `record` (the caller keeps
+    /// the versions, and where other instances serve them, the bytes), and
+    /// only then serve them from the store. Documents are checked in
+    /// parallel (each is independent); a refused one keeps its last good
+    /// version everywhere. If `record` fails, nothing new is served and the
+    /// versions are not taken as published: a later round does it again.
+    pub fn publish(
+        &mut self,
+        docs: Vec<Document>,
+        record: impl FnOnce(&[Published<'_>]) -> Result<()>,
+    ) -> Result<Report> {
         use rayon::prelude::*;
         let gated: Vec<std::result::Result<blake3::Hash, String>> = docs
             .par_iter()
@@ -191,18 +209,25 @@ impl Publisher {
         // within the second of its predecessor then shares its date rather
         // than appearing a fraction later and being rounded down to it.
         let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default();
-        for (doc, hash) in passed {
+        let versions: Vec<Version> = passed
+            .iter()
+            .map(|(doc, hash)| self.next_version(&doc.path, hash, now))
+            .collect();
+        let published: Vec<Published<'_>> = passed
+            .iter()
+            .zip(&versions)
+            .map(|((doc, _), version)| Published {
+                doc,
+                version,
+                new: self.versions.get(&doc.path) != Some(version),
+            })
+            .collect();
+        record(&published)?;
+        for ((doc, hash), version) in passed.into_iter().zip(versions) {
             if written.contains(&doc.path) {
                 report.written.push(doc.path.clone());
             } else {
                 report.unchanged += 1;
-            }
-            let version = self.next_version(&doc.path, &hash, now);
-            if self.versions.get(&doc.path) != Some(&version) {
-                self.versions.insert(doc.path.clone(), version.clone());
-                report
-                    .new_versions
-                    .push((doc.path.clone(), version.clone()));
             }
             // Archive pages stay out of memory (a large archive is thousands
             // of them); HTTP reads them from the feeds folder.
@@ -210,6 +235,10 @@ impl Publisher {
                 && ArchivePath::parse(&doc.path).is_none()
             {
                 store.put(doc, hash, version.first_published);
+            }
+            if self.versions.get(&doc.path) != Some(&version) {
+                self.versions.insert(doc.path.clone(), version.clone());
+                report.new_versions.push((doc.path.clone(), version));
             }
         }
         Ok(report)
@@ -243,11 +272,14 @@ mod tests {
         let mut publisher =
             Publisher::new(vec![Box::new(folder)], Some(store.clone()), HashMap::new());
         let report = publisher
-            .publish(vec![
-                doc("rss.xml"),
-                doc("archive/rss-1.xml"),
-                doc("thoi-su/archive/rss-12.xml"),
-            ])
+            .publish(
+                vec![
+                    doc("rss.xml"),
+                    doc("archive/rss-1.xml"),
+                    doc("thoi-su/archive/rss-12.xml"),
+                ],
+                |_| Ok(()),
+            )
             .unwrap();
         assert_eq!(report.written.len(), 3);
         assert!(store.get("rss.xml").is_some());

@@ -99,16 +99,55 @@ impl Store {
     }
 
     pub(super) fn put(&self, doc: &Document, hash: blake3::Hash, first_published: DateTime<Utc>) {
-        let etag = format!("\"{}\"", &hash.to_hex()[..32]);
-        if self.get(&doc.path).is_some_and(|s| s.etag == etag) {
+        self.insert(
+            &doc.path,
+            doc.kind,
+            &hash.to_hex()[..32],
+            || Bytes::from(doc.bytes.clone()),
+            first_published,
+        );
+    }
+
+    /// Serve a document another instance published (read back from the
+    /// catalog). `version_hash` is its recorded version's hash (the first 32
+    /// hex digits of the BLAKE3 hash of the bytes), so the `ETag` is the one
+    /// the publishing instance gives it: behind a load balancer, a reader
+    /// revalidates against any instance.
+    pub fn put_published(
+        &self,
+        path: &str,
+        kind: DocKind,
+        body: Vec<u8>,
+        version_hash: &str,
+        first_published: DateTime<Utc>,
+    ) {
+        self.insert(
+            path,
+            kind,
+            version_hash,
+            || Bytes::from(body),
+            first_published,
+        );
+    }
+
+    fn insert(
+        &self,
+        path: &str,
+        kind: DocKind,
+        version_hash: &str,
+        body: impl FnOnce() -> Bytes,
+        first_published: DateTime<Utc>,
+    ) {
+        let etag = format!("\"{version_hash}\"");
+        if self.get(path).is_some_and(|s| s.etag == etag) {
             return;
         }
         let served = Served {
-            path: doc.path.clone(),
-            kind: doc.kind,
+            path: path.to_string(),
+            kind,
             gzip: OnceLock::new(),
             brotli: OnceLock::new(),
-            body: Bytes::from(doc.bytes.clone()),
+            body: body(),
             etag,
             last_modified: first_published,
             prepared: OnceLock::new(),
@@ -116,8 +155,8 @@ impl Store {
         self.inner
             .write()
             .expect("store lock")
-            .insert(doc.path.clone(), Arc::new(served));
-        let _ = self.changed.send(doc.path.clone());
+            .insert(path.to_string(), Arc::new(served));
+        let _ = self.changed.send(path.to_string());
     }
 }
 

@@ -8,13 +8,16 @@
 //! content hash, Last-Modified from the file, written only when its bytes
 //! change) and compression (copies kept in the bounded page cache, by
 //! content hash). A full page gets `server.archive_cache_control`; a feed's
-//! newest page, which still fills, gets `server.cache_control`.
+//! newest page, which still fills, gets `server.cache_control`. A page the
+//! folder lacks is served from the catalog's record of it when the catalog
+//! keeps published bytes (PostgreSQL: another instance published it).
 
 use super::negotiate::Coding;
 use super::representation::{self, Prepared, Representation, put};
 use super::{AppState, pages};
 use crate::publish::Served;
 use crate::render::{ArchivePath, DocKind};
+use anyhow::Context;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, LINK};
@@ -126,6 +129,40 @@ fn read_page(
     }))
 }
 
+/// An archive page this instance's feeds folder lacks, as the catalog
+/// recorded it (PostgreSQL keeps every published version's bytes): a
+/// standby, or a leader that publishes to object storage only, serves the
+/// pages another instance wrote to its own folder. `None` when the catalog
+/// has no bytes for it either.
+async fn recorded_page(
+    state: &AppState,
+    path: &str,
+    newer: Option<String>,
+) -> anyhow::Result<Option<PageFile>> {
+    // Only PostgreSQL keeps the bytes: on SQLite a missing page is simply
+    // missing, without a trip to the catalog thread.
+    if state.cfg.catalog.url.is_none() {
+        return Ok(None);
+    }
+    let owned = path.to_string();
+    super::with_catalog(state, move |c| {
+        let Some(doc) = c.published_document(&owned)? else {
+            return Ok(None);
+        };
+        let full = match newer {
+            Some(newer) => c.published_document(&newer)?.is_some(),
+            None => false,
+        };
+        Ok(Some(PageFile {
+            body: doc.body.into(),
+            modified: SystemTime::from(doc.first_published),
+            full,
+        }))
+    })
+    .await
+    .with_context(|| format!("cannot read the archive page {path} from the catalog"))
+}
+
 async fn archive_page(
     state: &AppState,
     path: &str,
@@ -136,11 +173,16 @@ async fn archive_page(
 ) -> Response {
     let feeds = state.cfg.paths.feeds.clone();
     let owned = path.to_string();
+    let newer_path = newer.clone();
     let read =
         tokio::task::spawn_blocking(move || read_page(&feeds, &owned, newer.as_deref())).await;
     let page = match read {
         Ok(Ok(Some(page))) => page,
-        Ok(Ok(None)) => return pages::not_found_page(state),
+        Ok(Ok(None)) => match recorded_page(state, path, newer_path).await {
+            Ok(Some(page)) => page,
+            Ok(None) => return pages::not_found_page(state),
+            Err(e) => return pages::server_error(state, "feeds", e),
+        },
         Ok(Err(e)) => {
             return pages::server_error(
                 state,

@@ -9,13 +9,19 @@
 //! per partner, so a slow partner never holds up anyone else; a configured
 //! target that failed is paused as a whole (see [`super::health`]).
 //!
+//! With several instances on one catalog, each worker *claims* the rows it
+//! takes (for `cluster.claim_secs`): the others skip them, so deliveries
+//! spread over the instances and none is sent twice at once; a row whose
+//! claimer died goes back to the queue when the claim ends, or sooner, once
+//! that instance has not been seen for a lease (`catalog::Catalog::heartbeat`).
+//!
 //! Every request has the `delivery.timeout_ms` timeout, and an answer is
 //! read only as far as needed ([`super::reply`]): the status, the start of
 //! the body when it failed, an XML-RPC reply up to `delivery.max_reply_bytes`.
 
-use super::Shared;
 use super::health::Health;
 use super::outbox::{self, Kind, Outcome, Row};
+use super::{Claimant, Shared};
 use super::{allow, indexnow, partner, reply, xmlrpc};
 use crate::catalog::{Catalog, DueFilter};
 use std::collections::{HashMap, HashSet};
@@ -100,7 +106,13 @@ struct Done {
     others: Vec<Outcome>,
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: CancellationToken) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut catalog: Catalog,
+    claimant: Claimant,
+    stop: CancellationToken,
+) {
+    let claim_ms = claimant.length.as_millis() as i64;
     let mut changed = shared.store.subscribe();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut busy = InFlight::new(&shared.cfg);
@@ -178,6 +190,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                 targets: blocked.iter().map(String::as_str).collect(),
                 clients: Vec::new(),
                 topic_prefix: crate::site::feed_url(&shared.cfg, ""),
+                in_flight: busy.rows.iter().copied().collect(),
             };
             for (name, slots) in &busy.partners {
                 if slots.available_permits() == 0 {
@@ -194,8 +207,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                     .filter(|(_, slots)| slots.available_permits() == 0)
                     .map(|(c, _)| c.as_str()),
             );
-            let rows = catalog.due_deliveries(now, busy.rows.len() + free + 64, &skip)?;
+            let rows =
+                catalog.claim_due_deliveries(now, free, &skip, &claimant.token, now + claim_ms)?;
             drop(skip);
+            if !rows.is_empty() {
+                tracing::debug!(rows = rows.len(), "claimed deliveries");
+            }
+            let claimed: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let outcomes_before = outcomes.len();
             for row in rows {
                 if busy.rows.contains(&row.id) || !health.may_send(row.kind, &row.target, now) {
                     continue;
@@ -302,6 +321,18 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
                     });
                 });
             }
+            // Rows claimed that could not start after all (a partner's
+            // slots filled up within this step) go back at once, rather than
+            // waiting out their claim.
+            let decided: HashSet<i64> = outcomes[outcomes_before..]
+                .iter()
+                .map(Outcome::id)
+                .collect();
+            let unstarted: Vec<i64> = claimed
+                .into_iter()
+                .filter(|id| !busy.rows.contains(id) && !decided.contains(id))
+                .collect();
+            catalog.give_back_deliveries(&claimant.token, &unstarted)?;
             for gave_up in outbox::apply(&mut catalog, &shared.cfg, &outcomes, &busy.rows)? {
                 health.gave_up(&gave_up);
             }
@@ -331,6 +362,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut catalog: Catalog, stop: Cancell
     });
     if let Err(e) = recorded {
         tracing::warn!(error = %format!("{e:#}"), "could not record the last deliveries; they will be sent again");
+    }
+    // Rows taken and not finished: another instance may send them now
+    // rather than when the claims run out.
+    if let Err(e) = tokio::task::block_in_place(|| catalog.release_claims(&claimant.token)) {
+        tracing::warn!(error = %format!("{e:#}"), "could not give back unfinished deliveries; other instances take them when their claims end");
     }
     tracing::debug!(
         in_flight = busy.rows.len(),

@@ -96,15 +96,28 @@ pub fn commit_hook(
     }
 }
 
+/// Who takes deliveries from the outbox, and for how long a row taken stays
+/// theirs: with several instances on one catalog, each claims the rows it
+/// sends, so they share the queue and never send a row twice at once.
+#[derive(Debug, Clone)]
+pub struct Claimant {
+    /// The instance's token (`catalog::Member::token`).
+    pub token: String,
+    /// `cluster.claim_secs`.
+    pub length: Duration,
+}
+
 /// Start the delivery worker on `tracker`, with a catalog handle of its own.
 /// It wakes on `wake`, on the store's announcements and on a short tick; when
 /// `stop` is cancelled it takes no new rows, lets the sends in flight finish
-/// (a few seconds at most) and records them.
+/// (a few seconds at most), records them, and gives back the rows it
+/// claimed and did not finish.
 pub fn spawn_worker(
     cfg: &Config,
     store: &Store,
     metrics: &Arc<Metrics>,
     wake: Arc<Notify>,
+    claimant: Claimant,
     tracker: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<()> {
@@ -120,7 +133,7 @@ pub fn spawn_worker(
     if let Some(warning) = indexnow::misplaced_key(cfg) {
         tracing::warn!("{warning}");
     }
-    tracker.spawn(deliver::run(shared, catalog, stop));
+    tracker.spawn(deliver::run(shared, catalog, claimant, stop));
     Ok(())
 }
 
@@ -148,8 +161,12 @@ pub fn hub_router(
         wake: Arc::new(Notify::new()),
     });
     let db = Catalog::open(&cfg.catalog_path(), cfg.time_zone()?)?;
-    db.clear_reservations()
-        .context("cannot clear unfinished hub verifications")?;
+    // On PostgreSQL other instances may be verifying right now: their
+    // places stay, and a place a crash left behind is dropped after an hour.
+    if cfg.catalog.url.is_none() {
+        db.clear_reservations()
+            .context("cannot clear unfinished hub verifications")?;
+    }
     Ok(hub::router(hub::HubState::new(
         shared,
         db,

@@ -59,6 +59,17 @@ pub(crate) enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The outbox row it is about.
+    pub(crate) fn id(&self) -> i64 {
+        match self {
+            Outcome::Delivered(id) | Outcome::Dropped(id) => *id,
+            Outcome::Gone { id, .. } | Outcome::Dead { id, .. } => *id,
+            Outcome::Failed { row, .. } => row.id,
+        }
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -308,6 +308,12 @@ impl Daemon {
         Daemon::spawn(site, Command::new(bin()))
     }
 
+    /// Start on another config file of the site's (a second instance with
+    /// settings of its own).
+    pub fn start_with_config(site: &Site, config: &Path) -> Daemon {
+        Daemon::spawn_with(site, Command::new(bin()), config)
+    }
+
     /// Start with both open-file limits (soft and hard) set to `limit`, as a
     /// service manager would, so running out of descriptors is reachable.
     pub fn start_with_fd_limit(site: &Site, limit: u32) -> Daemon {
@@ -321,9 +327,13 @@ impl Daemon {
         Daemon::spawn(site, sh)
     }
 
-    fn spawn(site: &Site, mut command: Command) -> Daemon {
+    fn spawn(site: &Site, command: Command) -> Daemon {
+        Daemon::spawn_with(site, command, &site.config())
+    }
+
+    fn spawn_with(site: &Site, mut command: Command, config: &Path) -> Daemon {
         let mut child = command
-            .args(["run", "--config", site.config().to_str().unwrap()])
+            .args(["run", "--config", config.to_str().unwrap()])
             .current_dir(site.path())
             .env("RUST_LOG", "feedwire=debug,info")
             .env("NO_COLOR", "1")

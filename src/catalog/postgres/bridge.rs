@@ -67,3 +67,13 @@ pub(crate) fn block_on_here<F: Future>(fut: F) -> anyhow::Result<F::Output> {
     }
     Ok(runtime()?.block_on(fut))
 }
+
+/// Run `fut` in the background on the catalog's runtime (a listening
+/// connection, which must outlive any one call).
+pub(crate) fn spawn<F>(fut: F) -> anyhow::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    runtime()?.spawn(fut);
+    Ok(())
+}

@@ -36,6 +36,22 @@ macro_rules! pg {
     };
 }
 
+/// Run `$body` (statements on `$tx`, a transaction of its own) and commit,
+/// after checking the handle's fence (`cluster::check_fence`): a pipeline
+/// write of an instance that lost the lease fails and writes nothing.
+macro_rules! fenced {
+    ($self:ident, $tx:ident, $body:block) => {
+        block_on(async {
+            let mut conn = $self.client().await?;
+            let $tx = conn.transaction().await?;
+            let out = $body;
+            $crate::catalog::postgres::check_fence(&$tx, $self.fence.as_ref()).await?;
+            $tx.commit().await?;
+            anyhow::Ok(out)
+        })??
+    };
+}
+
 /// Run `$body` (statements on `$c`, the transaction's connection).
 macro_rules! in_tx {
     ($self:ident, $c:ident, $body:block) => {{
@@ -45,7 +61,10 @@ macro_rules! in_tx {
 }
 
 pub(super) mod bridge;
+mod cluster;
 mod copy;
+
+use cluster::check_fence;
 mod outbox;
 mod schema;
 #[cfg(test)]
@@ -57,7 +76,7 @@ pub(crate) use copy::copy_from_sqlite;
 use super::{
     ArticleRow, ArticleState, Backend, EditorCommand, FeedKey, FeedRecord, FileStamp, HeldRemoval,
     Identity, KnownFile, NewDelivery, Override, PageUrl, PendingCommand, Rejection, SitemapPage,
-    SitemapUrl, Status, Tombstone, Tx,
+    SitemapUrl, Status, Term, Tombstone, Tx,
 };
 use crate::article::Category;
 use crate::config::PostgresUrl;
@@ -173,6 +192,11 @@ pub(super) struct Postgres {
     pool: Arc<Pool>,
     /// For messages: the URL without its password.
     shown: String,
+    /// For `LISTEN`, which needs a connection of its own.
+    url: PostgresUrl,
+    /// The lease term this handle's pipeline writes must still hold
+    /// (`Catalog::fence_writes`).
+    fence: Option<Term>,
 }
 
 impl Postgres {
@@ -181,6 +205,8 @@ impl Postgres {
         let pg = Postgres {
             pool: pool_for(url)?,
             shown: url.to_string(),
+            url: url.clone(),
+            fence: None,
         };
         block_on(async {
             let mut c = pg.client().await?;
@@ -196,6 +222,8 @@ impl Postgres {
         let pg = Postgres {
             pool: pool_for(url)?,
             shown: url.to_string(),
+            url: url.clone(),
+            fence: None,
         };
         let seen = block_on(async { schema::version(&pg.client().await?).await })??;
         if seen.is_none() {
@@ -275,6 +303,7 @@ impl Backend for Postgres {
         })??;
         Ok(Box::new(PgTx {
             client: Some(client),
+            fence: self.fence.clone(),
         }))
     }
 
@@ -436,16 +465,16 @@ impl Backend for Postgres {
 
     fn record_published(&self, path: &str, hash: &str, at: DateTime<Utc>) -> Result<()> {
         let at = at.timestamp();
-        pg!(self, c, {
+        fenced!(self, tx, {
             q::exec(
-                c,
+                &tx,
                 "INSERT INTO published(path, hash, at) VALUES($1, $2, $3)
                  ON CONFLICT(path) DO UPDATE SET hash = excluded.hash, at = excluded.at",
                 &[&path, &hash, &at],
             )
             .await?;
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
     fn published_feeds(&self) -> Result<Vec<FeedRecord>> {
@@ -472,27 +501,27 @@ impl Backend for Postgres {
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        pg!(self, c, {
+        fenced!(self, tx, {
             q::exec(
-                c,
+                &tx,
                 "INSERT INTO meta(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 &[&key, &value],
             )
             .await?;
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
     fn forget_file_stamps(&self) -> Result<()> {
-        pg!(self, c, {
+        fenced!(self, tx, {
             q::exec(
-                c,
+                &tx,
                 "UPDATE files SET size = -1, mtime_ns = -1, hash = ''",
                 &[],
             )
             .await?;
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
     fn data_version(&self) -> Result<i64> {
@@ -754,15 +783,15 @@ impl Backend for Postgres {
     }
 
     fn mark_commands_applied(&self, up_to_seq: i64) -> Result<()> {
-        pg!(self, c, {
+        fenced!(self, tx, {
             q::exec(
-                c,
+                &tx,
                 "UPDATE operator_commands SET applied = true WHERE NOT applied AND seq <= $1",
                 &[&up_to_seq],
             )
             .await?;
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
     fn overrides(&self) -> Result<Vec<(String, Override)>> {
@@ -853,6 +882,8 @@ fn sitemap_page(r: &tokio_postgres::Row) -> SitemapPage {
 /// rolls back too).
 struct PgTx {
     client: Option<Object>,
+    /// Checked just before the commit (see `cluster::check_fence`).
+    fence: Option<Term>,
 }
 
 impl PgTx {
@@ -1466,6 +1497,9 @@ impl Tx for PgTx {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        // The last statement: a takeover after this waits for the commit.
+        // On failure the drop rolls the whole batch back.
+        in_tx!(self, c, { check_fence(c, self.fence.as_ref()).await })?;
         let client = self
             .client
             .take()
@@ -1479,5 +1513,7 @@ impl Tx for PgTx {
     }
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,46 @@ use anyhow::Result;
 use deadpool_postgres::{GenericClient, Object};
 use std::collections::HashSet;
 
+/// An outbox row's columns, in the order [`outbox_rows`] reads them.
+const ROW_COLUMNS: &str = "o.id, o.kind, o.target, o.topic, o.article, o.body, o.content_type, o.idem, o.created_ms, o.attempts";
+
+/// Rows due at `$1` (ms): pending, gate open, not a fan-out, a partner's row
+/// only when it is the oldest left for its article, none for the targets in
+/// `$3` or the subscriber clients in `$4` (topic URLs are `$5` + path), none
+/// in `$6` (being sent by this worker), and none another instance has
+/// claimed and may still be sending.
+const DUE: &str = "o.state = 'pending' AND o.ready AND o.next_ms <= $1 AND o.kind <> 'fanout'
+    AND (o.claimed_until_ms IS NULL OR o.claimed_until_ms <= $1)
+    AND NOT (o.id = ANY($6::bigint[]))
+    AND (o.kind <> 'partner' OR NOT EXISTS (
+         SELECT 1 FROM syndicate_outbox p
+         WHERE p.kind = 'partner' AND p.target = o.target AND p.article = o.article AND p.id < o.id))
+    AND NOT (o.target = ANY($3::text[]))
+    AND (o.kind <> 'websub' OR cardinality($4::text[]) = 0 OR NOT EXISTS (
+         SELECT 1 FROM syndicate_subscriptions s
+         WHERE s.topic = $5::text || o.topic AND s.callback = o.target AND s.client = ANY($4::text[])))";
+
+fn outbox_rows(rows: &[tokio_postgres::Row]) -> Vec<OutboxRow> {
+    rows.iter()
+        .filter_map(|r| {
+            let kind = DeliveryKind::parse(r.get(1))?;
+            Some(OutboxRow {
+                id: r.get(0),
+                kind,
+                target: r.get(2),
+                topic: r.get(3),
+                article: r.get(4),
+                body: r.get(5),
+                content_type: r.get(6),
+                idempotency_key: r.get(7),
+                created_ms: r.get(8),
+                attempts: r.get(9),
+            })
+        })
+        .filter(|r| r.kind != DeliveryKind::Fanout)
+        .collect()
+}
+
 async fn is_active(db: &impl GenericClient, topic: &str, callback: &str, now: i64) -> Result<bool> {
     Ok(q::one(
         db,
@@ -153,7 +193,8 @@ impl OutboxBackend for Postgres {
                      WHERE s.topic = $2 AND s.expires_at > $4
                        AND NOT EXISTS (SELECT 1 FROM syndicate_outbox o
                                        WHERE o.kind = 'websub' AND o.target = s.callback AND o.topic = $1
-                                         AND o.state = 'pending' AND o.ready AND NOT (o.id = ANY($5)))
+                                         AND o.state = 'pending' AND o.ready AND NOT (o.id = ANY($5))
+                                         AND (o.claimed_until_ms IS NULL OR o.claimed_until_ms <= $3))
                      ORDER BY s.callback",
                     &[&path, &topic_url, &now_ms, &now_s, &in_flight],
                 )
@@ -175,31 +216,73 @@ impl OutboxBackend for Postgres {
         pg!(self, c, {
             let rows = q::rows(
                 c,
-                "SELECT o.id, o.kind, o.target, o.topic, o.article, o.body, o.content_type, o.idem, o.created_ms, o.attempts
-                 FROM syndicate_outbox o
-                 WHERE o.state = 'pending' AND o.ready AND o.next_ms <= $1 AND o.kind <> 'fanout'
-                   AND (o.kind <> 'partner' OR NOT EXISTS (
-                        SELECT 1 FROM syndicate_outbox p
-                        WHERE p.kind = 'partner' AND p.target = o.target AND p.article = o.article AND p.id < o.id))
-                   AND NOT (o.target = ANY($3::text[]))
-                   AND (o.kind <> 'websub' OR cardinality($4::text[]) = 0 OR NOT EXISTS (
-                        SELECT 1 FROM syndicate_subscriptions s
-                        WHERE s.topic = $5::text || o.topic AND s.callback = o.target AND s.client = ANY($4::text[])))
-                 ORDER BY o.id LIMIT $2",
+                &format!(
+                    "SELECT {ROW_COLUMNS} FROM syndicate_outbox o WHERE {DUE} ORDER BY o.id LIMIT $2"
+                ),
                 &[
                     &now_ms,
                     &limit,
                     &filter.targets,
                     &filter.clients,
                     &filter.topic_prefix,
+                    &filter.in_flight,
                 ],
             )
             .await?;
-            Ok(rows
-                .iter()
-                .filter_map(outbox_row)
-                .filter(|r| r.kind != DeliveryKind::Fanout)
-                .collect())
+            Ok(outbox_rows(&rows))
+        })
+    }
+
+    fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        filter: &DueFilter<'_>,
+        claimant: &str,
+        claim_until_ms: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        let limit = limit as i64;
+        pg!(self, c, {
+            // Rows another claimer locked this moment are skipped, not
+            // waited for: each instance takes what is free and goes.
+            let rows = q::rows(
+                c,
+                &format!(
+                    "WITH due AS (
+                         SELECT o.id FROM syndicate_outbox o WHERE {DUE}
+                         ORDER BY o.id LIMIT $2 FOR UPDATE OF o SKIP LOCKED)
+                     UPDATE syndicate_outbox o SET claimed_by = $7, claimed_until_ms = $8
+                     FROM due WHERE o.id = due.id
+                     RETURNING {ROW_COLUMNS}"
+                ),
+                &[
+                    &now_ms,
+                    &limit,
+                    &filter.targets,
+                    &filter.clients,
+                    &filter.topic_prefix,
+                    &filter.in_flight,
+                    &claimant,
+                    &claim_until_ms,
+                ],
+            )
+            .await?;
+            let mut rows = outbox_rows(&rows);
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
+        })
+    }
+
+    fn give_back_deliveries(&self, claimant: &str, ids: &[i64]) -> Result<()> {
+        pg!(self, c, {
+            q::exec(
+                c,
+                "UPDATE syndicate_outbox SET claimed_by = NULL, claimed_until_ms = NULL
+                 WHERE id = ANY($1) AND claimed_by = $2",
+                &[&ids, &claimant],
+            )
+            .await?;
+            Ok(())
         })
     }
 
@@ -268,7 +351,9 @@ impl OutboxBackend for Postgres {
                     OutboxUpdate::DeadLetter { id, error } => {
                         q::exec(
                             &tx,
-                            "UPDATE syndicate_outbox SET state = 'dead', attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                            "UPDATE syndicate_outbox SET state = 'dead', attempts = attempts + 1, last_error = $2,
+                               claimed_by = NULL, claimed_until_ms = NULL
+                             WHERE id = $1",
                             &[id, &storable(error).as_ref()],
                         )
                         .await?;
@@ -281,7 +366,8 @@ impl OutboxBackend for Postgres {
                     } => {
                         let row = q::opt(
                             &tx,
-                            "UPDATE syndicate_outbox SET attempts = attempts + 1, next_ms = $2, last_error = $3
+                            "UPDATE syndicate_outbox SET attempts = attempts + 1, next_ms = $2, last_error = $3,
+                               claimed_by = NULL, claimed_until_ms = NULL
                              WHERE id = $1 RETURNING kind, target, topic",
                             &[id, next_ms, &storable(error).as_ref()],
                         )
@@ -297,14 +383,17 @@ impl OutboxBackend for Postgres {
             }
             // Keep one waiting row per (kind, target, topic); the oldest stays,
             // its age being the one the give-up rule should see. Rows being
-            // sent and rows still waiting for their document are left alone.
+            // sent (here, or claimed by another instance) and rows still
+            // waiting for their document are left alone.
+            let now_ms = chrono::Utc::now().timestamp_millis();
             for (kind, target, topic) in &merges {
                 let ids: Vec<i64> = q::rows(
                     &tx,
                     "SELECT id FROM syndicate_outbox
                      WHERE kind = $1 AND target = $2 AND topic = $3 AND state = 'pending' AND ready
+                       AND (claimed_until_ms IS NULL OR claimed_until_ms <= $4)
                      ORDER BY id FOR UPDATE",
-                    &[kind, target, topic],
+                    &[kind, target, topic, &now_ms],
                 )
                 .await?
                 .iter()

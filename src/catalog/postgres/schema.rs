@@ -232,6 +232,39 @@ const MIGRATIONS: &[&str] = &[
         changed_us  BIGINT NOT NULL
     );
     "#,
+    // 6: several instances on one catalog. The leader's lease (one row; the
+    // term grows with every new holder and fences a former leader's writes),
+    // the instances and when each was last seen, the bytes of every
+    // published version with a sequence number (so the other instances serve
+    // the same documents, fetching what changed since the last they saw),
+    // and delivery claims (rows an instance is sending: others skip them
+    // until the claim ends).
+    r#"
+    CREATE TABLE cluster_lease (
+        only_row     BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+        holder       TEXT COLLATE "C" NOT NULL,
+        holder_name  TEXT NOT NULL,
+        term         BIGINT NOT NULL,
+        acquired_at  TIMESTAMPTZ NOT NULL,
+        renewed_at   TIMESTAMPTZ NOT NULL,
+        expires_at   TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE cluster_instances (
+        token       TEXT COLLATE "C" PRIMARY KEY,
+        name        TEXT NOT NULL,
+        role        TEXT NOT NULL,
+        http        TEXT NOT NULL DEFAULT '',
+        started_at  TIMESTAMPTZ NOT NULL,
+        seen_at     TIMESTAMPTZ NOT NULL
+    );
+    ALTER TABLE published ADD COLUMN body BYTEA;
+    ALTER TABLE published ADD COLUMN seq BIGINT;
+    CREATE SEQUENCE published_seq;
+    CREATE INDEX published_by_seq ON published(seq);
+    ALTER TABLE syndicate_outbox ADD COLUMN claimed_by TEXT COLLATE "C";
+    ALTER TABLE syndicate_outbox ADD COLUMN claimed_until_ms BIGINT;
+    CREATE INDEX syndicate_outbox_claims ON syndicate_outbox(claimed_by) WHERE claimed_by IS NOT NULL;
+    "#,
 ];
 
 /// How many migrations this build knows.
@@ -258,6 +291,8 @@ pub(super) const DATA_TABLES: &[&str] = &[
     "syndicate_verifying",
     "sitemap_urls",
     "sitemap_pages",
+    "cluster_lease",
+    "cluster_instances",
 ];
 
 /// The schema version a database has had, without writing anything:

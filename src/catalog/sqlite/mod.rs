@@ -7,6 +7,7 @@
 //! `SQLITE_BUSY` if another connection committed in between (the busy timeout
 //! does not cover that upgrade); taken up front, the lock is waited for.
 
+mod cluster;
 mod outbox;
 mod schema;
 #[cfg(test)]

@@ -155,6 +155,10 @@ impl OutboxBackend for Sqlite {
             marks.join(",")
         };
         let mut extra = String::new();
+        if !filter.in_flight.is_empty() {
+            let ids: Vec<String> = filter.in_flight.iter().map(i64::to_string).collect();
+            extra.push_str(&format!(" AND o.id NOT IN ({})", ids.join(",")));
+        }
         if !filter.targets.is_empty() {
             extra.push_str(&format!(
                 " AND o.target NOT IN ({})",
@@ -197,6 +201,22 @@ impl OutboxBackend for Sqlite {
         )?;
         let rows = stmt.query_map(params![endpoint, limit as i64], outbox_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One instance: the rows it takes are its own without a mark.
+    fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        filter: &DueFilter<'_>,
+        _claimant: &str,
+        _claim_until_ms: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        self.due_deliveries(now_ms, limit, filter)
+    }
+
+    fn give_back_deliveries(&self, _claimant: &str, _ids: &[i64]) -> Result<()> {
+        Ok(())
     }
 
     fn active_subscription(

@@ -50,6 +50,48 @@ fn opening_the_catalog_beside_an_open_batch_needs_no_write_lock() {
     batch.commit().unwrap();
 }
 
+/// SQLite is one instance's catalog: it always wins the lease, fencing
+/// changes nothing, a claim is simply the due rows, and published versions
+/// are recorded without their bytes (nobody else serves them).
+#[test]
+fn sqlite_is_one_instance_that_always_leads() {
+    use crate::catalog::{DueFilter, Election, Member, NewDelivery, PublishedDocument};
+    let (_dir, _path, mut catalog) = catalog();
+    let me = Member::new("only", "");
+    let Election::Won(term) = catalog.elect(&me, Duration::from_secs(1), false).unwrap() else {
+        panic!("SQLite's only instance leads");
+    };
+    catalog.fence_writes(Some(term.clone()));
+    assert!(catalog.renew(&term, Duration::from_secs(1)).unwrap());
+    let mut b = catalog.batch().unwrap();
+    b.enqueue(&[NewDelivery::Partner {
+        partner: "p".into(),
+        article: "a".into(),
+        body: b"{}".to_vec(),
+        content_type: "application/json".into(),
+        idempotency_key: "k".into(),
+    }])
+    .unwrap();
+    b.commit().unwrap();
+    let now = chrono::Utc::now().timestamp_millis() + 1000;
+    let due = catalog
+        .claim_due_deliveries(now, 10, &DueFilter::default(), &me.token, now + 1000)
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    let body = b"<rss/>".to_vec();
+    catalog
+        .record_published_documents(&[PublishedDocument {
+            path: "rss.xml",
+            hash: "h",
+            first_published: chrono::Utc::now(),
+            body: &body,
+        }])
+        .unwrap();
+    assert_eq!(catalog.published_feeds().unwrap()[0].hash, "h");
+    assert!(catalog.published_documents_since(0).unwrap().is_empty());
+    assert!(catalog.lease().unwrap().is_none());
+}
+
 /// An entry stored by a build from before `first_seen`/`content_created`
 /// were kept gains them when its file is read again (every release reads
 /// every file), quietly: no change for readers or partners, so an upgrade

@@ -43,12 +43,7 @@ pub(crate) fn respond(
     let last_modified = rep.last_modified.map(|t| t.min(now));
 
     let mut headers = rep.headers;
-    put(&mut headers, ETAG, &etag);
-    if let Some(t) = last_modified {
-        put(&mut headers, LAST_MODIFIED, &httpdate::fmt_http_date(t));
-    }
-    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    add_validators(&mut headers, &etag, last_modified);
 
     let label = axum::Extension(RouteLabel(rep.label));
     if conditional::not_modified(req, &etag, last_modified, now) {
@@ -56,12 +51,8 @@ pub(crate) fn respond(
         return (StatusCode::NOT_MODIFIED, headers, label).into_response();
     }
 
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(rep.content_type));
-    if let Some(enc) = coding.header() {
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
-    }
     let bytes = body(coding);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    add_body_headers(&mut headers, rep.content_type, coding, bytes.len());
     // HEAD: the same headers, Content-Length of the representation, no body.
     let body = if method == Method::HEAD {
         Body::empty()
@@ -99,12 +90,7 @@ impl Prepared {
         let variant = |coding: Coding| {
             let etag = variant_etag(rep.etag, coding);
             let mut headers = rep.headers.clone();
-            put(&mut headers, ETAG, &etag);
-            if let Some(t) = last_modified {
-                put(&mut headers, LAST_MODIFIED, &httpdate::fmt_http_date(t));
-            }
-            headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            add_validators(&mut headers, &etag, last_modified);
             Variant {
                 etag,
                 not_modified: headers,
@@ -156,11 +142,7 @@ impl Prepared {
         let bytes = body(coding);
         let head = variant.ok.get_or_init(|| {
             let mut headers = variant.not_modified.clone();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
-            if let Some(enc) = coding.header() {
-                headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
-            }
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            add_body_headers(&mut headers, self.content_type, coding, bytes.len());
             headers
         });
         let body = if method == Method::HEAD {
@@ -170,6 +152,31 @@ impl Prepared {
         };
         Some(with_head(StatusCode::OK, head.clone(), label, body))
     }
+}
+
+/// What a 200 and a 304 both carry: the coding's validators, and that the
+/// answer varies with Accept-Encoding.
+fn add_validators(headers: &mut HeaderMap, etag: &str, last_modified: Option<SystemTime>) {
+    put(headers, ETAG, etag);
+    if let Some(t) = last_modified {
+        put(headers, LAST_MODIFIED, &httpdate::fmt_http_date(t));
+    }
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+}
+
+/// What only a 200 carries: the body's type, coding and length.
+fn add_body_headers(
+    headers: &mut HeaderMap,
+    content_type: &'static str,
+    coding: Coding,
+    len: usize,
+) {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(enc) = coding.header() {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
 }
 
 /// A response from a ready head, without re-inserting header by header.
@@ -212,6 +219,54 @@ pub(crate) fn put(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The prepared heads answer exactly what `respond` answers, for
+    /// plain, compressed, conditional and HEAD requests alike.
+    #[test]
+    fn serve_prepared_heads_answer_as_respond_does() {
+        use axum::http::header::{ACCEPT_ENCODING, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+        let published = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let rep = || {
+            let mut headers = HeaderMap::new();
+            put(
+                &mut headers,
+                axum::http::header::CACHE_CONTROL,
+                "max-age=60",
+            );
+            Representation {
+                etag: "\"abc\"",
+                last_modified: Some(published),
+                content_type: "application/rss+xml",
+                label: "feeds",
+                headers,
+            }
+        };
+        let body = |coding: Coding| Bytes::from(format!("body {coding:?}"));
+        let prepared = Prepared::new(rep());
+        let requests: [&[(HeaderName, &str)]; 6] = [
+            &[],
+            &[(ACCEPT_ENCODING, "gzip")],
+            &[(ACCEPT_ENCODING, "br, gzip"), (IF_NONE_MATCH, "\"abc-br\"")],
+            &[
+                (ACCEPT_ENCODING, "gzip"),
+                (IF_NONE_MATCH, "W/\"abc-gzip\", \"x\""),
+            ],
+            &[(ACCEPT_ENCODING, "gzip"), (IF_NONE_MATCH, "\"abc\"")],
+            &[(IF_MODIFIED_SINCE, "Tue, 14 Nov 2023 22:13:20 GMT")],
+        ];
+        for (i, request) in requests.iter().enumerate() {
+            let mut req = HeaderMap::new();
+            for (name, value) in request.iter() {
+                req.insert(name.clone(), HeaderValue::from_str(value).unwrap());
+            }
+            for method in [Method::GET, Method::HEAD] {
+                let want = respond(rep(), &method, &req, body);
+                let got = prepared.respond(&method, &req, body).unwrap();
+                assert_eq!(got.status(), want.status(), "request {i} {method}");
+                assert_eq!(got.headers(), want.headers(), "request {i} {method}");
+            }
+        }
+    }
 
     #[test]
     fn serve_variant_etags_differ_per_coding() {

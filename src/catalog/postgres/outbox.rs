@@ -31,23 +31,10 @@ const DUE: &str = "o.state = 'pending' AND o.ready AND o.next_ms <= $1 AND o.kin
          SELECT 1 FROM syndicate_subscriptions s
          WHERE s.topic = $5::text || o.topic AND s.callback = o.target AND s.client = ANY($4::text[])))";
 
+/// The rows a delivery worker may send: fan-out rows are expanded, never sent.
 fn outbox_rows(rows: &[tokio_postgres::Row]) -> Vec<OutboxRow> {
     rows.iter()
-        .filter_map(|r| {
-            let kind = DeliveryKind::parse(r.get(1))?;
-            Some(OutboxRow {
-                id: r.get(0),
-                kind,
-                target: r.get(2),
-                topic: r.get(3),
-                article: r.get(4),
-                body: r.get(5),
-                content_type: r.get(6),
-                idempotency_key: r.get(7),
-                created_ms: r.get(8),
-                attempts: r.get(9),
-            })
-        })
+        .filter_map(outbox_row)
         .filter(|r| r.kind != DeliveryKind::Fanout)
         .collect()
 }

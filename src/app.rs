@@ -126,7 +126,7 @@ async fn run_async(mut cfg: Config) -> Result<()> {
             metrics.clone(),
             catalog,
         )?;
-        let router = crate::serve::router(state).merge(crate::syndicate::hub_router(
+        let routes = crate::serve::routes(state).merge(crate::syndicate::hub_router(
             &cfg,
             &store,
             &metrics,
@@ -137,7 +137,7 @@ async fn run_async(mut cfg: Config) -> Result<()> {
         let stopped = stop.clone();
         tasks.spawn(async move {
             if let Err(e) =
-                crate::serve::serve(listener, router, limits, stopped.cancelled_owned()).await
+                crate::serve::serve(listener, routes, limits, stopped.cancelled_owned()).await
             {
                 tracing::error!(error = %format!("{e:#}"), "the HTTP server stopped");
             }

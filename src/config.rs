@@ -251,6 +251,10 @@ pub struct Server {
     pub max_uri_bytes: usize,
     /// Memory for gzip/brotli copies of rendered HTML pages and archive pages.
     pub page_cache_bytes: usize,
+    /// Threads serving HTTP connections, each with a runtime of its own (a
+    /// connection stays on one thread, so a request costs no wake-ups across
+    /// threads). 0: one per CPU core.
+    pub workers: usize,
 }
 
 impl Default for Server {
@@ -270,11 +274,20 @@ impl Default for Server {
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 4 * 1024,
             page_cache_bytes: 8 << 20,
+            workers: 0,
         }
     }
 }
 
 impl Server {
+    /// The number of HTTP worker threads: `workers`, or one per core.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
     pub fn listen_addr(&self) -> Result<SocketAddr> {
         self.listen.parse().with_context(|| {
             format!(

@@ -16,7 +16,7 @@ use feedwire::config::Config;
 use feedwire::metrics::Metrics;
 use feedwire::pipeline::Pipeline;
 use feedwire::publish::Store;
-use feedwire::serve::{AppState, Limits, router, serve};
+use feedwire::serve::{AppState, Limits, router, routes, serve};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::HeaderMap;
 use std::io::{Read, Write};
@@ -92,7 +92,9 @@ impl Fixture {
             .unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(serve(listener, router(state), limits, async move {
+        // The daemon's routes: live documents through the front door's
+        // direct path, everything else through the router.
+        rt.spawn(serve(listener, routes(state), limits, async move {
             let _ = stopped.await;
         }));
         feedwire::install_tls_provider();
@@ -267,6 +269,89 @@ fn unbrotli(b: &[u8]) -> Vec<u8> {
         .read_to_end(&mut out)
         .unwrap();
     out
+}
+
+/// Live documents are answered by the front door without the router; a
+/// query string sends the same request through the router. Both must give
+/// the same status, headers and body, for every kind of request a reader
+/// makes (HTTP-02, HTTP-04, HTTP-06, HTTP-07).
+#[test]
+fn serve_front_door_answers_as_the_router_does() {
+    let f = Fixture::start();
+    let etag_of = |path: &str, coding: &str| {
+        header(
+            f.get_with(path, &[("accept-encoding", coding)]).headers(),
+            "etag",
+        )
+        .to_string()
+    };
+    for doc in [
+        "rss.xml",
+        "atom.xml",
+        "feed.json",
+        &format!("{SLUG}/rss.xml"),
+    ] {
+        let direct = format!("/feeds/{doc}");
+        let routed = format!("/feeds/{doc}?via=router");
+        let gz_tag = etag_of(&direct, "gzip");
+        let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+            ("GET", vec![]),
+            ("GET", vec![("accept-encoding", "gzip")]),
+            ("GET", vec![("accept-encoding", "br;q=1, gzip;q=0.5")]),
+            (
+                "GET",
+                vec![("accept-encoding", "gzip"), ("if-none-match", &gz_tag)],
+            ),
+            ("GET", vec![("if-none-match", &gz_tag)]),
+            ("GET", vec![("if-none-match", "W/\"nope\", *")]),
+            (
+                "GET",
+                vec![("if-modified-since", "Sun, 06 Nov 2050 08:49:37 GMT")],
+            ),
+            ("HEAD", vec![("accept-encoding", "gzip")]),
+        ];
+        for (method, headers) in cases {
+            let send = |path: &str| {
+                let mut req = f.http.request(method.parse().unwrap(), f.url(path));
+                if !headers.iter().any(|(k, _)| *k == "accept-encoding") {
+                    req = req.header("accept-encoding", "identity");
+                }
+                for (k, v) in &headers {
+                    req = req.header(*k, *v);
+                }
+                let r = req.send().unwrap();
+                let status = r.status();
+                let mut h = r.headers().clone();
+                h.remove("date");
+                (status, h, r.bytes().unwrap())
+            };
+            let (a, b) = (send(&direct), send(&routed));
+            assert_eq!(a.0, b.0, "{method} {doc} {headers:?}: status");
+            assert_eq!(a.1, b.1, "{method} {doc} {headers:?}: headers");
+            assert_eq!(a.2, b.2, "{method} {doc} {headers:?}: body");
+        }
+    }
+}
+
+/// More request headers than the cap (100, hyper's default, which the
+/// server relies on) are refused before any handler runs.
+#[test]
+fn serve_too_many_request_headers_are_refused() {
+    let f = Fixture::start();
+    let mut s = std::net::TcpStream::connect(&f.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = String::from("GET /feeds/rss.xml HTTP/1.1\r\nHost: localhost\r\n");
+    for i in 0..120 {
+        head.push_str(&format!("X-H{i}: 1\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text:?}");
+    let (status, _) = raw_request(&f.addr, "GET", "/feeds/rss.xml");
+    assert_eq!(status, 200, "a normal request is still served");
 }
 
 /// HTTP-01: exact Content-Type per format; the served bytes are the file on

@@ -23,22 +23,8 @@ pub(super) async fn bound_request(
     req: Request,
     next: Next,
 ) -> Response {
-    // Measured without formatting the URI: this runs on every request.
-    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
-        + req.uri().authority().map_or(0, |a| a.as_str().len());
-    if uri_len > limits.max_uri_bytes {
-        return refuse(StatusCode::URI_TOO_LONG, "request target too long");
-    }
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > limits.max_header_bytes {
-        return refuse(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request headers too large",
-        );
+    if let Some(refused) = refusal(&req, &limits) {
+        return refused;
     }
     if req.body().is_end_stream() {
         return next.run(req).await;
@@ -74,6 +60,28 @@ pub(super) async fn bound_request(
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// The refusal for a request target or header block over its limit.
+/// Measured without formatting the URI: this runs on every request.
+pub(super) fn refusal<B>(req: &axum::http::Request<B>, limits: &Limits) -> Option<Response> {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Some(refuse(StatusCode::URI_TOO_LONG, "request target too long"));
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Some(refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers too large",
+        ));
+    }
+    None
 }
 
 /// A plain-text refusal that also ends the connection: whatever the client

@@ -7,31 +7,31 @@
 //! connections (in-flight requests finish, idle and slow ones are closed,
 //! nothing is waited on longer than [`SHUTDOWN_GRACE`]).
 //!
-//! Each request gets `ConnectInfo<SocketAddr>` in its extensions, as axum's
-//! `into_make_service_with_connect_info` would add, so handlers (the hub's
-//! per-client rate limit) can see the peer.
+//! Connections are accepted on the daemon's runtime and served on the HTTP
+//! worker threads (`server.workers`), one single-threaded runtime each; every
+//! request goes to the [`Front`] door, which gives routed requests
+//! `ConnectInfo<SocketAddr>` as axum's `into_make_service_with_connect_info`
+//! would, so handlers (the hub's per-client rate limit) can see the peer.
 
 use super::Limits;
-use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
+use super::front::Front;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 /// After shutdown is asked for, in-flight requests get this long to finish;
 /// then every remaining connection is dropped. Short: the daemon's whole
@@ -53,9 +53,17 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Run the accept loop until `shutdown` resolves, then shut down as
 /// described in the module documentation.
+///
+/// Connections are accepted here, on the daemon's runtime, where the caps
+/// are kept in one place; each admitted connection is then handed to the
+/// least busy of the [`workers`](Workers), which serves it start to finish.
+/// A request is so handled on one thread: on a shared multi-threaded runtime
+/// the thread woken by the socket was often not the one running the
+/// connection, and those wake-ups were a quarter of the CPU time of a
+/// polling load.
 pub async fn accept_loop(
     listener: TcpListener,
-    router: Router,
+    front: Front,
     limits: &Limits,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -68,7 +76,8 @@ pub async fn accept_loop(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true)
-        .max_headers(100)
+        // Hyper's default cap is 100 headers, which is ours; setting it
+        // explicitly, even to 100, makes hyper fill a fresh array per request.
         // A head over either bound is refused with 431 by hyper itself; the
         // exact per-part limits (414, 431) are checked again in `bounds`.
         .max_header_size(limits.max_header_bytes + limits.max_uri_bytes + 1024)
@@ -76,6 +85,21 @@ pub async fn accept_loop(
     let tracker = TaskTracker::new();
     let graceful = CancellationToken::new();
     let forced = CancellationToken::new();
+    let served = Served {
+        http,
+        front,
+        send_timeout: limits.send_timeout,
+        tracker: tracker.clone(),
+        graceful: graceful.clone(),
+        forced: forced.clone(),
+    };
+    let workers = match Workers::start(limits.workers, &served) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the HTTP worker threads; serving HTTP on the daemon's runtime");
+            Workers::default()
+        }
+    };
     let mut refusals = RefusalLog::default();
 
     tokio::pin!(shutdown);
@@ -109,16 +133,70 @@ pub async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req.map(Body::new))
-        });
-        let conn = http.serve_connection(io, service);
-        let (graceful, forced) = (graceful.clone(), forced.clone());
-        tracker.spawn(async move {
-            let _held = (slot, client);
+        let admitted = Admitted {
+            stream,
+            peer,
+            held: (slot, client),
+        };
+        if let Some(refused) = workers.hand(admitted) {
+            // No worker threads (they could not start): serve right here.
+            served.spawn(refused.stream, refused.peer, refused.held);
+        }
+    }
+
+    // Stop accepting first, so new clients are refused by the kernel at once.
+    drop(listener);
+    graceful.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            connections = tracker.len(),
+            "closing HTTP connections still open after the shutdown grace period"
+        );
+        forced.cancel();
+        tracker.wait().await;
+    }
+    // Every connection has ended; the workers' queues close with `workers`.
+    drop(workers);
+}
+
+/// A connection past the caps, with what it holds of them (given back when
+/// it is dropped).
+struct Admitted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    held: Held,
+}
+
+type Held = (OwnedSemaphorePermit, ClientSlot);
+
+/// What serving a connection needs, on whichever runtime serves it.
+#[derive(Clone)]
+struct Served {
+    http: http1::Builder,
+    front: Front,
+    send_timeout: Duration,
+    /// Every connection, on every worker: shutdown waits on it.
+    tracker: TaskTracker,
+    graceful: CancellationToken,
+    forced: CancellationToken,
+}
+
+impl Served {
+    /// Serve one connection on the current runtime, until it closes or
+    /// shutdown ends it.
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr, held: impl Send + 'static) {
+        let io = TokioIo::new(SendTimeout::new(stream, self.send_timeout));
+        let front = self.front.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| front.call(req, peer));
+        let conn = self.http.serve_connection(io, service);
+        let (graceful, forced) = (self.graceful.clone(), self.forced.clone());
+        tokio::spawn(self.tracker.track_future(async move {
+            let _held = held;
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
@@ -136,23 +214,83 @@ pub async fn accept_loop(
                 // business; they are not worth more than a debug line.
                 tracing::debug!(client = %peer, error = %e, "connection ended with an error");
             }
-        });
+        }));
+    }
+}
+
+/// The HTTP worker threads, each running a single-threaded runtime that
+/// serves the connections handed to it. Their queues need no bound of their
+/// own: a connection is queued only while it holds one of the
+/// `max_connections` slots.
+#[derive(Default)]
+struct Workers {
+    queues: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, Held, Load)>>,
+    /// Connections each worker is serving.
+    loads: Vec<Arc<AtomicUsize>>,
+}
+
+/// One connection's share of its worker's load; given back on drop.
+struct Load(Arc<AtomicUsize>);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Workers {
+    fn start(count: usize, served: &Served) -> io::Result<Workers> {
+        let mut workers = Workers::default();
+        for i in 0..count.max(1) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (queue, mut handed) =
+                mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Held, Load)>();
+            let served = served.clone();
+            std::thread::Builder::new()
+                .name(format!("feedwire-http-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        while let Some((stream, peer, held, load)) = handed.recv().await {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => served.spawn(stream, peer, (held, load)),
+                                Err(e) => tracing::debug!(client = %peer, error = %e, "cannot serve a handed-over connection"),
+                            }
+                        }
+                        // The accept loop has waited for every connection.
+                        served.tracker.wait().await;
+                    });
+                })?;
+            workers.queues.push(queue);
+            workers.loads.push(Arc::new(AtomicUsize::new(0)));
+        }
+        Ok(workers)
     }
 
-    // Stop accepting first, so new clients are refused by the kernel at once.
-    drop(listener);
-    graceful.cancel();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::info!(
-            connections = tracker.len(),
-            "closing HTTP connections still open after the shutdown grace period"
-        );
-        forced.cancel();
-        tracker.wait().await;
+    /// Give a connection to the worker serving the fewest; `Some` back if
+    /// there is none to take it.
+    fn hand(&self, c: Admitted) -> Option<Admitted> {
+        let Some(i) = (0..self.loads.len()).min_by_key(|&i| self.loads[i].load(Ordering::Relaxed))
+        else {
+            return Some(c);
+        };
+        let stream = match c.stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(client = %c.peer, error = %e, "cannot hand a connection to a worker");
+                return None;
+            }
+        };
+        self.loads[i].fetch_add(1, Ordering::Relaxed);
+        let load = Load(self.loads[i].clone());
+        if let Err(mpsc::error::SendError((stream, peer, held, _))) =
+            self.queues[i].send((stream, c.peer, c.held, load))
+        {
+            let stream = TcpStream::from_std(stream).ok()?;
+            return Some(Admitted { stream, peer, held });
+        }
+        None
     }
 }
 

@@ -45,11 +45,24 @@ pub async fn feeds_path(
         let newer = archive.page.checked_add(1).map(|n| archive.with_page(n));
         return archive_page(&state, &path, archive.kind, newer, &method, &headers).await;
     }
-    // Sitemaps and text live at the site's root, not here.
-    match state.store.get(&path).filter(|d| !d.kind.at_site_root()) {
-        Some(doc) => document(&state, &doc, &method, &headers),
-        None => pages::not_found_page(&state),
+    live_document(&state, &path, &method, &headers).unwrap_or_else(|| pages::not_found_page(&state))
+}
+
+/// The answer for the live document published under `key` (a decoded path
+/// below `/feeds/`), if there is one: not a category view, not an archive
+/// page, not a site-root document. The front door calls this directly.
+pub(super) fn live_document(
+    state: &AppState,
+    key: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    if key.ends_with('/') || ArchivePath::parse(key).is_some() {
+        return None;
     }
+    // Sitemaps and text live at the site's root, not here.
+    let doc = state.store.get(key).filter(|d| !d.kind.at_site_root())?;
+    Some(document(state, &doc, method, headers))
 }
 
 /// One published document, from the store's bytes and its precomputed

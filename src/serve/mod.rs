@@ -13,14 +13,17 @@
 //! are an article's ninjs document ([`ninjs`]) and a partner's private pull
 //! feeds ([`partners`], behind its token).
 //!
-//! The daemon builds an [`AppState`], calls [`router`] (merging in its own
+//! The daemon builds an [`AppState`], calls [`routes`] (merging in its own
 //! routers such as the WebSub `/hub`), binds a listener and hands both to
-//! [`serve`] with the [`Limits`] and a shutdown future.
+//! [`serve`] with the [`Limits`] and a shutdown future. A GET of a live
+//! document skips the router: the [`front`] door answers it from the store
+//! with the same handler code, bounds and request count.
 
 mod bounds;
 mod conditional;
 mod connections;
 mod documents;
+mod front;
 mod health;
 mod html;
 mod negotiate;
@@ -132,6 +135,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub max_uri_bytes: usize,
+    /// HTTP worker threads (already resolved: never 0).
+    pub workers: usize,
 }
 
 impl Limits {
@@ -145,6 +150,7 @@ impl Limits {
             max_body_bytes: server.max_body_bytes,
             max_header_bytes: server.max_header_bytes,
             max_uri_bytes: server.max_uri_bytes,
+            workers: server.worker_threads(),
         }
     }
 }
@@ -194,6 +200,41 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What the server answers: a router, and, when it serves the published
+/// documents, their state, so the front door can answer a live document
+/// without the router.
+pub struct Routes {
+    router: Router,
+    feeds: Option<AppState>,
+}
+
+impl Routes {
+    /// Add the daemon's own routes (the WebSub `/hub`).
+    pub fn merge(mut self, other: Router) -> Routes {
+        self.router = self.router.merge(other);
+        self
+    }
+}
+
+impl From<Router> for Routes {
+    /// Every request through `router`.
+    fn from(router: Router) -> Routes {
+        Routes {
+            router,
+            feeds: None,
+        }
+    }
+}
+
+/// Every feedwire route, as [`router`] makes them, with the front door's
+/// direct path to the live documents.
+pub fn routes(state: AppState) -> Routes {
+    Routes {
+        router: router(state.clone()),
+        feeds: Some(state),
+    }
+}
+
 /// Run the server until `shutdown` resolves, then let in-flight requests
 /// finish (for at most [`SHUTDOWN_GRACE`]) and close every connection.
 ///
@@ -201,7 +242,7 @@ pub fn router(state: AppState) -> Router {
 /// caller merged in are covered like ours.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    routes: impl Into<Routes>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -214,15 +255,18 @@ pub async fn serve(
         max_connections_per_client = limits.max_connections_per_client,
         "HTTP server listening"
     );
+    let Routes { router, feeds } = routes.into();
+    let bounds = Arc::new(limits.clone());
     let router = router
         .layer(middleware::from_fn_with_state(
-            Arc::new(limits.clone()),
+            bounds.clone(),
             bounds::bound_request,
         ))
         // Bodies reach handlers already read within max_body_bytes; this only
         // keeps axum's own extractors from assuming a larger default.
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
-    connections::accept_loop(listener, router, &limits, shutdown).await;
+    let front = front::Front::new(router, feeds, bounds);
+    connections::accept_loop(listener, front, &limits, shutdown).await;
     Ok(())
 }
 

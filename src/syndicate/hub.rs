@@ -54,6 +54,10 @@ pub(crate) struct HubState {
     pub pending: Arc<Pending>,
     /// Verifications run here, so shutdown knows of them.
     pub tasks: TaskTracker,
+    /// The daemon's runtime, where verifications run: the request that asks
+    /// for one is served on an HTTP worker's runtime, which ends with the
+    /// server, before the daemon's shutdown has waited for its tasks.
+    pub runtime: tokio::runtime::Handle,
     pub stop: CancellationToken,
 }
 
@@ -79,6 +83,7 @@ impl HubState {
             db: Arc::new(Mutex::new(db)),
             shared,
             tasks,
+            runtime: tokio::runtime::Handle::current(),
             stop,
         }
     }
@@ -250,12 +255,13 @@ async fn post_hub(
         }
     };
     let stop = st.stop.clone();
-    st.tasks.clone().spawn(async move {
+    let runtime = st.runtime.clone();
+    runtime.spawn(st.tasks.clone().track_future(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = work(st, req, client, admitted, slot) => {}
         }
-    });
+    }));
     (
         StatusCode::ACCEPTED,
         "accepted; verifying intent with the callback\n",

@@ -280,6 +280,9 @@ impl Default for Server {
 }
 
 impl Server {
+    /// Most HTTP worker threads `server.workers` may ask for.
+    pub const MAX_WORKERS: usize = 256;
+
     /// The number of HTTP worker threads: `workers`, or one per core.
     pub fn worker_threads(&self) -> usize {
         match self.workers {
@@ -325,6 +328,15 @@ impl Server {
         at_least("max_body_bytes", self.max_body_bytes as u64, 1024)?;
         at_least("max_header_bytes", self.max_header_bytes as u64, 4096)?;
         at_least("max_uri_bytes", self.max_uri_bytes as u64, 256)?;
+        // Each worker is a thread with a runtime of its own; past this it is
+        // a typo, not a machine.
+        if self.workers > Self::MAX_WORKERS {
+            bail!(
+                "server.workers must be at most {} (it is {}); 0 means one per CPU core",
+                Self::MAX_WORKERS,
+                self.workers
+            );
+        }
         Ok(())
     }
 }
@@ -1540,6 +1552,7 @@ mod tests {
                 "[server]\nsend_timeout_secs = 0",
                 "server.send_timeout_secs",
             ),
+            ("[server]\nworkers = 257", "server.workers"),
             ("[server]\nmax_body_bytes = 10", "server.max_body_bytes"),
             ("[server]\nmax_header_bytes = 10", "server.max_header_bytes"),
             ("[websub]\nclient_burst = 0", "websub.client_burst"),

@@ -173,6 +173,10 @@ struct Admitted {
 
 type Held = (OwnedSemaphorePermit, ClientSlot);
 
+/// A connection on its way to a worker: the socket (deregistered from the
+/// accepting runtime), its peer, its caps, and its share of the worker's load.
+type Handed = (std::net::TcpStream, SocketAddr, Held, Load);
+
 /// What serving a connection needs, on whichever runtime serves it.
 #[derive(Clone)]
 struct Served {
@@ -224,7 +228,7 @@ impl Served {
 /// `max_connections` slots.
 #[derive(Default)]
 struct Workers {
-    queues: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, Held, Load)>>,
+    queues: Vec<mpsc::UnboundedSender<Handed>>,
     /// Connections each worker is serving.
     loads: Vec<Arc<AtomicUsize>>,
 }
@@ -245,8 +249,7 @@ impl Workers {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let (queue, mut handed) =
-                mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Held, Load)>();
+            let (queue, mut handed) = mpsc::unbounded_channel::<Handed>();
             let served = served.clone();
             std::thread::Builder::new()
                 .name(format!("feedwire-http-{i}"))

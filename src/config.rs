@@ -746,8 +746,10 @@ fn default_partner_concurrency() -> usize {
 #[serde(deny_unknown_fields, default)]
 pub struct Sitemaps {
     pub enabled: bool,
-    /// URLs per file of the full sitemap (sitemaps.org allows 50,000); more
-    /// make `/sitemap.xml` an index of fixed pages.
+    /// URLs per page of the full sitemap; more make `/sitemap.xml` an index
+    /// of fixed pages. sitemaps.org allows 50,000, but a new article
+    /// re-renders its page, and each page's recent articles are one file
+    /// of the news sitemap: so at most `news_max_urls`, 1,000 by default.
     pub max_urls: usize,
     /// Bytes per file of the full sitemap, uncompressed (sitemaps.org allows
     /// 50 MB, 52,428,800 bytes); a page that would grow past it is closed.
@@ -763,6 +765,9 @@ pub struct Sitemaps {
 impl Sitemaps {
     /// The protocols' own ceilings (sitemaps.org; Google News).
     pub const MAX_URLS: usize = 50_000;
+    /// URLs per page by default: a page is re-rendered on every change to
+    /// one of its articles, so its size is the sitemaps' cost per article.
+    pub const PAGE_URLS: usize = 1_000;
     pub const MAX_BYTES: usize = 52_428_800;
     pub const NEWS_MAX_URLS: usize = 1_000;
 }
@@ -771,7 +776,7 @@ impl Default for Sitemaps {
     fn default() -> Self {
         Sitemaps {
             enabled: true,
-            max_urls: Self::MAX_URLS,
+            max_urls: Self::PAGE_URLS,
             max_bytes: Self::MAX_BYTES,
             news_window_hours: 48,
             news_max_urls: Self::NEWS_MAX_URLS,
@@ -1350,10 +1355,19 @@ impl Config {
 
     fn validate_sitemaps(&self) -> Result<()> {
         let s = &self.sitemaps;
-        if !(1..=Sitemaps::MAX_URLS).contains(&s.max_urls) {
+        // Checked first: max_urls is bounded by it.
+        if !(1..=Sitemaps::NEWS_MAX_URLS).contains(&s.news_max_urls) {
             bail!(
-                "sitemaps.max_urls must be between 1 and {} (the sitemaps.org limit); it is {}",
-                Sitemaps::MAX_URLS,
+                "sitemaps.news_max_urls must be between 1 and {} (the Google News limit); it is {}",
+                Sitemaps::NEWS_MAX_URLS,
+                s.news_max_urls
+            );
+        }
+        // A page's recent articles make one file of the news sitemap.
+        if !(1..=s.news_max_urls.min(Sitemaps::MAX_URLS)).contains(&s.max_urls) {
+            bail!(
+                "sitemaps.max_urls must be between 1 and sitemaps.news_max_urls ({}): each page's recent articles are one file of the news sitemap; it is {}",
+                s.news_max_urls,
                 s.max_urls
             );
         }
@@ -1363,13 +1377,6 @@ impl Config {
                 "sitemaps.max_bytes must be between 16384 and {} (the sitemaps.org limit); it is {}",
                 Sitemaps::MAX_BYTES,
                 s.max_bytes
-            );
-        }
-        if !(1..=Sitemaps::NEWS_MAX_URLS).contains(&s.news_max_urls) {
-            bail!(
-                "sitemaps.news_max_urls must be between 1 and {} (the Google News limit); it is {}",
-                Sitemaps::NEWS_MAX_URLS,
-                s.news_max_urls
             );
         }
         if s.news_window_hours == 0 {
@@ -1600,7 +1607,11 @@ mod tests {
             ),
             ("[catalog]\nmax_connections = 1", "catalog.max_connections"),
             ("[catalog]\nurl = \"postgres://h/db\"\nport = 5", "port"),
-            ("[sitemaps]\nmax_urls = 50001", "sitemaps.max_urls"),
+            ("[sitemaps]\nmax_urls = 1001", "sitemaps.max_urls"),
+            (
+                "[sitemaps]\nmax_urls = 600\nnews_max_urls = 500",
+                "sitemaps.news_max_urls (500)",
+            ),
             ("[sitemaps]\nmax_urls = 0", "sitemaps.max_urls"),
             ("[sitemaps]\nmax_bytes = 52428801", "sitemaps.max_bytes"),
             ("[sitemaps]\nnews_max_urls = 1001", "sitemaps.news_max_urls"),
@@ -1670,7 +1681,7 @@ mod tests {
             "defaults to site.title"
         );
         assert!(cfg.sitemaps.enabled);
-        assert_eq!(cfg.sitemaps.max_urls, 50_000);
+        assert_eq!(cfg.sitemaps.max_urls, 1_000);
         assert_eq!(cfg.sitemaps.max_bytes, 52_428_800);
         assert_eq!(cfg.sitemaps.news_window_hours, 48);
         assert_eq!(cfg.sitemaps.news_max_urls, 1_000);

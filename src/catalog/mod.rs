@@ -40,7 +40,7 @@ pub use outbox::{
     PartnerBacklog, Reservation, Subscription, SubscriptionLimits,
 };
 
-pub use sitemap::{PageUrl, SitemapLimits, SitemapPage, SitemapUrl, Unlisted};
+pub use sitemap::{NewsPage, PageUrl, SitemapLimits, SitemapPage, SitemapUrl, Unlisted};
 
 pub use crate::config::CatalogLocation;
 pub use postgres::CopyReport;
@@ -510,6 +510,9 @@ pub(crate) trait Backend: outbox::OutboxBackend + cluster::ClusterBackend + Send
     fn sitemap_pages(&self) -> Result<Vec<SitemapPage>>;
     fn sitemap_page_urls(&self, page: i64) -> Result<Vec<PageUrl>>;
     fn news_urls(&self, since_us: i64) -> Result<Vec<SitemapUrl>>;
+    fn news_page_urls(&self, page: i64, since_us: i64) -> Result<Vec<SitemapUrl>>;
+    fn sitemap_page_row(&self, page: i64) -> Result<Option<SitemapPage>>;
+    fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>>;
 }
 
 /// What readers of published articles may ask (the HTML pages): the
@@ -535,11 +538,40 @@ pub trait ArticleReader: Send {
         let _ = path;
         Ok(None)
     }
+    /// A page of the full sitemap with its URLs, if the sitemap has such
+    /// a file: the page exists and is not the only one (one page is
+    /// `sitemap.xml` itself).
+    fn sitemap_page(&self, page: i64) -> Result<Option<(SitemapPage, Vec<PageUrl>)>> {
+        let _ = page;
+        Ok(None)
+    }
+    /// A page's articles published at or after `since_us`, newest first
+    /// (its news file), if there is such a page.
+    fn news_page(&self, page: i64, since_us: i64) -> Result<Option<Vec<SitemapUrl>>> {
+        let _ = (page, since_us);
+        Ok(None)
+    }
 }
 
 impl ArticleReader for Catalog {
     fn published_document(&self, path: &str) -> Result<Option<cluster::SharedDocument>> {
         Catalog::published_document(self, path)
+    }
+    fn sitemap_page(&self, page: i64) -> Result<Option<(SitemapPage, Vec<PageUrl>)>> {
+        let Some(p) = self.backend.sitemap_page_row(page)? else {
+            return Ok(None);
+        };
+        // Pages are never removed, so a second one means an index.
+        if self.backend.sitemap_page_row(2)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((p, self.sitemap_page_urls(page)?)))
+    }
+    fn news_page(&self, page: i64, since_us: i64) -> Result<Option<Vec<SitemapUrl>>> {
+        if self.backend.sitemap_page_row(page)?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.news_page_urls(page, since_us)?))
     }
     fn newest(&self, feed: &FeedKey, limit: usize) -> Result<Vec<Entry>> {
         Catalog::newest(self, feed, limit)

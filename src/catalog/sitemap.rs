@@ -58,6 +58,21 @@ pub struct PageUrl {
     pub lastmod_us: i64,
 }
 
+/// What the news sitemap holds of one page of the full sitemap: the
+/// page's articles still in the news window. Each page's recent articles
+/// make one file of the news sitemap when it is an index, so a new article
+/// changes one file however many are in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewsPage {
+    pub page: i64,
+    pub urls: i64,
+    /// The latest `<lastmod>` among them (the file's `<lastmod>`).
+    pub lastmod_us: i64,
+    /// The oldest publication among them: when it leaves the window, the
+    /// file changes.
+    pub oldest_us: i64,
+}
+
 /// What was listed of an article that left the sitemaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unlisted {
@@ -164,5 +179,17 @@ impl Catalog {
     /// news sitemap).
     pub fn news_urls(&self, since_us: i64) -> Result<Vec<SitemapUrl>> {
         self.backend.news_urls(since_us)
+    }
+
+    /// Listed articles of one page published at or after `since_us`,
+    /// newest first (one file of the news sitemap).
+    pub fn news_page_urls(&self, page: i64, since_us: i64) -> Result<Vec<SitemapUrl>> {
+        self.backend.news_page_urls(page, since_us)
+    }
+
+    /// Per page, what the news sitemap holds of it at `since_us` (pages
+    /// with nothing in the window are left out), first to last.
+    pub fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>> {
+        self.backend.news_pages(since_us)
     }
 }

@@ -150,6 +150,10 @@ impl Pipeline {
         let known = catalog
             .published_feeds()?
             .into_iter()
+            // Files of the sitemaps' pages are rendered from the listing
+            // and kept nowhere but the targets (see `sitemaps`); an older
+            // feedwire recorded them.
+            .filter(|r| !r.path.starts_with(render::sitemap::PAGES_DIR))
             .map(|r| {
                 (
                     r.path,

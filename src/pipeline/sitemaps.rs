@@ -9,16 +9,27 @@
 //!   never made (a catalog from before sitemaps, or sitemaps turned back
 //!   on), the archive is listed again from scratch, once, at start-up.
 //! - **Publishing.** The full sitemap is fixed pages (see
-//!   `catalog::sitemap`): a publish renders the pages the batch touched and
-//!   the index, so a new article costs one page whatever the archive's
-//!   size; pages go out before the index that points to them. Everything is
-//!   rendered at start-up (`publish(None)`), and when the number of pages
-//!   moves (the index's shape changes); unchanged files are not rewritten.
-//!   The news sitemap (two days by default) is rendered whole when an
-//!   article in its window changed, and when its oldest article leaves the
-//!   window (a deadline the driver waits for like an embargo's end).
+//!   `catalog::sitemap`) of at most `sitemaps.max_urls` (1,000) URLs: a
+//!   publish renders the pages the batch touched and the index, so a new
+//!   article costs one page whatever the archive's size; pages go out
+//!   before the index that points to them. The news sitemap follows the
+//!   same pages: past `sitemaps.news_max_urls` articles in its window it is
+//!   an index of one file per page, each that page's recent articles, so a
+//!   new article changes one file there too (below that, the one file
+//!   holds them all: at most 1,000). A file whose articles all left the
+//!   window is emptied, never removed. Everything is rendered at start-up
+//!   (`publish(None)`), and when the number of pages moves (the index's
+//!   shape changes); unchanged files are not rewritten. The news sitemap's
+//!   files change without any change of the catalog when their oldest
+//!   article leaves the window (a deadline the driver waits for like an
+//!   embargo's end).
+//! - **Memory.** The pages' files go to the targets only, like the ninjs
+//!   documents, not into the in-memory store: a large archive has hundreds
+//!   of them, and HTTP renders one from the listing when it is asked for
+//!   (`serve::site_documents`). The indexes, `robots.txt` and a one-file
+//!   sitemap are in the store like the feeds.
 
-use crate::catalog::{Batch, Catalog, Change, SitemapLimits, SitemapUrl};
+use crate::catalog::{Batch, Catalog, Change, NewsPage, SitemapLimits, SitemapUrl};
 use crate::config::Config;
 use crate::publish::{Publisher, Report};
 use crate::render::Document;
@@ -27,13 +38,13 @@ use crate::site;
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// Meta key: the settings the listing was made with (or `off`).
 const LAYOUT_KEY: &str = "sitemap_layout";
-/// Meta key: the most files the news sitemap ever had (the ones it no
-/// longer has are kept empty).
+/// Meta key: the highest page whose news file was ever written (files of
+/// pages with nothing in the window are kept empty).
 const NEWS_FILES_KEY: &str = "news_sitemap_files";
 /// Pages of the full sitemap rendered and published at a time, so that
 /// publishing a large archive holds a few pages in memory, not all of them.
@@ -45,7 +56,8 @@ const LIST_CHUNK: usize = 500;
 #[derive(Debug, Default)]
 struct Touched {
     pages: BTreeSet<i64>,
-    news: bool,
+    /// Pages whose news file changed (an article in the window).
+    news: BTreeSet<i64>,
 }
 
 pub(super) struct Sitemaps {
@@ -57,8 +69,9 @@ pub(super) struct Sitemaps {
     touched: Arc<Mutex<Touched>>,
     /// Pages of the full sitemap at the last publish.
     pages_published: Option<usize>,
-    /// When the oldest article of the published news sitemap leaves it.
-    news_expires: Option<DateTime<Utc>>,
+    /// What the news files held at the last publish, per page (`None`
+    /// before the first).
+    news_pages: Option<BTreeMap<i64, NewsPage>>,
 }
 
 impl Sitemaps {
@@ -82,7 +95,7 @@ impl Sitemaps {
             window: chrono::Duration::hours(cfg.sitemaps.news_window_hours.into()),
             touched: Arc::default(),
             pages_published: None,
-            news_expires: None,
+            news_pages: None,
         };
         let layout = format!(
             "1;max_urls={};max_bytes={};url={}",
@@ -147,24 +160,29 @@ impl Sitemaps {
                 })
                 .collect::<Result<_>>()?;
             let mut pages = BTreeSet::new();
-            let mut news = false;
+            let mut news = BTreeSet::new();
             for step in steps {
                 match step {
                     Step::List(url) => {
-                        pages.insert(batch.list_in_sitemap(&url, limits)?);
-                        news |= url.published_us >= news_since;
+                        let page = batch.list_in_sitemap(&url, limits)?;
+                        pages.insert(page);
+                        if url.published_us >= news_since {
+                            news.insert(page);
+                        }
                     }
                     Step::Unlist(id) => {
                         if let Some(gone) = batch.unlist_from_sitemap(&id)? {
                             pages.insert(gone.page);
-                            news |= gone.published_us >= news_since;
+                            if gone.published_us >= news_since {
+                                news.insert(gone.page);
+                            }
                         }
                     }
                 }
             }
             let mut t = touched.lock().unwrap_or_else(|e| e.into_inner());
             t.pages.extend(pages);
-            t.news |= news;
+            t.news.extend(news);
             Ok(())
         }))
     }
@@ -172,18 +190,19 @@ impl Sitemaps {
     /// When the news sitemap must be rendered again without any change:
     /// its oldest article leaves the window.
     pub(super) fn deadline(&self) -> Option<DateTime<Utc>> {
-        self.news_expires
+        let oldest = self
+            .news_pages
+            .as_ref()?
+            .values()
+            .map(|p| p.oldest_us)
+            .min()?;
+        DateTime::from_timestamp_micros(oldest).map(|t| t + self.window)
     }
 
-    /// True (once) when the news sitemap's window has moved past its
-    /// oldest article by `now`: the next publish renders it again.
+    /// True when the news sitemap's window has moved past its oldest
+    /// article by `now`: the next publish renders the files it left.
     pub(super) fn window_passed(&mut self, now: DateTime<Utc>) -> bool {
-        if self.news_expires.is_none_or(|t| t > now) {
-            return false;
-        }
-        self.news_expires = None;
-        self.touched.lock().unwrap_or_else(|e| e.into_inner()).news = true;
-        true
+        self.deadline().is_some_and(|t| t <= now)
     }
 
     /// Render and publish what changed since the last publish (`all`:
@@ -221,7 +240,7 @@ impl Sitemaps {
                         let urls = catalog.sitemap_page_urls(n)?;
                         docs.push(render::render_page(cfg, &render::page_path(n), &urls)?);
                     }
-                    report.absorb(super::publish_recorded(publisher, catalog, docs, all)?);
+                    report.absorb(publisher.publish_articles(docs, &[])?);
                 }
                 let files: Vec<(String, i64)> = pages
                     .iter()
@@ -233,11 +252,18 @@ impl Sitemaps {
         }
         self.pages_published = Some(pages.len());
 
-        if all || touched.news || self.news_expires.is_some_and(|t| t <= now) {
-            let (files, head) = self.news_documents(cfg, catalog, now)?;
-            if !files.is_empty() {
-                report.absorb(super::publish_recorded(publisher, catalog, files, all)?);
-            }
+        let since = (now - self.window).timestamp_micros();
+        if all {
+            self.news_pages = None;
+        }
+        let expired = self
+            .news_pages
+            .as_ref()
+            .is_some_and(|held| held.values().any(|p| p.oldest_us < since));
+        if all || self.news_pages.is_none() || expired || !touched.news.is_empty() {
+            let (files, head) =
+                self.news_documents(cfg, catalog, publisher, since, &touched.news)?;
+            report.absorb(files);
             last.push(head);
         }
         if all {
@@ -249,49 +275,104 @@ impl Sitemaps {
         Ok(report)
     }
 
-    /// The news sitemap: its files (when it needs more than one, and the
-    /// emptied files of a longer one before) and `news-sitemap.xml` (the
-    /// URLs, or the index of the files).
+    /// Publish the news files that changed: the pages `touched` and those
+    /// whose oldest article left the window by `since` (every page's, the
+    /// first time); and return `news-sitemap.xml` (the URLs, or the index
+    /// of the files) to go out after them.
     fn news_documents(
         &mut self,
         cfg: &Config,
         catalog: &Catalog,
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<Document>, Document)> {
-        let urls = catalog.news_urls((now - self.window).timestamp_micros())?;
-        self.news_expires = urls
-            .last()
-            .and_then(|u| DateTime::from_timestamp_micros(u.published_us))
-            .map(|t| t + self.window);
-        let before: usize = catalog
+        publisher: &mut Publisher,
+        since: i64,
+        touched: &BTreeSet<i64>,
+    ) -> Result<(Report, Document)> {
+        let mut fetched: BTreeMap<i64, Vec<SitemapUrl>> = BTreeMap::new();
+        let wanted: BTreeSet<i64> = match &mut self.news_pages {
+            Some(held) => {
+                let mut wanted = touched.clone();
+                wanted.extend(
+                    held.values()
+                        .filter(|p| p.oldest_us < since)
+                        .map(|p| p.page),
+                );
+                for &page in &wanted {
+                    let urls = catalog.news_page_urls(page, since)?;
+                    match news_page(page, &urls) {
+                        Some(p) => held.insert(page, p),
+                        None => held.remove(&page),
+                    };
+                    fetched.insert(page, urls);
+                }
+                wanted
+            }
+            None => {
+                let held: BTreeMap<i64, NewsPage> = catalog
+                    .news_pages(since)?
+                    .into_iter()
+                    .map(|p| (p.page, p))
+                    .collect();
+                // Every file there may be: nothing old may stay in one.
+                let before: i64 = catalog
+                    .meta(NEWS_FILES_KEY)?
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let wanted = (1..=before).chain(held.keys().copied()).collect();
+                self.news_pages = Some(held);
+                wanted
+            }
+        };
+        // Recorded before the files are written, so a crash in between
+        // cannot leave a file that is never emptied.
+        let highest = wanted.last().copied().unwrap_or(0);
+        let before: i64 = catalog
             .meta(NEWS_FILES_KEY)?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let max = cfg.sitemaps.news_max_urls;
-        let mut files = Vec::new();
-        let head = if urls.len() <= max {
-            render::render_news(cfg, NEWS_SITEMAP, &urls)?
-        } else {
-            let mut index = Vec::new();
-            for (i, chunk) in urls.chunks(max).enumerate() {
-                let path = render::news_page_path(i + 1);
-                let changed = chunk.iter().map(|u| u.lastmod_us).max().unwrap_or(0);
-                files.push(render::render_news(cfg, &path, chunk)?);
-                index.push((path, changed));
+        if highest > before {
+            catalog.set_meta(NEWS_FILES_KEY, &highest.to_string())?;
+        }
+        let mut report = Report::default();
+        let wanted: Vec<i64> = wanted.into_iter().collect();
+        for round in wanted.chunks(PAGES_PER_ROUND) {
+            let mut docs = Vec::with_capacity(round.len());
+            for &page in round {
+                let urls = match fetched.remove(&page) {
+                    Some(urls) => urls,
+                    None => catalog.news_page_urls(page, since)?,
+                };
+                docs.push(render::render_news(
+                    cfg,
+                    &render::news_page_path(page),
+                    &urls,
+                )?);
             }
+            report.absorb(publisher.publish_articles(docs, &[])?);
+        }
+
+        let held = self.news_pages.as_ref().expect("set above");
+        let total: i64 = held.values().map(|p| p.urls).sum();
+        let head = if total <= cfg.sitemaps.news_max_urls as i64 {
+            render::render_news(cfg, NEWS_SITEMAP, &catalog.news_urls(since)?)?
+        } else {
+            let index: Vec<(String, i64)> = held
+                .values()
+                .map(|p| (render::news_page_path(p.page), p.lastmod_us))
+                .collect();
             render::render_index(cfg, NEWS_SITEMAP, &index)?
         };
-        let used = files.len();
-        // Nothing points at the files a longer news sitemap had, and
-        // nothing old may stay in them.
-        for n in used + 1..=before {
-            files.push(render::render_news(cfg, &render::news_page_path(n), &[])?);
-        }
-        if used > before {
-            catalog.set_meta(NEWS_FILES_KEY, &used.to_string())?;
-        }
-        Ok((files, head))
+        Ok((report, head))
     }
+}
+
+/// What a page's news file holds, from its URLs (`None`: nothing).
+fn news_page(page: i64, urls: &[SitemapUrl]) -> Option<NewsPage> {
+    Some(NewsPage {
+        page,
+        urls: urls.len() as i64,
+        lastmod_us: urls.iter().map(|u| u.lastmod_us).max()?,
+        oldest_us: urls.iter().map(|u| u.published_us).min()?,
+    })
 }
 
 /// What the hook does for one change.

@@ -29,14 +29,47 @@ pub const SITEMAP: &str = "sitemap.xml";
 pub const NEWS_SITEMAP: &str = "news-sitemap.xml";
 pub const ROBOTS: &str = "robots.txt";
 
+/// Where the files the indexes point to are: a page of the full sitemap,
+/// and the news sitemap's file of the same page.
+pub const PAGES_DIR: &str = "sitemaps/";
+
 /// A page of the full sitemap, when there is more than one.
 pub fn page_path(page: i64) -> String {
-    format!("sitemaps/sitemap-{page:05}.xml")
+    format!("{PAGES_DIR}sitemap-{page:05}.xml")
 }
 
-/// A file of the news sitemap, when there is more than one.
-pub fn news_page_path(n: usize) -> String {
-    format!("sitemaps/news-{n:04}.xml")
+/// The news sitemap's file of a page of the full sitemap: that page's
+/// articles still in the news window.
+pub fn news_page_path(page: i64) -> String {
+    format!("{PAGES_DIR}news-{page:04}.xml")
+}
+
+/// Which file under [`PAGES_DIR`] a name is (`sitemap-00012.xml`,
+/// `news-0012.xml`), as its kind and page number: what HTTP renders on
+/// demand. Only the names [`page_path`] and [`news_page_path`] give.
+pub fn parse_page_file(name: &str) -> Option<(PageFile, i64)> {
+    let (kind, digits, width) = if let Some(rest) = name.strip_prefix("sitemap-") {
+        (PageFile::Full, rest.strip_suffix(".xml")?, 5)
+    } else {
+        let rest = name.strip_prefix("news-")?;
+        (PageFile::News, rest.strip_suffix(".xml")?, 4)
+    };
+    if digits.len() < width || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let page: i64 = digits.parse().ok()?;
+    let canonical = match kind {
+        PageFile::Full => page_path(page),
+        PageFile::News => news_page_path(page),
+    };
+    (page >= 1 && canonical[PAGES_DIR.len()..] == *name).then_some((kind, page))
+}
+
+/// The two kinds of file under [`PAGES_DIR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFile {
+    Full,
+    News,
 }
 
 /// Where the IndexNow key file is, under the site's root.

@@ -173,14 +173,11 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     // The site-root documents a publish may produce (their handler serves
     // only what is in the store).
-    for path in [
-        "/robots.txt",
-        "/sitemap.xml",
-        "/news-sitemap.xml",
-        "/sitemaps/{file}",
-    ] {
+    for path in ["/robots.txt", "/sitemap.xml", "/news-sitemap.xml"] {
         router = router.route(path, get(site_documents::document));
     }
+    // Rendered from the listing on demand: a large archive has hundreds.
+    router = router.route("/sitemaps/{file}", get(site_documents::sitemap_file));
     if !state.cfg.indexnow.key.is_empty() {
         let key = crate::render::sitemap::key_path(&state.cfg.indexnow.key);
         router = router.route(&format!("/{key}"), get(site_documents::document));

@@ -75,8 +75,8 @@ pub(crate) use copy::copy_from_sqlite;
 
 use super::{
     ArticleRow, ArticleState, Backend, EditorCommand, FeedKey, FeedRecord, FileStamp, HeldRemoval,
-    Identity, KnownFile, NewDelivery, Override, PageUrl, PendingCommand, Rejection, SitemapPage,
-    SitemapUrl, Status, Term, Tombstone, Tx,
+    Identity, KnownFile, NewDelivery, NewsPage, Override, PageUrl, PendingCommand, Rejection,
+    SitemapPage, SitemapUrl, Status, Term, Tombstone, Tx,
 };
 use crate::article::Category;
 use crate::config::PostgresUrl;
@@ -851,18 +851,66 @@ impl Backend for Postgres {
                 &[&since_us],
             )
             .await?;
+            Ok(rows.iter().map(sitemap_url).collect())
+        })
+    }
+
+    fn news_page_urls(&self, page: i64, since_us: i64) -> Result<Vec<SitemapUrl>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT article_id, published_us, lastmod_us, title, language, bytes FROM sitemap_urls
+                 WHERE page = $1 AND published_us >= $2 ORDER BY published_us DESC, article_id DESC",
+                &[&page, &since_us],
+            )
+            .await?;
+            Ok(rows.iter().map(sitemap_url).collect())
+        })
+    }
+
+    fn sitemap_page_row(&self, page: i64) -> Result<Option<SitemapPage>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT page, urls, bytes, changed_us FROM sitemap_pages WHERE page = $1",
+                &[&page],
+            )
+            .await?;
+            Ok(rows.first().map(sitemap_page))
+        })
+    }
+
+    fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT page, COUNT(*), MAX(lastmod_us), MIN(published_us) FROM sitemap_urls
+                 WHERE published_us >= $1 GROUP BY page ORDER BY page",
+                &[&since_us],
+            )
+            .await?;
             Ok(rows
                 .iter()
-                .map(|r| SitemapUrl {
-                    id: r.get(0),
-                    published_us: r.get(1),
+                .map(|r| NewsPage {
+                    page: r.get(0),
+                    urls: r.get(1),
                     lastmod_us: r.get(2),
-                    title: r.get(3),
-                    language: r.get(4),
-                    bytes: r.get(5),
+                    oldest_us: r.get(3),
                 })
                 .collect())
         })
+    }
+}
+
+/// A `sitemap_urls` row as the news sitemap reads it.
+fn sitemap_url(r: &tokio_postgres::Row) -> SitemapUrl {
+    SitemapUrl {
+        id: r.get(0),
+        published_us: r.get(1),
+        lastmod_us: r.get(2),
+        title: r.get(3),
+        language: r.get(4),
+        bytes: r.get(5),
     }
 }
 

@@ -15,8 +15,8 @@ mod tests;
 
 use super::{
     ArticleRow, ArticleState, Backend, EditorCommand, FeedKey, FeedRecord, FileStamp, HeldRemoval,
-    Identity, KnownFile, NewDelivery, Override, PageUrl, PendingCommand, Rejection, SitemapPage,
-    SitemapUrl, Status, Tombstone, Tx,
+    Identity, KnownFile, NewDelivery, NewsPage, Override, PageUrl, PendingCommand, Rejection,
+    SitemapPage, SitemapUrl, Status, Tombstone, Tx,
 };
 use crate::article::Category;
 use anyhow::{Context, Result};
@@ -544,18 +544,53 @@ impl Backend for Sqlite {
             "SELECT article_id, published_us, lastmod_us, title, language, bytes FROM sitemap_urls
              WHERE published_us >= ?1 ORDER BY published_us DESC, article_id DESC",
         )?;
+        let rows = stmt.query_map([since_us], sitemap_url)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn news_page_urls(&self, page: i64, since_us: i64) -> Result<Vec<SitemapUrl>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT article_id, published_us, lastmod_us, title, language, bytes FROM sitemap_urls
+             WHERE page = ?1 AND published_us >= ?2 ORDER BY published_us DESC, article_id DESC",
+        )?;
+        let rows = stmt.query_map([page, since_us], sitemap_url)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn sitemap_page_row(&self, page: i64) -> Result<Option<SitemapPage>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT page, urls, bytes, changed_us FROM sitemap_pages WHERE page = ?1",
+        )?;
+        Ok(stmt.query_row([page], sitemap_page).optional()?)
+    }
+
+    fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT page, COUNT(*), MAX(lastmod_us), MIN(published_us) FROM sitemap_urls
+             WHERE published_us >= ?1 GROUP BY page ORDER BY page",
+        )?;
         let rows = stmt.query_map([since_us], |r| {
-            Ok(SitemapUrl {
-                id: r.get(0)?,
-                published_us: r.get(1)?,
+            Ok(NewsPage {
+                page: r.get(0)?,
+                urls: r.get(1)?,
                 lastmod_us: r.get(2)?,
-                title: r.get(3)?,
-                language: r.get(4)?,
-                bytes: r.get(5)?,
+                oldest_us: r.get(3)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// A `sitemap_urls` row as the news sitemap reads it.
+fn sitemap_url(r: &rusqlite::Row<'_>) -> rusqlite::Result<SitemapUrl> {
+    Ok(SitemapUrl {
+        id: r.get(0)?,
+        published_us: r.get(1)?,
+        lastmod_us: r.get(2)?,
+        title: r.get(3)?,
+        language: r.get(4)?,
+        bytes: r.get(5)?,
+    })
 }
 
 /// A `sitemap_pages` row (page, urls, bytes, changed_us).

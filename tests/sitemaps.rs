@@ -325,6 +325,15 @@ fn sitemaps_list_every_public_article_and_the_news_of_two_days() {
         404,
         "one page: no files"
     );
+    assert_eq!(
+        get(&daemon, "/sitemaps/news-0001.xml").0,
+        404,
+        "under 1,000 news articles: no news files"
+    );
+    assert!(
+        !site.feeds().join("sitemaps").exists(),
+        "no files on disk either"
+    );
     // The same bytes are published beside the feeds.
     assert_eq!(
         std::fs::read(site.feeds().join("sitemap.xml")).unwrap(),
@@ -535,6 +544,29 @@ fn large_sitemaps_are_indexes_of_files_and_changes_touch_one_page() {
         .map(|f| listed_file(&daemon, &f.0).urls().len())
         .sum();
     assert_eq!(news_now, n, "1,001 + the new one − the killed one");
+
+    // Back to 1,000 or fewer: the news sitemap holds them itself, and the
+    // files it pointed to are emptied (nothing stale stays on the disk).
+    for i in [10, 11] {
+        command(&site, &["kill", &id(i)]);
+    }
+    let single = wait_for(
+        "the news sitemap to hold its articles itself",
+        WAIT,
+        || match sitemap(&daemon, "/news-sitemap.xml") {
+            Sitemap::Urls(urls) if urls.len() == n - 2 => Some(urls),
+            _ => None,
+        },
+    );
+    assert!(single.iter().all(|u| u.news.is_some()));
+    for p in 1..=3 {
+        assert_eq!(get(&daemon, &news_path(p)).0, 404, "no news files");
+        let on_disk = std::fs::read(site.feeds().join(&news_path(p)[1..])).unwrap();
+        assert!(
+            parse_sitemap(&on_disk).urls().is_empty(),
+            "news file {p} emptied"
+        );
+    }
     assert!(daemon.terminate().success());
 }
 
@@ -602,4 +634,75 @@ fn changed_settings_and_sitemaps_turned_back_on_list_the_archive_again() {
         .map(|u| (u.loc.clone(), u))
         .collect();
     assert!(news.contains_key(&link("b")));
+}
+
+/// A start does not render a large archive's sitemap files again when the
+/// last publish completed (the catalog's mark says so): it renders what
+/// changed while the daemon was down. When the targets do not hold the
+/// last page as the listing renders it (here the feeds' `sitemaps/` was
+/// emptied), every file is rendered again.
+#[test]
+fn a_restart_renders_what_changed_and_repairs_missing_files() {
+    let site = site("[sitemaps]\nmax_urls = 2\nnews_max_urls = 2\n");
+    let now = whole_seconds(Utc::now());
+    let id = |i: usize| format!("tin-{i}");
+    for i in 0..5 {
+        let at = now - Span::hours(1) - Span::minutes(i as i64);
+        site.write(&format!("{}.md", id(i)), markdown(&id(i), "Tin", at, ""));
+    }
+    let daemon = site.start();
+    let file = |rel: &str| site.feeds().join(rel);
+    let read = |rel: &str| parse_sitemap(&std::fs::read(file(rel)).unwrap());
+    assert_eq!(read("sitemap.xml").index().len(), 3, "pages of 2");
+    assert_eq!(read("news-sitemap.xml").index().len(), 3, "news files of 2");
+    assert!(daemon.terminate().success());
+
+    // While it is down: an article arrives (on the last page), and the
+    // first page's file is damaged; the last page is intact.
+    site.write("moi.md", markdown("moi", "Tin mới", now, ""));
+    let damaged = b"not the listing".to_vec();
+    std::fs::write(file("sitemaps/sitemap-00001.xml"), &damaged).unwrap();
+    let daemon = site.start();
+    let all: BTreeSet<String> = (0..5)
+        .map(id)
+        .chain(["moi".to_string()])
+        .map(|i| link(&i))
+        .collect();
+    let listed = || -> BTreeSet<String> {
+        (2..=3)
+            .flat_map(|p| locs(&read(&format!("sitemaps/sitemap-{p:05}.xml")).urls()))
+            .collect()
+    };
+    assert!(listed().contains(&link("moi")), "the new article's page");
+    assert!(
+        read("sitemaps/news-0003.xml")
+            .urls()
+            .iter()
+            .any(|u| u.loc == link("moi")),
+        "and its news file"
+    );
+    // Trusted: the damaged page was not rendered again...
+    assert_eq!(
+        std::fs::read(file("sitemaps/sitemap-00001.xml")).unwrap(),
+        damaged
+    );
+    // ...though HTTP renders it from the listing.
+    assert_eq!(
+        sitemap(&daemon, "/sitemaps/sitemap-00001.xml").urls().len(),
+        2
+    );
+    assert!(daemon.terminate().success());
+
+    // The files gone: the look-up of the last page fails, and every file
+    // is rendered again, the damaged one too.
+    std::fs::remove_dir_all(file("sitemaps")).unwrap();
+    let daemon = site.start();
+    let mut every = listed();
+    every.extend(locs(&read("sitemaps/sitemap-00001.xml").urls()));
+    assert_eq!(every, all);
+    let news: BTreeSet<String> = (1..=3)
+        .flat_map(|p| locs(&read(&format!("sitemaps/news-{p:04}.xml")).urls()))
+        .collect();
+    assert_eq!(news, all);
+    assert!(daemon.terminate().success());
 }

@@ -512,7 +512,11 @@ pub(crate) trait Backend: outbox::OutboxBackend + cluster::ClusterBackend + Send
     fn news_urls(&self, since_us: i64) -> Result<Vec<SitemapUrl>>;
     fn news_page_urls(&self, page: i64, since_us: i64) -> Result<Vec<SitemapUrl>>;
     fn sitemap_page_row(&self, page: i64) -> Result<Option<SitemapPage>>;
+    /// Listed articles published at or after `since_us`, counted up to
+    /// `limit` (a bounded read, whatever the window holds).
+    fn news_count_up_to(&self, since_us: i64, limit: i64) -> Result<i64>;
     fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>>;
+    fn news_pages_left(&self, from_us: i64, to_us: i64) -> Result<Vec<i64>>;
 }
 
 /// What readers of published articles may ask (the HTML pages): the
@@ -546,9 +550,16 @@ pub trait ArticleReader: Send {
         Ok(None)
     }
     /// A page's articles published at or after `since_us`, newest first
-    /// (its news file), if there is such a page.
-    fn news_page(&self, page: i64, since_us: i64) -> Result<Option<Vec<SitemapUrl>>> {
-        let _ = (page, since_us);
+    /// (its news file), if the news sitemap has such a file: the page
+    /// exists and more than `max_urls` articles are in the window (fewer
+    /// are `news-sitemap.xml` itself).
+    fn news_page(
+        &self,
+        page: i64,
+        since_us: i64,
+        max_urls: usize,
+    ) -> Result<Option<Vec<SitemapUrl>>> {
+        let _ = (page, since_us, max_urls);
         Ok(None)
     }
 }
@@ -567,8 +578,16 @@ impl ArticleReader for Catalog {
         }
         Ok(Some((p, self.sitemap_page_urls(page)?)))
     }
-    fn news_page(&self, page: i64, since_us: i64) -> Result<Option<Vec<SitemapUrl>>> {
-        if self.backend.sitemap_page_row(page)?.is_none() {
+    fn news_page(
+        &self,
+        page: i64,
+        since_us: i64,
+        max_urls: usize,
+    ) -> Result<Option<Vec<SitemapUrl>>> {
+        let limit = max_urls as i64 + 1;
+        if self.backend.sitemap_page_row(page)?.is_none()
+            || self.backend.news_count_up_to(since_us, limit)? < limit
+        {
             return Ok(None);
         }
         Ok(Some(self.news_page_urls(page, since_us)?))

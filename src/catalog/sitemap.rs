@@ -187,6 +187,13 @@ impl Catalog {
         self.backend.news_page_urls(page, since_us)
     }
 
+    /// Pages holding articles published in `[from_us, to_us)`: those whose
+    /// news files lost articles when the window's start moved from one to
+    /// the other.
+    pub fn news_pages_left(&self, from_us: i64, to_us: i64) -> Result<Vec<i64>> {
+        self.backend.news_pages_left(from_us, to_us)
+    }
+
     /// Per page, what the news sitemap holds of it at `since_us` (pages
     /// with nothing in the window are left out), first to last.
     pub fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>> {

@@ -92,6 +92,19 @@ pub struct Outcome {
     pub folder_missing: bool,
 }
 
+/// Which documents of those kept in step with the listing (the ninjs
+/// documents, the sitemaps' files) a publish renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Those changed since the last publish.
+    Changed,
+    /// Those, or every one when one may be missing or stale (a marker, or
+    /// a look-up of one of them, says so): a start.
+    Repair,
+    /// Every one: `feedwire build`, the way to repair the targets.
+    Everything,
+}
+
 /// Hook run inside a batch's transaction, before commit; syndication uses it
 /// to enqueue deliveries atomically with the change that caused them.
 pub type CommitHook = Box<dyn FnMut(&mut crate::catalog::Batch<'_>) -> Result<()> + Send>;
@@ -312,7 +325,7 @@ impl Pipeline {
         let budget = Duration::from_millis(self.cfg.ingest.parse_budget_ms);
         let max_removals = self.cfg.watch.max_removals;
         let mut outcome = Outcome::default();
-        self.article_docs.before_batch(&self.catalog)?;
+        self.before_batch()?;
         let mut batch = self.catalog.batch()?;
         let mut retry: Vec<String> = Vec::new();
         let now = Utc::now();
@@ -524,7 +537,7 @@ impl Pipeline {
         } else {
             self.reread(lapsed)?
         };
-        self.article_docs.before_batch(&self.catalog)?;
+        self.before_batch()?;
         let mut batch = self.catalog.batch()?;
         batch.purge_tombstones()?;
         let (affected, _) = batch.commit()?;
@@ -547,7 +560,7 @@ impl Pipeline {
             return Ok(Outcome::default());
         };
         let mut files = BTreeSet::new();
-        self.article_docs.before_batch(&self.catalog)?;
+        self.before_batch()?;
         let mut batch = self.catalog.batch()?;
         for c in &pending {
             tracing::info!(
@@ -580,7 +593,7 @@ impl Pipeline {
         if !kills.is_empty() {
             let overrides: HashMap<String, crate::catalog::Override> =
                 self.catalog.overrides()?.into_iter().collect();
-            self.article_docs.before_batch(&self.catalog)?;
+            self.before_batch()?;
             let mut batch = self.catalog.batch()?;
             for c in kills {
                 let reason = overrides.get(&c.id).and_then(|o| o.reason.clone());
@@ -618,8 +631,8 @@ impl Pipeline {
             && self.catalog.meta(ARCHIVE_RENDER_KEY)? != Some(self.archive_render_settings());
         let mut report = self.publish_scope(only, every_page)?;
         let scope = match only {
-            None => ninjs::Scope::Repair,
-            Some(_) => ninjs::Scope::Changed,
+            None => Scope::Repair,
+            Some(_) => Scope::Changed,
         };
         report.absorb(self.article_docs.flush(
             &self.cfg,
@@ -701,12 +714,12 @@ impl Pipeline {
         }
         report.absorb(self.publish_documents(docs, only.is_none())?);
         if let Some(s) = &mut self.sitemaps {
-            report.absorb(s.publish(
-                &self.cfg,
-                &self.catalog,
-                &mut self.publisher,
-                only.is_none(),
-            )?);
+            let scope = match (only, every_page) {
+                (Some(_), _) => Scope::Changed,
+                (None, false) => Scope::Repair,
+                (None, true) => Scope::Everything,
+            };
+            report.absorb(s.publish(&self.cfg, &self.catalog, &mut self.publisher, scope)?);
         }
         Ok(report)
     }
@@ -807,6 +820,16 @@ impl Pipeline {
         publish_recorded(&mut self.publisher, &self.catalog, docs, full)
     }
 
+    /// Before a batch: the documents kept in step with the listing record
+    /// that they may fall behind it until their next publish.
+    fn before_batch(&mut self) -> Result<()> {
+        self.article_docs.before_batch(&self.catalog)?;
+        if let Some(s) = &mut self.sitemaps {
+            s.before_batch(&self.catalog)?;
+        }
+        Ok(())
+    }
+
     /// Publish the ninjs documents of the articles changed since the last
     /// publish, when no feed changed (see [`Pipeline::publish`]).
     pub fn publish_article_documents(&mut self) -> Result<publish::Report> {
@@ -814,7 +837,7 @@ impl Pipeline {
             &self.cfg,
             &self.catalog,
             &mut self.publisher,
-            ninjs::Scope::Changed,
+            Scope::Changed,
         )
     }
 
@@ -840,7 +863,7 @@ impl Pipeline {
             &self.cfg,
             &self.catalog,
             &mut self.publisher,
-            ninjs::Scope::Everything,
+            Scope::Everything,
         )?);
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,

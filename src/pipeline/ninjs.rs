@@ -20,7 +20,7 @@
 //! folder was emptied, a target added, a setting or feedwire changed what
 //! documents say), every document is rendered again too.
 
-use super::CommitHook;
+use super::{CommitHook, Scope};
 use crate::catalog::{ArticleState, Catalog, Change, FeedKey};
 use crate::config::Config;
 use crate::publish::{Publisher, Report};
@@ -35,18 +35,6 @@ pub(crate) const MARKER: &str = "ninjs_documents";
 /// Articles rendered and published at a time: one chunk of documents in
 /// memory, whatever the archive's size.
 const CHUNK: usize = 256;
-
-/// Which articles' documents a flush publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scope {
-    /// Those noted since the last flush.
-    Changed,
-    /// Those, or every article's when one may be missing or stale (the
-    /// marker, or the newest document's look-up, says so): a start.
-    Repair,
-    /// Every article's: `feedwire build`, the way to repair the targets.
-    Everything,
-}
 
 /// Per-article documents: what changed since the last flush.
 pub(crate) struct ArticleDocs {

@@ -29,6 +29,7 @@
 //!   (`serve::site_documents`). The indexes, `robots.txt` and a one-file
 //!   sitemap are in the store like the feeds.
 
+use super::Scope;
 use crate::catalog::{Batch, Catalog, Change, NewsPage, SitemapLimits, SitemapUrl};
 use crate::config::Config;
 use crate::publish::{Publisher, Report};
@@ -46,6 +47,12 @@ const LAYOUT_KEY: &str = "sitemap_layout";
 /// Meta key: the highest page whose news file was ever written (files of
 /// pages with nothing in the window are kept empty).
 const NEWS_FILES_KEY: &str = "news_sitemap_files";
+/// Meta key: `current;…` (a [`Mark`]) when the sitemaps' files are what
+/// the listing said at their last publish, `pending` from the first batch
+/// after it until the next. A start trusts the files of a current mark
+/// (after one look-up) and renders only what changed since, instead of
+/// every page of a large archive.
+const MARK_KEY: &str = "sitemaps_published";
 /// Pages of the full sitemap rendered and published at a time, so that
 /// publishing a large archive holds a few pages in memory, not all of them.
 const PAGES_PER_ROUND: usize = 4;
@@ -72,12 +79,71 @@ pub(super) struct Sitemaps {
     /// What the news files held at the last publish, per page (`None`
     /// before the first).
     news_pages: Option<BTreeMap<i64, NewsPage>>,
+    /// Whether the last publish made the news sitemap an index of files.
+    news_split: Option<bool>,
+    /// The window's start when the news files were last rendered.
+    news_since: Option<i64>,
+    /// The mark found at start-up (current, with the listing's settings
+    /// unchanged), for the first publish.
+    start_mark: Option<Mark>,
+    /// Whether the catalog's mark says `pending`.
+    marked: bool,
+}
+
+/// What the sitemaps' files were rendered with at their last complete
+/// publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mark {
+    /// What their bytes depend on besides the listing (a digest).
+    settings: String,
+    news_since: i64,
+    news_split: bool,
+    pages: usize,
+}
+
+impl Mark {
+    fn parse(meta: &str) -> Option<Mark> {
+        let mut parts = meta.strip_prefix("current;")?.split(';');
+        let mark = Mark {
+            settings: parts.next()?.to_string(),
+            news_since: parts.next()?.parse().ok()?,
+            news_split: parts.next()? == "1",
+            pages: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(mark)
+    }
+
+    fn to_meta(&self) -> String {
+        format!(
+            "current;{};{};{};{}",
+            self.settings,
+            self.news_since,
+            u8::from(self.news_split),
+            self.pages
+        )
+    }
+}
+
+/// A digest of what the files' bytes depend on besides the listing: the
+/// site (addresses, time zone, names) and the sitemaps' settings, and the
+/// renderer (this feedwire).
+fn render_settings(cfg: &Config) -> String {
+    let all = format!(
+        "{}|{:?}|{:?}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.site,
+        cfg.sitemaps
+    );
+    blake3::hash(all.as_bytes()).to_hex()[..16].to_string()
 }
 
 impl Sitemaps {
     /// The sitemaps of this configuration (`None` when they are off), with
     /// the catalog's listing made current.
     pub(super) fn open(cfg: &Config, catalog: &mut Catalog) -> Result<Option<Sitemaps>> {
+        // Whatever happens below, the files are not trusted again until a
+        // publish says so.
+        let found = catalog.meta(MARK_KEY)?;
         if !cfg.sitemaps.enabled {
             // Changes are not listed while sitemaps are off: when they come
             // back on, the archive is listed again.
@@ -87,7 +153,7 @@ impl Sitemaps {
             return Ok(None);
         }
         let overhead = render::page_overhead() as i64;
-        let sitemaps = Sitemaps {
+        let mut sitemaps = Sitemaps {
             limits: SitemapLimits {
                 max_urls: cfg.sitemaps.max_urls as i64,
                 max_bytes: cfg.sitemaps.max_bytes as i64 - overhead,
@@ -96,6 +162,10 @@ impl Sitemaps {
             touched: Arc::default(),
             pages_published: None,
             news_pages: None,
+            news_split: None,
+            news_since: None,
+            start_mark: None,
+            marked: false,
         };
         let layout = format!(
             "1;max_urls={};max_bytes={};url={}",
@@ -112,6 +182,11 @@ impl Sitemaps {
                 articles = listed,
                 "sitemaps: listed every public article (first start with sitemaps, or their settings changed)"
             );
+        } else {
+            sitemaps.start_mark = found
+                .as_deref()
+                .and_then(Mark::parse)
+                .filter(|m| m.settings == render_settings(cfg));
         }
         Ok(Some(sitemaps))
     }
@@ -138,6 +213,17 @@ impl Sitemaps {
         }
         batch.commit()?;
         Ok(listed)
+    }
+
+    /// Before a batch: record in the catalog that the files may fall
+    /// behind the listing, so a crash before the next publish is repaired
+    /// at the next start. Written once until that publish.
+    pub(super) fn before_batch(&mut self, catalog: &Catalog) -> Result<()> {
+        if !self.marked {
+            catalog.set_meta(MARK_KEY, "pending")?;
+            self.marked = true;
+        }
+        Ok(())
     }
 
     /// The commit hook that keeps the listing in step with the batch's
@@ -205,23 +291,46 @@ impl Sitemaps {
         self.deadline().is_some_and(|t| t <= now)
     }
 
-    /// Render and publish what changed since the last publish (`all`:
-    /// everything). Pages go before the index that lists them.
+    /// Render and publish what changed since the last publish, or
+    /// everything (see [`Scope`]; a start trusts the files when the mark
+    /// and a look-up of the last page say they are current). Pages go
+    /// before the index that lists them.
     pub(super) fn publish(
         &mut self,
         cfg: &Config,
         catalog: &Catalog,
         publisher: &mut Publisher,
-        all: bool,
+        scope: Scope,
     ) -> Result<Report> {
         let touched = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()));
         let now = Utc::now();
+        let since = (now - self.window).timestamp_micros();
+        let all = scope != Scope::Changed;
+        let pages = catalog.sitemap_pages()?;
+        let trusted = match (scope, self.start_mark.take()) {
+            (Scope::Repair, Some(mark)) => self
+                .last_page_is_current(cfg, catalog, publisher, &pages, &touched.pages)?
+                .then_some(mark),
+            _ => None,
+        };
+        if all {
+            self.pages_published = trusted.as_ref().map(|m| m.pages);
+            self.news_pages = None;
+            self.news_split = trusted.as_ref().map(|m| m.news_split);
+        }
         let mut report = Report::default();
         let mut last: Vec<Document> = Vec::new();
 
-        let pages = catalog.sitemap_pages()?;
-        let everything = all || self.pages_published != Some(pages.len());
-        if everything || !touched.pages.is_empty() {
+        let everything = self.pages_published != Some(pages.len());
+        tracing::debug!(
+            ?scope,
+            trusted = trusted.is_some(),
+            everything,
+            pages = touched.pages.len(),
+            news_files = touched.news.len(),
+            "publishing the sitemaps"
+        );
+        if all || everything || !touched.pages.is_empty() {
             if pages.len() <= 1 {
                 let urls = match pages.first() {
                     Some(p) => catalog.sitemap_page_urls(p.page)?,
@@ -252,17 +361,15 @@ impl Sitemaps {
         }
         self.pages_published = Some(pages.len());
 
-        let since = (now - self.window).timestamp_micros();
-        if all {
-            self.news_pages = None;
-        }
         let expired = self
             .news_pages
             .as_ref()
             .is_some_and(|held| held.values().any(|p| p.oldest_us < since));
-        if all || self.news_pages.is_none() || expired || !touched.news.is_empty() {
+        if self.news_pages.is_none() || expired || !touched.news.is_empty() {
+            // Trusted files lost what left the window while we were down.
+            let left_since = trusted.as_ref().map(|m| m.news_since);
             let (files, head) =
-                self.news_documents(cfg, catalog, publisher, since, &touched.news)?;
+                self.news_documents(cfg, catalog, publisher, since, &touched.news, left_since)?;
             report.absorb(files);
             last.push(head);
         }
@@ -272,13 +379,54 @@ impl Sitemaps {
         if !last.is_empty() {
             report.absorb(super::publish_recorded(publisher, catalog, last, all)?);
         }
+        if self.marked || all {
+            let mark = Mark {
+                settings: render_settings(cfg),
+                news_since: self.news_since.unwrap_or(since),
+                news_split: self.news_split.unwrap_or(false),
+                pages: pages.len(),
+            };
+            catalog.set_meta(MARK_KEY, &mark.to_meta())?;
+            self.marked = false;
+        }
         Ok(report)
     }
 
-    /// Publish the news files that changed: the pages `touched` and those
-    /// whose oldest article left the window by `since` (every page's, the
-    /// first time); and return `news-sitemap.xml` (the URLs, or the index
-    /// of the files) to go out after them.
+    /// Whether every target holds the last page of the full sitemap that
+    /// no batch `touched` since the last publish, as it renders now: when
+    /// not, the files there are not the listing's (the feeds folder was
+    /// emptied, a target was added) and every one is rendered again. True
+    /// when the sitemap has no such page file.
+    fn last_page_is_current(
+        &self,
+        cfg: &Config,
+        catalog: &Catalog,
+        publisher: &Publisher,
+        pages: &[crate::catalog::SitemapPage],
+        touched: &BTreeSet<i64>,
+    ) -> Result<bool> {
+        if pages.len() <= 1 {
+            return Ok(true);
+        }
+        let Some(last) = pages
+            .iter()
+            .rev()
+            .find(|p| p.urls > 0 && !touched.contains(&p.page))
+        else {
+            return Ok(true);
+        };
+        let urls = catalog.sitemap_page_urls(last.page)?;
+        let doc = render::render_page(cfg, &render::page_path(last.page), &urls)?;
+        publisher.holds_everywhere(&doc)
+    }
+
+    /// Publish the news files that changed and return `news-sitemap.xml`
+    /// to go out after them. Past `news_max_urls` articles in the window
+    /// it is an index of one file per page: the files of the pages
+    /// `touched` and of those whose oldest article left the window by
+    /// `since` are rendered again (every page's, when the sitemap has just
+    /// become an index). Otherwise it holds the articles itself, and the
+    /// files an index had are emptied.
     fn news_documents(
         &mut self,
         cfg: &Config,
@@ -286,17 +434,19 @@ impl Sitemaps {
         publisher: &mut Publisher,
         since: i64,
         touched: &BTreeSet<i64>,
+        left_since: Option<i64>,
     ) -> Result<(Report, Document)> {
         let mut fetched: BTreeMap<i64, Vec<SitemapUrl>> = BTreeMap::new();
-        let wanted: BTreeSet<i64> = match &mut self.news_pages {
+        let was_split = self.news_split;
+        let changed: BTreeSet<i64> = match &mut self.news_pages {
             Some(held) => {
-                let mut wanted = touched.clone();
-                wanted.extend(
+                let mut changed = touched.clone();
+                changed.extend(
                     held.values()
                         .filter(|p| p.oldest_us < since)
                         .map(|p| p.page),
                 );
-                for &page in &wanted {
+                for &page in &changed {
                     let urls = catalog.news_page_urls(page, since)?;
                     match news_page(page, &urls) {
                         Some(p) => held.insert(page, p),
@@ -304,7 +454,7 @@ impl Sitemaps {
                     };
                     fetched.insert(page, urls);
                 }
-                wanted
+                changed
             }
             None => {
                 let held: BTreeMap<i64, NewsPage> = catalog
@@ -312,24 +462,40 @@ impl Sitemaps {
                     .into_iter()
                     .map(|p| (p.page, p))
                     .collect();
-                // Every file there may be: nothing old may stay in one.
-                let before: i64 = catalog
-                    .meta(NEWS_FILES_KEY)?
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let wanted = (1..=before).chain(held.keys().copied()).collect();
+                let changed = match left_since {
+                    // Files as published, but for what changed since.
+                    Some(from) => {
+                        let mut changed = touched.clone();
+                        changed.extend(catalog.news_pages_left(from, since)?);
+                        changed
+                    }
+                    None => held.keys().copied().collect(),
+                };
                 self.news_pages = Some(held);
-                wanted
+                changed
             }
+        };
+        self.news_since = Some(since);
+        let held = self.news_pages.as_ref().expect("set above");
+        let total: i64 = held.values().map(|p| p.urls).sum();
+        let split = total > cfg.sitemaps.news_max_urls as i64;
+        self.news_split = Some(split);
+        // Every file there may be (`None`: this process has not published
+        // them yet): none may keep what it held before.
+        let written: i64 = catalog
+            .meta(NEWS_FILES_KEY)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let wanted: BTreeSet<i64> = match (split, was_split) {
+            (true, Some(true)) => changed,
+            (true, _) => (1..=written).chain(held.keys().copied()).collect(),
+            (false, Some(false)) => BTreeSet::new(),
+            (false, _) => (1..=written).collect(),
         };
         // Recorded before the files are written, so a crash in between
         // cannot leave a file that is never emptied.
         let highest = wanted.last().copied().unwrap_or(0);
-        let before: i64 = catalog
-            .meta(NEWS_FILES_KEY)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if highest > before {
+        if highest > written {
             catalog.set_meta(NEWS_FILES_KEY, &highest.to_string())?;
         }
         let mut report = Report::default();
@@ -337,9 +503,10 @@ impl Sitemaps {
         for round in wanted.chunks(PAGES_PER_ROUND) {
             let mut docs = Vec::with_capacity(round.len());
             for &page in round {
-                let urls = match fetched.remove(&page) {
-                    Some(urls) => urls,
-                    None => catalog.news_page_urls(page, since)?,
+                let urls = match (split, fetched.remove(&page)) {
+                    (false, _) => Vec::new(),
+                    (true, Some(urls)) => urls,
+                    (true, None) => catalog.news_page_urls(page, since)?,
                 };
                 docs.push(render::render_news(
                     cfg,
@@ -350,16 +517,14 @@ impl Sitemaps {
             report.absorb(publisher.publish_articles(docs, &[])?);
         }
 
-        let held = self.news_pages.as_ref().expect("set above");
-        let total: i64 = held.values().map(|p| p.urls).sum();
-        let head = if total <= cfg.sitemaps.news_max_urls as i64 {
-            render::render_news(cfg, NEWS_SITEMAP, &catalog.news_urls(since)?)?
-        } else {
+        let head = if split {
             let index: Vec<(String, i64)> = held
                 .values()
                 .map(|p| (render::news_page_path(p.page), p.lastmod_us))
                 .collect();
             render::render_index(cfg, NEWS_SITEMAP, &index)?
+        } else {
+            render::render_news(cfg, NEWS_SITEMAP, &catalog.news_urls(since)?)?
         };
         Ok((report, head))
     }

@@ -85,13 +85,19 @@ pub async fn sitemap_file(
             )),
             None => None,
         }),
-        PageFile::News => Ok(match c.news_page(page, since)? {
-            Some(urls) => Some((
-                sitemap_render::render_news(&cfg, &sitemap_render::news_page_path(page), &urls)?,
-                urls.iter().map(|u| u.lastmod_us).max(),
-            )),
-            None => None,
-        }),
+        PageFile::News => Ok(
+            match c.news_page(page, since, cfg.sitemaps.news_max_urls)? {
+                Some(urls) => Some((
+                    sitemap_render::render_news(
+                        &cfg,
+                        &sitemap_render::news_page_path(page),
+                        &urls,
+                    )?,
+                    urls.iter().map(|u| u.lastmod_us).max(),
+                )),
+                None => None,
+            },
+        ),
     })
     .await;
     match found {

@@ -880,6 +880,31 @@ impl Backend for Postgres {
         })
     }
 
+    fn news_count_up_to(&self, since_us: i64, limit: i64) -> Result<i64> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT COUNT(*) FROM (SELECT 1 FROM sitemap_urls WHERE published_us >= $1 LIMIT $2) AS w",
+                &[&since_us, &limit],
+            )
+            .await?;
+            Ok(rows.first().map(|r| r.get(0)).unwrap_or(0))
+        })
+    }
+
+    fn news_pages_left(&self, from_us: i64, to_us: i64) -> Result<Vec<i64>> {
+        pg!(self, c, {
+            let rows = q::rows(
+                c,
+                "SELECT DISTINCT page FROM sitemap_urls
+                 WHERE published_us >= $1 AND published_us < $2 ORDER BY page",
+                &[&from_us, &to_us],
+            )
+            .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>> {
         pg!(self, c, {
             let rows = q::rows(

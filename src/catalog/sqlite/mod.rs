@@ -564,6 +564,22 @@ impl Backend for Sqlite {
         Ok(stmt.query_row([page], sitemap_page).optional()?)
     }
 
+    fn news_count_up_to(&self, since_us: i64, limit: i64) -> Result<i64> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM sitemap_urls WHERE published_us >= ?1 LIMIT ?2)",
+        )?;
+        Ok(stmt.query_row([since_us, limit], |r| r.get(0))?)
+    }
+
+    fn news_pages_left(&self, from_us: i64, to_us: i64) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT page FROM sitemap_urls
+             WHERE published_us >= ?1 AND published_us < ?2 ORDER BY page",
+        )?;
+        let rows = stmt.query_map([from_us, to_us], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     fn news_pages(&self, since_us: i64) -> Result<Vec<NewsPage>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT page, COUNT(*), MAX(lastmod_us), MIN(published_us) FROM sitemap_urls

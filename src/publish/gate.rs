@@ -178,19 +178,29 @@ fn sitemap_entries(bytes: &[u8]) -> Result<usize> {
 /// tab, newline and carriage return; EF BF BE/BF for U+FFFE/U+FFFF;
 /// surrogates cannot be encoded), so each is checked by decoding only there.
 /// Decoding every character instead was the largest single cost of the gate.
+///
+/// Bytes are tested a block at a time without an early exit, which the
+/// compiler turns into SIMD; only a block holding a suspect byte is looked
+/// at byte by byte. (A `position` over every byte was a third of the gate.)
 fn first_non_xml_char(text: &str) -> Option<(usize, char)> {
+    const BLOCK: usize = 64;
+    let suspect = |b: u8| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF;
     let bytes = text.as_bytes();
-    let mut from = 0;
-    while let Some(i) = bytes[from..]
-        .iter()
-        .position(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF)
-    {
-        let at = from + i;
-        let c = text[at..].chars().next().expect("a character starts here");
-        if !is_xml_char(c) {
-            return Some((at, c));
+    for (n, block) in bytes.chunks(BLOCK).enumerate() {
+        if !block.iter().fold(false, |any, &b| any | suspect(b)) {
+            continue;
         }
-        from = at + 1;
+        for (i, &b) in block.iter().enumerate() {
+            if suspect(b) {
+                // An ASCII control or a three-byte sequence's lead byte:
+                // a character starts here.
+                let at = n * BLOCK + i;
+                let c = text[at..].chars().next().expect("a character starts here");
+                if !is_xml_char(c) {
+                    return Some((at, c));
+                }
+            }
+        }
     }
     None
 }
@@ -214,6 +224,8 @@ mod tests {
             "\u{FFFF} at the start",
             "ﾊﾝｶｸ \u{EF00} \u{10FFFF} \u{1F600}",
             "\u{1F}",
+            &format!("{}\u{FFFE}", "Hà Nội ".repeat(40)),
+            &format!("{}\u{EF00}{}\u{B}", "a".repeat(63), "b".repeat(70)),
         ];
         for text in samples {
             let slow = text.char_indices().find(|(_, c)| !is_xml_char(*c));

@@ -16,6 +16,7 @@ mod cluster;
 pub mod config;
 pub mod html;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod publish;

@@ -10,6 +10,7 @@
 
 use super::{Interrupted, Outcome, Pipeline};
 use crate::catalog::LeaseLost;
+use crate::memory::Trim;
 use crate::metrics::Metrics;
 use crate::watch::{Msg, Reason, Watch, Work};
 use anyhow::Result;
@@ -76,6 +77,8 @@ fn process_loop(
         .documents_written
         .fetch_add(report.written.len() as u64, Ordering::Relaxed);
     metrics.ready.store(true, Ordering::Release);
+    // The start-up publish is the largest burst of the daemon's life.
+    crate::memory::release_free_memory();
     tracing::info!(
         articles = metrics.articles.load(Ordering::Relaxed),
         changed = outcome.accepted.len(),
@@ -95,6 +98,7 @@ fn process_loop(
     let mut next_command_poll = Instant::now() + COMMAND_POLL;
     // The next embargo end or tombstone expiry: a timer, not a scan.
     let mut lifecycle_at = lifecycle_deadline(&pipeline);
+    let mut trim = Trim::new();
     loop {
         let now = Instant::now();
         // While a retry waits, events only accumulate: the retry looks at the
@@ -112,6 +116,9 @@ fn process_loop(
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        // Nothing arrived before the timeout: if no work is due either
+        // (below), this is an idle moment.
+        let quiet = first.is_none();
         // Take everything already queued, so a burst becomes one batch.
         let mut stop = false;
         for msg in first
@@ -135,6 +142,8 @@ fn process_loop(
             }
             commands_waiting |= acted.commands;
         }
+        // Whether this turn did work (and freed memory worth handing back).
+        let mut worked = true;
         let recovering = match retry {
             Some((at, _)) if now < at => continue,
             Some(_) => true,
@@ -169,7 +178,13 @@ fn process_loop(
             done
         } else {
             match watch.take(now) {
-                None => Ok(()),
+                None => {
+                    worked = false;
+                    if quiet {
+                        trim.when_idle(now);
+                    }
+                    Ok(())
+                }
                 Some(Work::Reconcile(reason)) => {
                     match reason {
                         Reason::Periodic => tracing::debug!("periodic reconciliation"),
@@ -205,6 +220,9 @@ fn process_loop(
                 }
             }
         };
+        if worked {
+            trim.after_work();
+        }
         retry = match result {
             Ok(()) => None,
             Err(e) if e.is::<Interrupted>() => break,

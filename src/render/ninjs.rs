@@ -303,11 +303,17 @@ fn body_html(e: &Entry) -> String {
 /// vocabulary above (nothing else), each with a `uri`; returns how many.
 pub(crate) fn parse_back(bytes: &[u8]) -> Result<usize> {
     use anyhow::Context as _;
-    let value: serde_json::Value = serde_json::from_slice(bytes).context("ninjs does not parse")?;
-    let items: Vec<Item> = if value.is_array() {
-        serde_json::from_value(value).context("a ninjs item has an unknown shape")?
+    // Straight into items, not through a `serde_json::Value` first:
+    // building that tree was most of the time this check took.
+    let text =
+        simdutf8::basic::from_utf8(bytes).map_err(|_| anyhow::anyhow!("ninjs is not UTF-8"))?;
+    let items: Vec<Item> = if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).context("ninjs does not parse as items of the known shape")?
     } else {
-        vec![serde_json::from_value(value).context("the ninjs item has an unknown shape")?]
+        vec![
+            serde_json::from_str(text)
+                .context("ninjs does not parse as an item of the known shape")?,
+        ]
     };
     if items.iter().any(|i| i.uri.is_empty()) {
         anyhow::bail!("a ninjs item lacks its uri");
@@ -401,6 +407,29 @@ mod tests {
         assert_eq!(v["edNote"], "sai");
         assert!(v.get("headlines").is_none() && v.get("bodies").is_none());
         assert_eq!(parse_back(&bytes).unwrap(), 1);
+    }
+
+    #[test]
+    fn ninjs_gate_counts_a_list_and_refuses_what_is_not_items() {
+        let one = render_ninjs(&cfg(), &entry()).unwrap();
+        let one = std::str::from_utf8(&one).unwrap();
+        let list = format!("[{one},\n{one}]");
+        assert_eq!(parse_back(list.as_bytes()).unwrap(), 2);
+        assert_eq!(parse_back(b"  []").unwrap(), 0);
+        for bad in [
+            &b"{}"[..],
+            b"[1]",
+            b"null",
+            b"\xff",
+            format!("{one} trailing").as_bytes(),
+            one.replace("\"uri\"", "\"uri\":\"\",\"x\"").as_bytes(),
+        ] {
+            assert!(
+                parse_back(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub fn one_line(s: &str) -> String {
     let tidy = !s.starts_with(' ')
         && !s.ends_with(' ')
         && !s.contains("  ")
-        && !s.chars().any(|c| c.is_whitespace() && c != ' ');
+        && !has_whitespace_other_than_space(s);
     if tidy {
         return s.to_owned();
     }
@@ -73,6 +73,28 @@ pub fn one_line(s: &str) -> String {
         out.push_str(word);
     }
     out
+}
+
+/// Whether `s` has a character `char::is_whitespace` holds for other than
+/// U+0020, found from the bytes of the UTF-8 encodings (the `White_Space`
+/// property: U+0009–U+000D, U+0085, U+00A0, U+1680, U+2000–U+200A, U+2028,
+/// U+2029, U+202F, U+205F, U+3000). Decoding every character of a
+/// Vietnamese title to ask was a few percent of a cold build; almost every
+/// character there is multibyte, and none of them starts like these.
+fn has_whitespace_other_than_space(s: &str) -> bool {
+    let b = s.as_bytes();
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    b.iter().enumerate().any(|(i, &x)| match x {
+        0x09..=0x0d => true,
+        0xc2 => matches!(at(i + 1), 0x85 | 0xa0),
+        0xe1 => at(i + 1) == 0x9a && at(i + 2) == 0x80,
+        0xe2 => matches!(
+            (at(i + 1), at(i + 2)),
+            (0x80, 0x80..=0x8a | 0xa8 | 0xa9 | 0xaf) | (0x81, 0x9f)
+        ),
+        0xe3 => at(i + 1) == 0x80 && at(i + 2) == 0x80,
+        _ => false,
+    })
 }
 
 /// Letters that mark Vietnamese text: ă â đ ê ô ơ ư (either case) and vowels
@@ -152,6 +174,21 @@ pub fn guess_language(text: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_found_from_bytes_is_exactly_char_is_whitespace() {
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let want = c.is_whitespace() && c != ' ';
+            for s in [c.to_string(), format!("ạ{c}ữ"), format!("x{c}")] {
+                assert_eq!(
+                    has_whitespace_other_than_space(&s),
+                    want,
+                    "U+{:04X}",
+                    c as u32
+                );
+            }
+        }
+    }
 
     #[test]
     fn one_line_collapses_whitespace() {

@@ -44,13 +44,13 @@ pub fn verify(doc: &Document) -> Result<()> {
         }
         DocKind::Json => {
             let feed: JsonFeedShape<'_> =
-                serde_json::from_slice(&doc.bytes).context("JSON Feed does not parse")?;
+                serde_json::from_str(text).context("JSON Feed does not parse")?;
             if feed.version != "https://jsonfeed.org/version/1.1" {
                 bail!("JSON Feed lacks its version");
             }
             feed.items.len()
         }
-        DocKind::Ninjs => crate::render::ninjs_parse_back(&doc.bytes)?,
+        DocKind::Ninjs => crate::render::ninjs_parse_back(text)?,
         DocKind::Opml => {
             let mut reader = quick_xml::Reader::from_reader(doc.bytes.as_slice());
             let mut buf = Vec::new();
@@ -275,6 +275,16 @@ mod tests {
         for (kind, text, entries, want) in cases {
             let err = format!("{:#}", verify(&doc(kind, text, entries)).unwrap_err());
             assert!(err.contains(want), "{kind:?} {text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_bytes_that_are_not_utf8_whatever_the_kind() {
+        for kind in [DocKind::Rss, DocKind::Atom, DocKind::Json, DocKind::Ninjs] {
+            let mut d = doc(kind, "[]", 0);
+            d.bytes = b"[\xff]".to_vec();
+            let err = format!("{:#}", verify(&d).unwrap_err());
+            assert!(err.contains("not valid UTF-8"), "{kind:?}: {err}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! Render micro-benchmarks: 50 entries → RSS 2.0 + Atom 1.0 + JSON Feed 1.1
-//! (`feedwire::render::render_feed`), and the publish gate that parses each
+//! (`feedwire::render::render_feed`), rendered whole and joined from
+//! remembered entry fragments, and the publish gate that parses each
 //! document back before it replaces the last good one
 //! (`feedwire::publish::verify`).
 //!
@@ -14,7 +15,7 @@ use feedwire::article::Entry;
 use feedwire::catalog::FeedKey;
 use feedwire::config::Config;
 use feedwire::ingest::{IngestOptions, parse};
-use feedwire::render::{FeedInfo, render_feed};
+use feedwire::render::{FRAGMENTS_BUDGET, FeedInfo, Fragments, render_feed};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
@@ -47,7 +48,7 @@ fn bench_render(c: &mut Criterion) {
     .unwrap();
     let entries = entries(50);
     let info = FeedInfo::new(&cfg, FeedKey::Main, None);
-    let docs = render_feed(&cfg, &info, &entries, &[]).unwrap();
+    let docs = render_feed(&cfg, &info, &entries, &[], None).unwrap();
     for d in &docs {
         assert_eq!(d.entries, 50, "{} was capped", d.path);
     }
@@ -58,7 +59,17 @@ fn bench_render(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4))
         .sample_size(30);
     group.bench_function("render_feed_50_entries_rss_atom_json", |b| {
-        b.iter(|| render_feed(&cfg, &info, black_box(&entries), &[]).unwrap())
+        b.iter(|| render_feed(&cfg, &info, black_box(&entries), &[], None).unwrap())
+    });
+    // An event's main feed: every entry's fragments remembered (49 of 50
+    // in the daemon), the documents joined from them.
+    let memo = Fragments::new(FRAGMENTS_BUDGET);
+    let joined = render_feed(&cfg, &info, &entries, &[], Some(&memo)).unwrap();
+    for (a, b) in docs.iter().zip(&joined) {
+        assert!(a.bytes == b.bytes, "{} joined differs", a.path);
+    }
+    group.bench_function("render_feed_50_entries_joined_from_fragments", |b| {
+        b.iter(|| render_feed(&cfg, &info, black_box(&entries), &[], Some(&memo)).unwrap())
     });
     group.finish();
 

@@ -438,6 +438,55 @@ fn wait_published(site: &Site, i: u32) {
     });
 }
 
+/// What a running daemon publishes event by event (the main feed's live
+/// documents and archive pages joined from remembered entry fragments) is
+/// byte for byte what `feedwire build` renders from scratch: after new
+/// articles, pages filling and an edit of an article in the live window,
+/// a build rewrites nothing.
+#[test]
+fn documents_published_by_events_are_the_documents_a_build_renders() {
+    let site = archive_site("");
+    for i in 1..=6 {
+        write_article(&site, i);
+    }
+    let daemon = site.start();
+    wait_published(&site, 6);
+    for i in 7..=14 {
+        write_article(&site, i);
+        wait_published(&site, i);
+    }
+    // An edit of an entry the memo holds: its fragments must be new.
+    let (name, text) = article(13);
+    site.write(&name, text.replace("Bài số 13", "Bài số 13 (đã sửa)"));
+    wait_for("the edit published", WAIT, || {
+        let feed = site.try_feed("atom.xml")?;
+        titles(&feed)
+            .iter()
+            .any(|t| t == "Bài số 13 (đã sửa)")
+            .then_some(())
+    });
+    write_article(&site, 15);
+    wait_published(&site, 15);
+    assert!(daemon.terminate().success());
+    let published = snapshot(&site.feeds());
+    assert!(
+        published.contains_key("archive/atom-3.xml"),
+        "{published:?}"
+    );
+    site.build();
+    let built = snapshot(&site.feeds());
+    let differ: Vec<&String> = built
+        .iter()
+        .filter(|(p, (hash, _))| published.get(*p).map(|v| &v.0) != Some(hash))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "a build rendered these differently: {differ:?}"
+    );
+    assert_eq!(built.len(), published.len());
+}
+
 /// Point 5, test (1): 23 articles, live window 5, pages of 4. `feedwire
 /// build` writes five pages for the main feed (4, 4, 4, 4, 2 entries) and
 /// two for each category; the chains, read from the feeds folder and over

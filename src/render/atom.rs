@@ -1,5 +1,6 @@
 //! Atom 1.0 (RFC 4287).
 
+use super::fragments::{find, join, rfind};
 use super::{Context, DocKind, full_html, image_type};
 use crate::article::Entry;
 use crate::site;
@@ -37,7 +38,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         namespaces.insert("fh".to_string(), super::HISTORY_NS.to_string());
         extensions.extend(archive_mark());
     }
-    let feed = atom::Feed {
+    let mut feed = atom::Feed {
         title: text(&ctx.info.title),
         id: ctx.feed_id(),
         updated: ctx.updated,
@@ -49,11 +50,40 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
             ..Default::default()
         }),
         lang: Some(cfg.site.language.clone()),
-        entries: entries.iter().map(|e| entry(ctx, e)).collect(),
         namespaces,
         extensions,
         ..Default::default()
     };
+    let Some((memo, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
+        feed.entries = entries.iter().map(|e| entry(ctx, e)).collect();
+        return write(&feed);
+    };
+    // The feed written around an empty placeholder entry, with the
+    // entries' fragments in its place (extensions such as tombstones follow
+    // the entries, so the placeholder is found from the front).
+    feed.entries = vec![atom::Entry::default()];
+    let around = write(&feed)?;
+    let start = find(&around, ENTRY_START).ok_or_else(misplaced)?;
+    let end = find(&around[start..], ENTRY_END).ok_or_else(misplaced)? + start + ENTRY_END.len();
+    let fragments = entries
+        .iter()
+        .zip(keys)
+        .map(|(e, key)| memo.get_or_render(DocKind::Atom, *key, || fragment(ctx, e)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(join(&around[..start], &fragments, b"", &around[end..]))
+}
+
+/// An entry's start in a feed, with the line break and indentation before
+/// it. Nothing before the entries is written raw (text is escaped), so the
+/// first one found is an entry's.
+const ENTRY_START: &[u8] = b"\n  <entry>";
+const ENTRY_END: &[u8] = b"</entry>";
+
+fn misplaced() -> anyhow::Error {
+    anyhow::anyhow!("the Atom writer did not write the entry where expected")
+}
+
+fn write(feed: &atom::Feed) -> Result<Vec<u8>> {
     let config = atom::WriteConfig {
         write_document_declaration: true,
         indent_size: Some(2),
@@ -61,6 +91,21 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(16 * 1024);
     feed.write_with_config(&mut out, config)?;
     Ok(out)
+}
+
+/// One entry's `<entry>` as it stands in any feed: written alone in an
+/// otherwise empty feed, from its start to the last `</entry>` (only
+/// `</feed>` follows it).
+fn fragment(ctx: &Context, e: &Entry) -> Result<Vec<u8>> {
+    let feed = atom::Feed {
+        entries: vec![entry(ctx, e)],
+        ..Default::default()
+    };
+    let out = write(&feed)?;
+    match (find(&out, ENTRY_START), rfind(&out, ENTRY_END)) {
+        (Some(start), Some(end)) if start < end => Ok(out[start..end + ENTRY_END.len()].to_vec()),
+        _ => Err(misplaced()),
+    }
 }
 
 /// One entry as a standalone Atom entry document (RFC 4287 §4.1.2).

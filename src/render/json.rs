@@ -1,5 +1,6 @@
 //! JSON Feed 1.1 (jsonfeed.org/version/1.1), written with serde.
 
+use super::fragments::{find, join};
 use super::{Context, DocKind, full_html};
 use crate::article::Entry;
 use crate::site;
@@ -93,7 +94,7 @@ struct Item<'a> {
 
 pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     let cfg = ctx.cfg;
-    let feed = Feed {
+    let mut feed = Feed {
         version: "https://jsonfeed.org/version/1.1",
         title: &ctx.info.title,
         home_page_url: ctx.info.html_url(cfg),
@@ -112,7 +113,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
                 url,
             })
             .collect(),
-        items: entries.iter().map(|e| item(ctx, e)).collect(),
+        items: Vec::new(),
         feedwire: (!ctx.tombstones.is_empty()).then(|| {
             let tz = cfg.time_zone().unwrap_or(chrono_tz::UTC);
             FeedExtension {
@@ -129,9 +130,57 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
             }
         }),
     };
-    let mut out = serde_json::to_vec_pretty(&feed)?;
-    out.push(b'\n');
-    Ok(out)
+    let Some((memo, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
+        feed.items = entries.iter().map(|e| item(ctx, e)).collect();
+        let mut out = serde_json::to_vec_pretty(&feed)?;
+        out.push(b'\n');
+        return Ok(out);
+    };
+    // The feed written with no items, the items' fragments then joined into
+    // the empty array. A line break is escaped inside JSON strings, so the
+    // key at the start of a line is the feed's own `items`.
+    let mut around = serde_json::to_vec_pretty(&feed)?;
+    around.push(b'\n');
+    let at = find(&around, EMPTY_ITEMS)
+        .ok_or_else(|| anyhow::anyhow!("the JSON writer did not write the items where expected"))?;
+    let fragments = entries
+        .iter()
+        .zip(keys)
+        .map(|(e, key)| memo.get_or_render(DocKind::Json, *key, || fragment(ctx, e)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut head = around[..at].to_vec();
+    head.extend_from_slice(ITEMS_OPEN);
+    let mut tail = ITEMS_CLOSE.to_vec();
+    tail.extend_from_slice(&around[at + EMPTY_ITEMS.len()..]);
+    Ok(join(&head, &fragments, b",", &tail))
+}
+
+const EMPTY_ITEMS: &[u8] = b"\n  \"items\": []";
+const ITEMS_OPEN: &[u8] = b"\n  \"items\": [";
+const ITEMS_CLOSE: &[u8] = b"\n  ]";
+
+/// One item as it stands in a feed's `items` array (indented two levels,
+/// from the line break before it; items are joined with a comma).
+fn fragment(ctx: &Context, e: &Entry) -> Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct One<'a> {
+        items: [Item<'a>; 1],
+    }
+    let out = serde_json::to_vec_pretty(&One {
+        items: [item(ctx, e)],
+    })?;
+    let start = ITEMS_OPEN.len() + 1; // `{` then the key and the bracket
+    let end = out.len() - ITEMS_CLOSE.len() - 2; // the closing bracket, `\n}`
+    match out.get(start..end) {
+        Some(f)
+            if out.starts_with(b"{")
+                && out[1..].starts_with(ITEMS_OPEN)
+                && out.ends_with(b"\n  ]\n}") =>
+        {
+            Ok(f.to_vec())
+        }
+        _ => anyhow::bail!("the JSON writer did not write the item where expected"),
+    }
 }
 
 fn item<'a>(ctx: &Context, e: &'a Entry) -> Item<'a> {

@@ -16,6 +16,7 @@
 //! unchanged files and lets HTTP validators survive restarts.
 
 mod atom;
+mod fragments;
 mod json;
 mod ninjs;
 mod opml;
@@ -30,6 +31,7 @@ use crate::site;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
+pub use fragments::{DEFAULT_BUDGET as FRAGMENTS_BUDGET, Fragments};
 pub(crate) use ninjs::parse_back as ninjs_parse_back;
 pub use ninjs::{NINJS_SCHEMA, NINJS_VERSION, ninjs_path, render_canceled, render_ninjs};
 pub use opml::render_opml;
@@ -259,16 +261,41 @@ impl FeedInfo {
 /// Render all three formats of one feed, each capped to `feeds.max_bytes` by
 /// leaving out the oldest entries. `tombstones` are the feed's killed
 /// articles still announced (RFC 6721 in Atom, an extension in JSON Feed).
+///
+/// With a [`Fragments`] memo, each entry is rendered once per format and
+/// the documents are joined from the fragments (the same bytes).
 pub fn render_feed(
     cfg: &Config,
     info: &FeedInfo,
     entries: &[Entry],
     tombstones: &[Tombstone],
+    fragments: Option<&Fragments>,
 ) -> Result<Vec<Document>> {
+    let keys = Keyed::new(entries, fragments);
     DocKind::FEEDS
         .iter()
-        .map(|&kind| render_capped(cfg, info, entries, tombstones, kind))
+        .map(|&kind| render_keyed(cfg, info, &keys, tombstones, kind))
         .collect()
+}
+
+/// Entries with their fragment keys, when a memo is used.
+struct Keyed<'a> {
+    entries: &'a [Entry],
+    memo: Option<(&'a Fragments, Vec<fragments::Key>)>,
+}
+
+impl<'a> Keyed<'a> {
+    fn new(entries: &'a [Entry], memo: Option<&'a Fragments>) -> Keyed<'a> {
+        Keyed {
+            entries,
+            memo: memo.map(|m| (m, entries.iter().map(fragments::key).collect())),
+        }
+    }
+
+    /// The memo and the keys of the first `n` entries.
+    fn memo(&self, n: usize) -> Option<(&'a Fragments, &[fragments::Key])> {
+        self.memo.as_ref().map(|(m, keys)| (*m, &keys[..n]))
+    }
 }
 
 /// Render archive page `page` of a feed (its entries newest first) in all
@@ -279,7 +306,9 @@ pub fn render_archive_page(
     info: &FeedInfo,
     page: u32,
     entries: &[Entry],
+    fragments: Option<&Fragments>,
 ) -> Result<Vec<Document>> {
+    let keys = Keyed::new(entries, fragments);
     DocKind::FEEDS
         .iter()
         .map(|&kind| {
@@ -289,6 +318,7 @@ pub fn render_archive_page(
                 updated: newest(entries).unwrap_or_else(epoch),
                 tombstones: &[],
                 page: Some(page),
+                fragments: keys.memo(entries.len()),
             };
             Ok(Document {
                 path: info.archive_path(kind, page),
@@ -311,10 +341,21 @@ pub fn render_capped(
     tombstones: &[Tombstone],
     kind: DocKind,
 ) -> Result<Document> {
+    render_keyed(cfg, info, &Keyed::new(entries, None), tombstones, kind)
+}
+
+fn render_keyed(
+    cfg: &Config,
+    info: &FeedInfo,
+    keyed: &Keyed<'_>,
+    tombstones: &[Tombstone],
+    kind: DocKind,
+) -> Result<Document> {
+    let entries = keyed.entries;
     let max = cfg.feeds.max_bytes;
     let mut n = entries.len();
     loop {
-        let bytes = render_one(cfg, info, &entries[..n], tombstones, kind)?;
+        let bytes = render_one(cfg, info, &entries[..n], keyed.memo(n), tombstones, kind)?;
         if bytes.len() <= max || n == 0 {
             if n < entries.len() {
                 tracing::warn!(
@@ -340,6 +381,7 @@ fn render_one(
     cfg: &Config,
     info: &FeedInfo,
     entries: &[Entry],
+    fragments: Option<(&Fragments, &[fragments::Key])>,
     tombstones: &[Tombstone],
     kind: DocKind,
 ) -> Result<Vec<u8>> {
@@ -360,6 +402,7 @@ fn render_one(
         updated,
         tombstones,
         page: None,
+        fragments,
     };
     render_with(&ctx, entries, kind)
 }
@@ -386,6 +429,7 @@ pub fn render_single(cfg: &Config, kind: DocKind, entry: &Entry) -> Result<Vec<u
         updated: entry.updated,
         tombstones: &[],
         page: None,
+        fragments: None,
     };
     let entries = std::slice::from_ref(entry);
     match kind {
@@ -475,6 +519,9 @@ struct Context<'a> {
     tombstones: &'a [Tombstone],
     /// The archive page being rendered; `None` for the live documents.
     page: Option<u32>,
+    /// The memo to join the document from, with the entries' keys; `None`
+    /// renders every entry in place.
+    fragments: Option<(&'a Fragments, &'a [fragments::Key])>,
 }
 
 /// RFC 5005 links of one document besides `self`: (rel, URL).

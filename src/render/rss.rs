@@ -1,5 +1,6 @@
 //! RSS 2.0 with the content, Dublin Core, Atom and Media RSS extensions.
 
+use super::fragments::{find, join, rfind};
 use super::{Context, DocKind, full_html, image_type, rfc822};
 use crate::article::Entry;
 use crate::html::escape_html;
@@ -42,7 +43,6 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
             });
         }
     }
-    let items = entries.iter().map(|e| item(ctx, e)).collect::<Vec<_>>();
     let mut namespaces = BTreeMap::new();
     if entries.iter().any(|e| e.image.is_some()) {
         namespaces.insert("media".to_string(), MEDIA_NS.to_string());
@@ -60,7 +60,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
             .or_default()
             .insert("archive".into(), vec![mark]);
     }
-    let channel = rss::Channel {
+    let mut channel = rss::Channel {
         title: ctx.info.title.clone(),
         link: ctx.info.html_url(cfg),
         description: ctx.info.description.clone(),
@@ -71,12 +71,62 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         atom_ext: Some(AtomExtension { links }),
         namespaces,
         extensions,
-        items,
         ..Default::default()
     };
+    let Some((memo, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
+        channel.items = entries.iter().map(|e| item(ctx, e)).collect();
+        return write(&channel);
+    };
+    // Items are the last thing in a channel: the document is the channel
+    // written around a placeholder item that declares the namespaces the
+    // real items use (content always, Dublin Core with any author), with
+    // the items' fragments in its place.
+    channel.items = vec![rss::Item {
+        content: Some(String::new()),
+        dublin_core_ext: entries
+            .iter()
+            .any(|e| !e.authors.is_empty())
+            .then(DublinCoreExtension::default),
+        ..Default::default()
+    }];
+    let around = write(&channel)?;
+    let (start, end) = item_span(&around)?;
+    let fragments = entries
+        .iter()
+        .zip(keys)
+        .map(|(e, key)| memo.get_or_render(DocKind::Rss, *key, || fragment(ctx, e)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(join(&around[..start], &fragments, b"", &around[end..]))
+}
+
+fn write(channel: &rss::Channel) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(16 * 1024);
     channel.pretty_write_to(&mut out, b' ', 2)?;
     Ok(out)
+}
+
+/// Where the only item of a written channel starts (with the line break
+/// and indentation before it) and ends. Nothing before the items is
+/// written raw (CDATA is only used inside items), so the first `<item>` is
+/// the item's; nothing after it but `</channel>`, so the last `</item>` is.
+fn item_span(channel: &[u8]) -> Result<(usize, usize)> {
+    const START: &[u8] = b"\n    <item>";
+    const END: &[u8] = b"</item>";
+    match (find(channel, START), rfind(channel, END)) {
+        (Some(start), Some(end)) if start < end => Ok((start, end + END.len())),
+        _ => anyhow::bail!("the RSS writer did not write the item where expected"),
+    }
+}
+
+/// One entry's `<item>` as it stands in any channel.
+fn fragment(ctx: &Context, e: &Entry) -> Result<Vec<u8>> {
+    let channel = rss::Channel {
+        items: vec![item(ctx, e)],
+        ..Default::default()
+    };
+    let out = write(&channel)?;
+    let (start, end) = item_span(&out)?;
+    Ok(out[start..end].to_vec())
 }
 
 fn item(ctx: &Context, e: &Entry) -> rss::Item {

@@ -15,7 +15,7 @@ use feedwire::article::Entry;
 use feedwire::catalog::FeedKey;
 use feedwire::config::Config;
 use feedwire::ingest::{IngestOptions, parse};
-use feedwire::render::{FRAGMENTS_BUDGET, FeedInfo, Fragments, render_feed};
+use feedwire::render::{FRAGMENTS_BUDGET, FeedInfo, Fragments, Reuse, render_feed};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
@@ -64,12 +64,16 @@ fn bench_render(c: &mut Criterion) {
     // An event's main feed: every entry's fragments remembered (49 of 50
     // in the daemon), the documents joined from them.
     let memo = Fragments::new(FRAGMENTS_BUDGET);
-    let joined = render_feed(&cfg, &info, &entries, &[], Some(&memo)).unwrap();
+    let reuse = Some(Reuse {
+        memo: &memo,
+        remember: true,
+    });
+    let joined = render_feed(&cfg, &info, &entries, &[], reuse).unwrap();
     for (a, b) in docs.iter().zip(&joined) {
         assert!(a.bytes == b.bytes, "{} joined differs", a.path);
     }
     group.bench_function("render_feed_50_entries_joined_from_fragments", |b| {
-        b.iter(|| render_feed(&cfg, &info, black_box(&entries), &[], Some(&memo)).unwrap())
+        b.iter(|| render_feed(&cfg, &info, black_box(&entries), &[], reuse).unwrap())
     });
     group.finish();
 

@@ -721,6 +721,15 @@ impl Pipeline {
             docs.push(render::sitemap::render_key_file(&self.cfg.indexnow.key));
         }
         report.absorb(self.publish_documents(docs, only.is_none())?);
+        // The live documents joined in this round, as HTTP now serves them,
+        // are where the next round finds their unchanged entries.
+        // Without a store (nothing served) the round's notes are dropped.
+        let store = self.publisher.store();
+        self.fragments.adopt(|path| {
+            store
+                .and_then(|store| store.get(path))
+                .map(|served| served.body.clone())
+        });
         if let Some(s) = &mut self.sitemaps {
             let scope = match (only, every_page) {
                 (Some(_), _) => Scope::Changed,
@@ -766,8 +775,8 @@ impl Pipeline {
         inputs
             .into_par_iter()
             .map(|(entries, tombstones, info)| {
-                let fragments = memo_for(fragments, &info.key);
-                let docs = render::render_feed(cfg, &info, &entries, &tombstones, fragments)?;
+                let reuse = reuse_for(fragments, &info.key);
+                let docs = render::render_feed(cfg, &info, &entries, &tombstones, reuse)?;
                 Ok((info, entries.len(), docs))
             })
             .collect()
@@ -800,8 +809,8 @@ impl Pipeline {
             let rendered: Vec<Result<Vec<render::Document>>> = inputs
                 .par_iter()
                 .map(|(info, page, entries)| {
-                    let fragments = memo_for(fragments, &info.key);
-                    render::render_archive_page(cfg, info, *page, entries, fragments)
+                    let reuse = reuse_for(fragments, &info.key);
+                    render::render_archive_page(cfg, info, *page, entries, reuse)
                 })
                 .collect();
             let mut docs = Vec::with_capacity(chunk.len() * render::DocKind::FEEDS.len());
@@ -916,16 +925,18 @@ pub(crate) fn publish_recorded(
     })
 }
 
-/// The memo for a feed's documents: the main feed's only. Every event
-/// touches the main feed, whose window and newest page then differ by an
-/// entry or two from the last round's; a category's come round once per so
-/// many events that the memo would have to hold every feed's window (20 MiB
-/// at 100k articles, measured) to help them.
-fn memo_for<'a>(
-    memo: Option<&'a render::Fragments>,
-    feed: &FeedKey,
-) -> Option<&'a render::Fragments> {
-    memo.filter(|_| *feed == FeedKey::Main)
+/// How a feed's documents use the fragment memo. Every feed's live
+/// documents reuse the fragments of their last served version; only the
+/// main feed's fragments are kept in the memo, for its archive page. Every
+/// event touches the main feed, whose newest page then gains an entry that
+/// left its window lately; a category comes round once per so many events
+/// that the memo would have to hold every feed's window and page (20 MiB
+/// at 100k articles, measured) to help its page.
+fn reuse_for<'a>(memo: Option<&'a render::Fragments>, feed: &FeedKey) -> Option<render::Reuse<'a>> {
+    memo.map(|memo| render::Reuse {
+        memo,
+        remember: *feed == FeedKey::Main,
+    })
 }
 
 fn ingest_settings(cfg: &Config) -> String {

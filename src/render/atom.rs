@@ -1,6 +1,6 @@
 //! Atom 1.0 (RFC 4287).
 
-use super::fragments::{find, join, rfind};
+use super::fragments::{find, join_document, rfind};
 use super::{Context, DocKind, full_html, image_type};
 use crate::article::Entry;
 use crate::site;
@@ -54,7 +54,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         extensions,
         ..Default::default()
     };
-    let Some((memo, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
+    let Some((reuse, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
         feed.entries = entries.iter().map(|e| entry(ctx, e)).collect();
         return write(&feed);
     };
@@ -68,9 +68,20 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     let fragments = entries
         .iter()
         .zip(keys)
-        .map(|(e, key)| memo.get_or_render(DocKind::Atom, *key, || fragment(ctx, e)))
+        .map(|(e, key)| {
+            reuse
+                .memo
+                .get_or_render(DocKind::Atom, *key, reuse.remember, || fragment(ctx, e))
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(join(&around[..start], &fragments, b"", &around[end..]))
+    Ok(join_document(
+        ctx,
+        DocKind::Atom,
+        &around[..start],
+        fragments,
+        b"",
+        &around[end..],
+    ))
 }
 
 /// An entry's start in a feed, with the line break and indentation before

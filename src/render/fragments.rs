@@ -19,11 +19,13 @@
 //! its old fragment ages out. The memo is bounded by bytes
 //! ([`DEFAULT_BUDGET`]); past it the least recently used fragments go.
 
-use super::DocKind;
+use super::{Context, DocKind};
 use crate::article::{Category, Entry, Status};
 use anyhow::Result;
+use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 /// What the pipeline's memo may hold, in bytes of fragments: the main
@@ -128,10 +130,43 @@ pub fn key(entry: &Entry) -> Key {
 }
 
 /// A bounded memo of rendered fragments, shared by the threads that render
-/// a round's documents.
+/// a round's documents; and the fragments inside the live documents HTTP
+/// serves ([`Fragments::adopt`]), which cost no memory of their own.
 pub struct Fragments {
     budget: usize,
     memo: Mutex<Memo>,
+    /// Live documents joined in this round, with where each fragment is.
+    pending: Mutex<HashMap<String, Joined>>,
+    served: Mutex<Served>,
+    /// Fragments rendered (not found), for tests and benchmarks.
+    rendered: std::sync::atomic::AtomicUsize,
+}
+
+/// How a document uses the memo.
+#[derive(Clone, Copy)]
+pub struct Reuse<'a> {
+    pub memo: &'a Fragments,
+    /// Keep the fragments rendered for it in the memo (else they are only
+    /// found again inside a served document).
+    pub remember: bool,
+}
+
+/// A live document as joined: its kind, and each entry's key, fragment and
+/// place in the bytes.
+struct Joined {
+    kind: DocKind,
+    spans: Vec<(Key, Arc<[u8]>, Range<usize>)>,
+}
+
+/// Fragments found inside the live documents HTTP serves: a feed's window
+/// differs by an entry or two from its last version, so the rest are cut
+/// from that version's bytes, shared with the store that serves them.
+#[derive(Default)]
+struct Served {
+    /// Per path: the body, and the keys of the fragments in it.
+    docs: HashMap<String, (Bytes, DocKind, Vec<Key>)>,
+    /// Per fragment: the path of a document holding it, and where.
+    index: HashMap<(DocKind, Key), (String, Range<usize>)>,
 }
 
 #[derive(Default)]
@@ -153,15 +188,20 @@ impl Fragments {
         Fragments {
             budget,
             memo: Mutex::default(),
+            pending: Mutex::default(),
+            served: Mutex::default(),
+            rendered: Default::default(),
         }
     }
 
-    /// The fragment of the entry with this key in this format, rendered by
-    /// `render` when the memo does not hold it.
+    /// The fragment of the entry with this key in this format: from the
+    /// memo, else cut from a served document, else rendered by `render`
+    /// (and kept in the memo when `remember`).
     pub(super) fn get_or_render(
         &self,
         kind: DocKind,
         key: Key,
+        remember: bool,
         render: impl FnOnce() -> Result<Vec<u8>>,
     ) -> Result<Arc<[u8]>> {
         {
@@ -173,9 +213,23 @@ impl Fragments {
                 return Ok(slot.fragment.clone());
             }
         }
+        {
+            let served = self.served.lock().expect("served fragments lock");
+            if let Some((path, range)) = served.index.get(&(kind, key))
+                && let Some((body, _, _)) = served.docs.get(path)
+                && let Some(fragment) = body.get(range.clone())
+            {
+                return Ok(fragment.into());
+            }
+        }
         // Rendered outside the lock: two threads may render the same
         // fragment at once, and the second insert simply replaces the first.
         let fragment: Arc<[u8]> = render()?.into();
+        self.rendered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !remember {
+            return Ok(fragment);
+        }
         let mut memo = self.memo.lock().expect("fragment memo lock");
         memo.clock += 1;
         let now = memo.clock;
@@ -199,6 +253,97 @@ impl Fragments {
     pub fn held_bytes(&self) -> usize {
         self.memo.lock().expect("fragment memo lock").bytes
     }
+
+    /// Note where a live document joined in this round holds each fragment.
+    fn joined(&self, path: String, joined: Joined) {
+        self.pending
+            .lock()
+            .expect("pending fragments lock")
+            .insert(path, joined);
+    }
+
+    /// After a round is published: take the live documents joined in it
+    /// whose served body (`served`, by path: what HTTP now answers) holds
+    /// exactly the fragments they were joined from, so that the next
+    /// round cuts its unchanged entries from there. A document the gate
+    /// refused, or one served differently, is not taken, and any earlier
+    /// version of it is let go.
+    pub fn adopt(&self, served: impl Fn(&str) -> Option<Bytes>) {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("pending fragments lock"));
+        let mut held = self.served.lock().expect("served fragments lock");
+        for (path, joined) in pending {
+            if let Some((_, kind, keys)) = held.docs.remove(&path) {
+                for key in keys {
+                    if held
+                        .index
+                        .get(&(kind, key))
+                        .is_some_and(|(p, _)| *p == path)
+                    {
+                        held.index.remove(&(kind, key));
+                    }
+                }
+            }
+            let Some(body) = served(&path) else { continue };
+            let same = joined
+                .spans
+                .iter()
+                .all(|(_, fragment, range)| body.get(range.clone()) == Some(&fragment[..]));
+            if !same {
+                continue;
+            }
+            let mut keys = Vec::with_capacity(joined.spans.len());
+            for (key, _, range) in joined.spans {
+                held.index.insert((joined.kind, key), (path.clone(), range));
+                keys.push(key);
+            }
+            held.docs.insert(path, (body, joined.kind, keys));
+        }
+    }
+
+    /// How many fragments were rendered rather than found.
+    pub fn rendered(&self) -> usize {
+        self.rendered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many served documents fragments are cut from.
+    #[cfg(test)]
+    fn served_documents(&self) -> usize {
+        self.served
+            .lock()
+            .expect("served fragments lock")
+            .docs
+            .len()
+    }
+}
+
+/// Join a document from its head, its entries' fragments and its tail; a
+/// live document (not an archive page, which HTTP reads from the feeds
+/// folder) is noted for [`Fragments::adopt`].
+pub(super) fn join_document(
+    ctx: &Context<'_>,
+    kind: DocKind,
+    head: &[u8],
+    fragments: Vec<Arc<[u8]>>,
+    separator: &[u8],
+    tail: &[u8],
+) -> Vec<u8> {
+    let out = join(head, &fragments, separator, tail);
+    if let (Some((reuse, keys)), None, None) = (ctx.fragments, ctx.page, &ctx.info.partner) {
+        let mut at = head.len();
+        let spans = keys
+            .iter()
+            .zip(fragments)
+            .map(|(key, fragment)| {
+                let range = at..at + fragment.len();
+                at = range.end + separator.len();
+                (*key, fragment, range)
+            })
+            .collect();
+        reuse
+            .memo
+            .joined(ctx.info.path(kind), Joined { kind, spans });
+    }
+    out
 }
 
 impl Memo {
@@ -231,7 +376,7 @@ pub(super) fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `head`, then the fragments, then `tail`, in one allocation.
-pub(super) fn join(head: &[u8], fragments: &[Arc<[u8]>], separator: &[u8], tail: &[u8]) -> Vec<u8> {
+fn join(head: &[u8], fragments: &[Arc<[u8]>], separator: &[u8], tail: &[u8]) -> Vec<u8> {
     let body: usize = fragments.iter().map(|f| f.len() + separator.len()).sum();
     let mut out = Vec::with_capacity(head.len() + body + tail.len());
     out.extend_from_slice(head);
@@ -383,8 +528,12 @@ mod tests {
                                         fragments,
                                     };
                                     let whole = render_with(&ctx(None), entries, kind).unwrap();
+                                    let reuse = Reuse {
+                                        memo: &memo,
+                                        remember: true,
+                                    };
                                     let joined =
-                                        render_with(&ctx(Some((&memo, &keys[..]))), entries, kind)
+                                        render_with(&ctx(Some((reuse, &keys[..]))), entries, kind)
                                             .unwrap();
                                     assert!(
                                         whole == joined,
@@ -437,14 +586,62 @@ mod tests {
         for i in 0..50u8 {
             let mut k = [0u8; 16];
             k[0] = i;
-            let f = memo.get_or_render(DocKind::Rss, k, render(i)).unwrap();
+            let f = memo
+                .get_or_render(DocKind::Rss, k, true, render(i))
+                .unwrap();
             assert_eq!(&f[..], &[i; 1_000][..]);
             assert!(memo.held_bytes() <= 10_000, "{}", memo.held_bytes());
         }
         // The newest is held: asking again does not render.
         let mut k = [0u8; 16];
         k[0] = 49;
-        memo.get_or_render(DocKind::Rss, k, || panic!("rendered again"))
+        memo.get_or_render(DocKind::Rss, k, true, || panic!("rendered again"))
             .unwrap();
+    }
+
+    /// A feed whose fragments are not remembered cuts its unchanged
+    /// entries from the version HTTP serves once it is adopted: the next
+    /// window (one entry new, the oldest gone) renders one entry per
+    /// format, and gives the bytes the crate writes whole. A served body
+    /// other than the one joined is not adopted.
+    #[test]
+    fn unchanged_entries_are_cut_from_the_served_version() {
+        let cfg = cfg("");
+        let all = entries();
+        let info = FeedInfo::new(&cfg, FeedKey::Category("the-thao".into()), None);
+        let memo = Fragments::new(DEFAULT_BUDGET);
+        let reuse = Some(Reuse {
+            memo: &memo,
+            remember: false,
+        });
+        let window = &all[1..];
+        let first = crate::render::render_feed(&cfg, &info, window, &[], reuse).unwrap();
+        assert_eq!(memo.rendered(), 3 * window.len());
+        assert_eq!(memo.held_bytes(), 0, "not remembered");
+        // Served as rendered: adopted.
+        memo.adopt(|path| {
+            first
+                .iter()
+                .find(|d| d.path == path)
+                .map(|d| Bytes::from(d.bytes.clone()))
+        });
+        assert_eq!(memo.served_documents(), 3);
+        let next = &all[..all.len() - 1];
+        let second = crate::render::render_feed(&cfg, &info, next, &[], reuse).unwrap();
+        assert_eq!(
+            memo.rendered(),
+            3 * window.len() + 3,
+            "one new entry per format"
+        );
+        let whole = crate::render::render_feed(&cfg, &info, next, &[], None).unwrap();
+        for (a, b) in whole.iter().zip(&second) {
+            assert!(a.bytes == b.bytes, "{} differs", a.path);
+        }
+        // Served as something else (the gate refused it, say): let go.
+        memo.adopt(|_| Some(Bytes::from_static(b"not what was joined")));
+        assert_eq!(memo.served_documents(), 0);
+        let before = memo.rendered();
+        crate::render::render_feed(&cfg, &info, next, &[], reuse).unwrap();
+        assert_eq!(memo.rendered(), before + 3 * next.len());
     }
 }

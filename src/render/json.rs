@@ -1,6 +1,6 @@
 //! JSON Feed 1.1 (jsonfeed.org/version/1.1), written with serde.
 
-use super::fragments::{find, join};
+use super::fragments::{find, join_document};
 use super::{Context, DocKind, full_html};
 use crate::article::Entry;
 use crate::site;
@@ -130,7 +130,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
             }
         }),
     };
-    let Some((memo, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
+    let Some((reuse, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
         feed.items = entries.iter().map(|e| item(ctx, e)).collect();
         let mut out = serde_json::to_vec_pretty(&feed)?;
         out.push(b'\n');
@@ -146,13 +146,24 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     let fragments = entries
         .iter()
         .zip(keys)
-        .map(|(e, key)| memo.get_or_render(DocKind::Json, *key, || fragment(ctx, e)))
+        .map(|(e, key)| {
+            reuse
+                .memo
+                .get_or_render(DocKind::Json, *key, reuse.remember, || fragment(ctx, e))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut head = around[..at].to_vec();
     head.extend_from_slice(ITEMS_OPEN);
     let mut tail = ITEMS_CLOSE.to_vec();
     tail.extend_from_slice(&around[at + EMPTY_ITEMS.len()..]);
-    Ok(join(&head, &fragments, b",", &tail))
+    Ok(join_document(
+        ctx,
+        DocKind::Json,
+        &head,
+        fragments,
+        b",",
+        &tail,
+    ))
 }
 
 const EMPTY_ITEMS: &[u8] = b"\n  \"items\": []";

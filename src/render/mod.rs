@@ -31,7 +31,7 @@ use crate::site;
 use anyhow::Result;
 use chrono::{DateTime, FixedOffset, TimeZone};
 
-pub use fragments::{DEFAULT_BUDGET as FRAGMENTS_BUDGET, Fragments};
+pub use fragments::{DEFAULT_BUDGET as FRAGMENTS_BUDGET, Fragments, Reuse};
 pub(crate) use ninjs::parse_back as ninjs_parse_back;
 pub use ninjs::{NINJS_SCHEMA, NINJS_VERSION, ninjs_path, render_canceled, render_ninjs};
 pub use opml::render_opml;
@@ -262,16 +262,17 @@ impl FeedInfo {
 /// leaving out the oldest entries. `tombstones` are the feed's killed
 /// articles still announced (RFC 6721 in Atom, an extension in JSON Feed).
 ///
-/// With a [`Fragments`] memo, each entry is rendered once per format and
-/// the documents are joined from the fragments (the same bytes).
+/// With `reuse`, the documents are joined from entry fragments found in
+/// the memo or in the last version of a served document, and only the
+/// entries found in neither are rendered (the same bytes).
 pub fn render_feed(
     cfg: &Config,
     info: &FeedInfo,
     entries: &[Entry],
     tombstones: &[Tombstone],
-    fragments: Option<&Fragments>,
+    reuse: Option<Reuse<'_>>,
 ) -> Result<Vec<Document>> {
-    let keys = Keyed::new(entries, fragments);
+    let keys = Keyed::new(entries, reuse);
     DocKind::FEEDS
         .iter()
         .map(|&kind| render_keyed(cfg, info, &keys, tombstones, kind))
@@ -281,11 +282,11 @@ pub fn render_feed(
 /// Entries with their fragment keys, when a memo is used.
 struct Keyed<'a> {
     entries: &'a [Entry],
-    memo: Option<(&'a Fragments, Vec<fragments::Key>)>,
+    memo: Option<(Reuse<'a>, Vec<fragments::Key>)>,
 }
 
 impl<'a> Keyed<'a> {
-    fn new(entries: &'a [Entry], memo: Option<&'a Fragments>) -> Keyed<'a> {
+    fn new(entries: &'a [Entry], memo: Option<Reuse<'a>>) -> Keyed<'a> {
         Keyed {
             entries,
             memo: memo.map(|m| (m, entries.iter().map(fragments::key).collect())),
@@ -293,7 +294,7 @@ impl<'a> Keyed<'a> {
     }
 
     /// The memo and the keys of the first `n` entries.
-    fn memo(&self, n: usize) -> Option<(&'a Fragments, &[fragments::Key])> {
+    fn memo(&self, n: usize) -> Option<(Reuse<'a>, &[fragments::Key])> {
         self.memo.as_ref().map(|(m, keys)| (*m, &keys[..n]))
     }
 }
@@ -306,9 +307,9 @@ pub fn render_archive_page(
     info: &FeedInfo,
     page: u32,
     entries: &[Entry],
-    fragments: Option<&Fragments>,
+    reuse: Option<Reuse<'_>>,
 ) -> Result<Vec<Document>> {
-    let keys = Keyed::new(entries, fragments);
+    let keys = Keyed::new(entries, reuse);
     DocKind::FEEDS
         .iter()
         .map(|&kind| {
@@ -381,7 +382,7 @@ fn render_one(
     cfg: &Config,
     info: &FeedInfo,
     entries: &[Entry],
-    fragments: Option<(&Fragments, &[fragments::Key])>,
+    fragments: Option<(Reuse<'_>, &[fragments::Key])>,
     tombstones: &[Tombstone],
     kind: DocKind,
 ) -> Result<Vec<u8>> {
@@ -521,7 +522,7 @@ struct Context<'a> {
     page: Option<u32>,
     /// The memo to join the document from, with the entries' keys; `None`
     /// renders every entry in place.
-    fragments: Option<(&'a Fragments, &'a [fragments::Key])>,
+    fragments: Option<(Reuse<'a>, &'a [fragments::Key])>,
 }
 
 /// RFC 5005 links of one document besides `self`: (rel, URL).

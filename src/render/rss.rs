@@ -1,6 +1,6 @@
 //! RSS 2.0 with the content, Dublin Core, Atom and Media RSS extensions.
 
-use super::fragments::{find, join, rfind};
+use super::fragments::{find, join_document, rfind};
 use super::{Context, DocKind, full_html, image_type, rfc822};
 use crate::article::Entry;
 use crate::html::escape_html;
@@ -73,7 +73,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
         extensions,
         ..Default::default()
     };
-    let Some((memo, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
+    let Some((reuse, keys)) = ctx.fragments.filter(|_| !entries.is_empty()) else {
         channel.items = entries.iter().map(|e| item(ctx, e)).collect();
         return write(&channel);
     };
@@ -94,9 +94,20 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     let fragments = entries
         .iter()
         .zip(keys)
-        .map(|(e, key)| memo.get_or_render(DocKind::Rss, *key, || fragment(ctx, e)))
+        .map(|(e, key)| {
+            reuse
+                .memo
+                .get_or_render(DocKind::Rss, *key, reuse.remember, || fragment(ctx, e))
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(join(&around[..start], &fragments, b"", &around[end..]))
+    Ok(join_document(
+        ctx,
+        DocKind::Rss,
+        &around[..start],
+        fragments,
+        b"",
+        &around[end..],
+    ))
 }
 
 fn write(channel: &rss::Channel) -> Result<Vec<u8>> {

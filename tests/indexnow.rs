@@ -141,17 +141,15 @@ fn published_changed_and_killed_pages_are_submitted_to_every_endpoint_and_withhe
     for id in ["a", "b", "c"] {
         site.write(&format!("{id}.md"), markdown(id, &format!("Tin {id}"), ""));
     }
-    // Long enough for the edit and the kill to be submitted first even on
-    // a slow machine.
-    let embargo = Duration::from_secs(20);
-    let until = chrono::Utc::now() + chrono::Duration::from_std(embargo).unwrap();
-    let until_instant = std::time::Instant::now() + embargo;
+    // Held far beyond the test; the edit and the kill are submitted
+    // first, then an editor moves the embargo to a few seconds ahead.
+    let held = chrono::Utc::now() + chrono::Duration::hours(1);
     site.write(
         "cam.md",
         markdown(
             "cam",
             "Tin cấm",
-            &format!("embargo: {}\n", until.to_rfc3339()),
+            &format!("embargo: {}\n", held.to_rfc3339()),
         ),
     );
     let daemon = site.start();
@@ -239,6 +237,10 @@ fn published_changed_and_killed_pages_are_submitted_to_every_endpoint_and_withhe
     }
 
     // The embargo ends: now it is published, and submitted, not before.
+    let ahead = Duration::from_secs(3);
+    let until = chrono::Utc::now() + chrono::Duration::from_std(ahead).unwrap();
+    let until_instant = std::time::Instant::now() + ahead;
+    command(&site, &["embargo", "cam", &until.to_rfc3339()]);
     for engine in &engines {
         let cam = wait_for("the embargoed page once public", WAIT, || {
             later_with(engine, &link("cam"))
@@ -307,12 +309,13 @@ fn a_key_file_under_a_path_is_located() {
 
 /// URLs queued at different times within `batch_window_ms` go in one
 /// request: three articles, each published in a batch of its own (the
-/// next is written once the last is in the feed), all well within a 10 s
-/// window, reach the engine together, and no sooner than the window.
+/// next is written once the last is in the feed, about a second for the
+/// three), all well within a 4 s window, reach the engine together, and no
+/// sooner than the window.
 #[test]
 fn changes_within_the_window_go_in_one_request() {
     let engine = Recorder::start(|_| (200, Vec::new()));
-    let window = Duration::from_secs(10);
+    let window = Duration::from_secs(4);
     let site = site(
         &engine,
         &format!("batch_window_ms = {}\n", window.as_millis()),

@@ -12,12 +12,15 @@
 //! `tests/archives.rs` checks that what events publish is what a full
 //! build renders. The gate still parses every joined document whole.
 //!
-//! A [`Fragments`] memo belongs to one configuration (the pipeline holds
-//! one): a fragment depends on the entry and the site settings only, never
-//! on the feed or page around it. Fragments are found by a key over every
-//! field of the entry ([`key`]), so an edited entry is rendered again and
-//! its old fragment ages out. The memo is bounded by bytes
-//! ([`DEFAULT_BUDGET`]); past it the least recently used fragments go.
+//! A [`Fragments`] belongs to one configuration (the pipeline holds one):
+//! a fragment depends on the entry and the site settings only, never on
+//! the feed or page around it. Fragments are found by a key over every
+//! field of the entry ([`key`]), so an edited entry is rendered again. They
+//! are found in two places: a memo bounded by bytes ([`DEFAULT_BUDGET`];
+//! past it the least recently used go), and the live documents HTTP
+//! serves, whose bytes the store holds anyway: after a round the pipeline
+//! hands their served bodies over ([`Fragments::adopt`]), and a document is
+//! taken only if every fragment sits exactly where it was joined.
 
 use super::{Context, DocKind};
 use crate::article::{Category, Entry, Status};

@@ -705,11 +705,6 @@ impl Pipeline {
         } else {
             self.catalog.stale_archive_pages()?
         };
-        let mut report = self.publish_archive_pages(&pages, every_page, memo)?;
-        if every_page && report.refused.is_empty() {
-            self.catalog
-                .set_meta(ARCHIVE_RENDER_KEY, &self.archive_render_settings())?;
-        }
         let mut docs: Vec<render::Document> =
             live.into_iter().flat_map(|(_, _, docs)| docs).collect();
         let index: Vec<FeedInfo> = all
@@ -720,7 +715,39 @@ impl Pipeline {
         if only.is_none() && !self.cfg.indexnow.key.is_empty() {
             docs.push(render::sitemap::render_key_file(&self.cfg.indexnow.key));
         }
-        report.absorb(self.publish_documents(docs, only.is_none())?);
+        // The gate reads the live documents on a thread of its own while
+        // the archive pages are rendered, checked and written: the pages
+        // still reach the targets first, and much of their round is spent
+        // waiting for the disk. With no page to publish (a start, most
+        // often) the live documents are checked on every core instead.
+        let (archived, live) = if pages.is_empty() {
+            let checked = publish::Checked::in_parallel(docs);
+            (Ok(publish::Report::default()), Ok(Ok(checked)))
+        } else {
+            std::thread::scope(|scope| {
+                let live = std::thread::Builder::new()
+                    .name("feedwire-gate".into())
+                    .spawn_scoped(scope, || publish::Checked::one_by_one(docs));
+                let archived = self.publish_archive_pages(&pages, every_page, memo);
+                (archived, live.map(|h| h.join()))
+            })
+        };
+        let mut report = archived?;
+        let live = match live {
+            Ok(Ok(checked)) => checked,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => return Err(e).context("cannot start a thread for the gate"),
+        };
+        if every_page && report.refused.is_empty() {
+            self.catalog
+                .set_meta(ARCHIVE_RENDER_KEY, &self.archive_render_settings())?;
+        }
+        report.absorb(publish_recorded(
+            &mut self.publisher,
+            &self.catalog,
+            live,
+            only.is_none(),
+        )?);
         // The live documents joined in this round, as HTTP now serves them,
         // are where the next round finds their unchanged entries.
         // Without a store (nothing served) the round's notes are dropped.
@@ -844,7 +871,12 @@ impl Pipeline {
         docs: Vec<render::Document>,
         full: bool,
     ) -> Result<publish::Report> {
-        publish_recorded(&mut self.publisher, &self.catalog, docs, full)
+        publish_recorded(
+            &mut self.publisher,
+            &self.catalog,
+            publish::Checked::in_parallel(docs),
+            full,
+        )
     }
 
     /// Before a batch: the documents kept in step with the listing record
@@ -907,10 +939,10 @@ impl Pipeline {
 pub(crate) fn publish_recorded(
     publisher: &mut Publisher,
     catalog: &Catalog,
-    docs: Vec<render::Document>,
+    docs: publish::Checked,
     full: bool,
 ) -> Result<publish::Report> {
-    publisher.publish(docs, |published| {
+    publisher.publish_checked(docs, |published| {
         let record: Vec<PublishedDocument<'_>> = published
             .iter()
             .filter(|p| p.new || full)

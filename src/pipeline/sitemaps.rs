@@ -377,7 +377,12 @@ impl Sitemaps {
             last.push(render::render_robots(cfg));
         }
         if !last.is_empty() {
-            report.absorb(super::publish_recorded(publisher, catalog, last, all)?);
+            report.absorb(super::publish_recorded(
+                publisher,
+                catalog,
+                crate::publish::Checked::in_parallel(last),
+                all,
+            )?);
         }
         if self.marked || all {
             let mark = Mark {

@@ -89,6 +89,37 @@ pub trait Target: Send + Sync {
     fn remove(&mut self, paths: &[&str]) -> Result<()>;
 }
 
+/// Documents with the gate's verdict on each: the content hash of those
+/// that passed, the reason for those that did not. Checking is pure, so a
+/// round's documents can be checked on another thread while an earlier
+/// round is written ([`Checked::one_by_one`]).
+pub struct Checked {
+    docs: Vec<Document>,
+    gated: Vec<std::result::Result<blake3::Hash, String>>,
+}
+
+impl Checked {
+    /// Check each document on rayon's threads.
+    pub fn in_parallel(docs: Vec<Document>) -> Checked {
+        use rayon::prelude::*;
+        let gated = docs.par_iter().map(check).collect();
+        Checked { docs, gated }
+    }
+
+    /// Check each document in turn on the calling thread: for a thread of
+    /// its own beside a round that keeps rayon's threads busy.
+    pub fn one_by_one(docs: Vec<Document>) -> Checked {
+        let gated = docs.iter().map(check).collect();
+        Checked { docs, gated }
+    }
+}
+
+fn check(doc: &Document) -> std::result::Result<blake3::Hash, String> {
+    verify(doc)
+        .map(|()| blake3::hash(&doc.bytes))
+        .map_err(|e| format!("{e:#}"))
+}
+
 /// A document that passed the gate in a publish round, as the round's
 /// `record` step sees it.
 #[derive(Debug, Clone, Copy)]
@@ -169,15 +200,17 @@ impl Publisher {
         docs: Vec<Document>,
         record: impl FnOnce(&[Published<'_>]) -> Result<()>,
     ) -> Result<Report> {
+        self.publish_checked(Checked::in_parallel(docs), record)
+    }
+
+    /// [`Publisher::publish`] of documents the gate has already seen.
+    pub fn publish_checked(
+        &mut self,
+        checked: Checked,
+        record: impl FnOnce(&[Published<'_>]) -> Result<()>,
+    ) -> Result<Report> {
         use rayon::prelude::*;
-        let gated: Vec<std::result::Result<blake3::Hash, String>> = docs
-            .par_iter()
-            .map(|doc| {
-                verify(doc)
-                    .map(|()| blake3::hash(&doc.bytes))
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .collect();
+        let Checked { docs, gated } = checked;
         let mut report = Report::default();
         let mut passed: Vec<(&Document, blake3::Hash)> = Vec::new();
         for (doc, gate) in docs.iter().zip(gated) {

@@ -65,15 +65,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     let around = write(&feed)?;
     let start = find(&around, ENTRY_START).ok_or_else(misplaced)?;
     let end = find(&around[start..], ENTRY_END).ok_or_else(misplaced)? + start + ENTRY_END.len();
-    let fragments = entries
-        .iter()
-        .zip(keys)
-        .map(|(e, key)| {
-            reuse
-                .memo
-                .get_or_render(DocKind::Atom, *key, reuse.remember, || fragment(ctx, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let fragments = reuse.fragments(DocKind::Atom, entries, keys, |e| fragment(ctx, e))?;
     Ok(join_document(
         ctx,
         DocKind::Atom,

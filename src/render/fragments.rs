@@ -141,7 +141,7 @@ pub struct Fragments {
     /// Live documents joined in this round, with where each fragment is.
     pending: Mutex<HashMap<String, Joined>>,
     served: Mutex<Served>,
-    /// Fragments rendered (not found), for tests and benchmarks.
+    /// Fragments rendered (not found): what the tests check reuse by.
     rendered: std::sync::atomic::AtomicUsize,
 }
 
@@ -152,6 +152,27 @@ pub struct Reuse<'a> {
     /// Keep the fragments rendered for it in the memo (else they are only
     /// found again inside a served document).
     pub remember: bool,
+}
+
+impl Reuse<'_> {
+    /// Each entry's fragment in this format, in order: found, or rendered
+    /// by `render`.
+    pub(super) fn fragments(
+        self,
+        kind: DocKind,
+        entries: &[Entry],
+        keys: &[Key],
+        render: impl Fn(&Entry) -> Result<Vec<u8>>,
+    ) -> Result<Vec<Arc<[u8]>>> {
+        entries
+            .iter()
+            .zip(keys)
+            .map(|(e, key)| {
+                self.memo
+                    .get_or_render(kind, *key, self.remember, || render(e))
+            })
+            .collect()
+    }
 }
 
 /// A live document as joined: its kind, and each entry's key, fragment and
@@ -252,8 +273,9 @@ impl Fragments {
         Ok(fragment)
     }
 
-    /// Bytes of fragments held (for tests and logs).
-    pub fn held_bytes(&self) -> usize {
+    /// Bytes of fragments held.
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
         self.memo.lock().expect("fragment memo lock").bytes
     }
 
@@ -304,7 +326,8 @@ impl Fragments {
     }
 
     /// How many fragments were rendered rather than found.
-    pub fn rendered(&self) -> usize {
+    #[cfg(test)]
+    fn rendered(&self) -> usize {
         self.rendered.load(std::sync::atomic::Ordering::Relaxed)
     }
 

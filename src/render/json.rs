@@ -143,15 +143,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     around.push(b'\n');
     let at = find(&around, EMPTY_ITEMS)
         .ok_or_else(|| anyhow::anyhow!("the JSON writer did not write the items where expected"))?;
-    let fragments = entries
-        .iter()
-        .zip(keys)
-        .map(|(e, key)| {
-            reuse
-                .memo
-                .get_or_render(DocKind::Json, *key, reuse.remember, || fragment(ctx, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let fragments = reuse.fragments(DocKind::Json, entries, keys, |e| fragment(ctx, e))?;
     let mut head = around[..at].to_vec();
     head.extend_from_slice(ITEMS_OPEN);
     let mut tail = ITEMS_CLOSE.to_vec();

@@ -279,23 +279,23 @@ pub fn render_feed(
         .collect()
 }
 
-/// Entries with their fragment keys, when a memo is used.
+/// Entries with their fragment keys, when fragments are reused.
 struct Keyed<'a> {
     entries: &'a [Entry],
-    memo: Option<(Reuse<'a>, Vec<fragments::Key>)>,
+    reuse: Option<(Reuse<'a>, Vec<fragments::Key>)>,
 }
 
 impl<'a> Keyed<'a> {
-    fn new(entries: &'a [Entry], memo: Option<Reuse<'a>>) -> Keyed<'a> {
+    fn new(entries: &'a [Entry], reuse: Option<Reuse<'a>>) -> Keyed<'a> {
         Keyed {
             entries,
-            memo: memo.map(|m| (m, entries.iter().map(fragments::key).collect())),
+            reuse: reuse.map(|r| (r, entries.iter().map(fragments::key).collect())),
         }
     }
 
-    /// The memo and the keys of the first `n` entries.
-    fn memo(&self, n: usize) -> Option<(Reuse<'a>, &[fragments::Key])> {
-        self.memo.as_ref().map(|(m, keys)| (*m, &keys[..n]))
+    /// How fragments are reused, with the keys of the first `n` entries.
+    fn reuse(&self, n: usize) -> Option<(Reuse<'a>, &[fragments::Key])> {
+        self.reuse.as_ref().map(|(r, keys)| (*r, &keys[..n]))
     }
 }
 
@@ -319,7 +319,7 @@ pub fn render_archive_page(
                 updated: newest(entries).unwrap_or_else(epoch),
                 tombstones: &[],
                 page: Some(page),
-                fragments: keys.memo(entries.len()),
+                fragments: keys.reuse(entries.len()),
             };
             Ok(Document {
                 path: info.archive_path(kind, page),
@@ -356,7 +356,7 @@ fn render_keyed(
     let max = cfg.feeds.max_bytes;
     let mut n = entries.len();
     loop {
-        let bytes = render_one(cfg, info, &entries[..n], keyed.memo(n), tombstones, kind)?;
+        let bytes = render_one(cfg, info, &entries[..n], keyed.reuse(n), tombstones, kind)?;
         if bytes.len() <= max || n == 0 {
             if n < entries.len() {
                 tracing::warn!(
@@ -520,8 +520,8 @@ struct Context<'a> {
     tombstones: &'a [Tombstone],
     /// The archive page being rendered; `None` for the live documents.
     page: Option<u32>,
-    /// The memo to join the document from, with the entries' keys; `None`
-    /// renders every entry in place.
+    /// Where to find the entries' fragments to join the document from,
+    /// with their keys; `None` renders every entry in place.
     fragments: Option<(Reuse<'a>, &'a [fragments::Key])>,
 }
 

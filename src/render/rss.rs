@@ -91,15 +91,7 @@ pub(super) fn render(ctx: &Context, entries: &[Entry]) -> Result<Vec<u8>> {
     }];
     let around = write(&channel)?;
     let (start, end) = item_span(&around)?;
-    let fragments = entries
-        .iter()
-        .zip(keys)
-        .map(|(e, key)| {
-            reuse
-                .memo
-                .get_or_render(DocKind::Rss, *key, reuse.remember, || fragment(ctx, e))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let fragments = reuse.fragments(DocKind::Rss, entries, keys, |e| fragment(ctx, e))?;
     Ok(join_document(
         ctx,
         DocKind::Rss,

@@ -9,9 +9,7 @@
 //! judged by the daemon's peak RSS (`VmHWM`) with a wide margin; time only by
 //! generous deadlines. Each test prints its figures (`--nocapture`).
 
-mod common;
-
-use common::{Daemon, Site, wait_for, wire_text};
+use crate::common::{Daemon, Site, wait_for, wire_text};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

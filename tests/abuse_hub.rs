@@ -13,9 +13,7 @@
 //! subscriber's verification took); `FEEDWIRE_ABUSE_REPLY_MIB` sets the size
 //! of the endless answers (default 128).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

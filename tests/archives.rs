@@ -9,9 +9,7 @@
 //! only its page; pages are served with validators, compression and a long
 //! `Cache-Control` (FH-10), and only paths that name a page reach the disk.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! temporary site, every output parsed back with feed-rs and checked field by
 //! field.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{BTreeMap, HashMap};
 
 fn expected() -> serde_json::Value {

@@ -6,10 +6,8 @@
 //! marker lines each test prints (`cluster test ran: NAME`), that every one
 //! of them ran.
 
-mod common;
-
-use common::recorder::Recorder;
-use common::*;
+use crate::common::recorder::Recorder;
+use crate::common::*;
 use object_store::ObjectStoreExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
@@ -830,7 +828,7 @@ impl Cut {
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_string();
-        let rt = common::recorder::runtime();
+        let rt = crate::common::recorder::runtime();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();

@@ -2,9 +2,7 @@
 //! dropped, edited, moved and removed the way editors and sync tools do it,
 //! outcomes awaited by polling the published feeds (never fixed sleeps).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::Write;
 use std::time::Duration;
 

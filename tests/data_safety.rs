@@ -5,9 +5,7 @@
 //! deadlines. Each test fails on the build before the hardening (run with
 //! `FEEDWIRE_TEST_BIN=<old binary>`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 

@@ -9,10 +9,8 @@
 //! restarted while the engine is down. Every JSON body is parsed and
 //! checked field by field. Generous deadlines, lower bounds only.
 
-mod common;
-
-use common::recorder::*;
-use common::*;
+use crate::common::recorder::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

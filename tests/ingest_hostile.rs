@@ -2,9 +2,7 @@
 //! huge to parse is refused (or kept small) without holding up the good
 //! articles dropped beside it or crowding them out of a feed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 /// Generous: the good article below is published in well under a second;

@@ -5,10 +5,8 @@
 //! names and namespace), pages over HTTP, and loopback partners (one plain,
 //! one allowed embargoed copy). The real daemon; generous deadlines.
 
-mod common;
-
-use common::recorder::*;
-use common::*;
+use crate::common::recorder::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);

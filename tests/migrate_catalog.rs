@@ -3,9 +3,7 @@
 //! (`FEEDWIRE_TEST_DATABASE_URL`, which `.ci/run` always sets); without one
 //! the test says so and checks nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use feedwire::catalog::{
     Catalog, DeliveryKind, DueFilter, EditorCommand, FeedKey, NewDelivery, Reservation,
     Subscription, SubscriptionLimits,

@@ -5,11 +5,9 @@
 //! IPTC's JSON Schema (tests/fixtures/ninjs/) and field by field against
 //! the article it came from; withheld and killed articles in each output.
 
-mod common;
-
-use common::ninjs::{assert_valid, parse_item};
-use common::recorder::*;
-use common::*;
+use crate::common::ninjs::{assert_valid, parse_item};
+use crate::common::recorder::*;
+use crate::common::*;
 use hmac::{KeyInit, Mac};
 use std::time::Duration;
 

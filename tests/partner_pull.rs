@@ -7,10 +7,8 @@
 //! link from anything public. Feeds parsed back with feed-rs, ninjs items
 //! checked against the IPTC schema.
 
-mod common;
-
-use common::ninjs::parse_list;
-use common::*;
+use crate::common::ninjs::parse_list;
+use crate::common::*;
 use std::collections::HashMap;
 use std::time::Duration;
 

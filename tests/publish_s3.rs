@@ -12,9 +12,7 @@
 //! through the test harness's capture), so `.ci/run` can count that the S3
 //! tests really ran: `s3 test ran: NAME` or `s3 test skipped: …`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use feedwire::config::Config;
 use feedwire::publish::{S3, Target};
 use feedwire::render::{DocKind, Document};
@@ -458,7 +456,7 @@ fn ninjs_documents_follow_their_articles_in_s3() {
     let key = |id: &str| format!("{PREFIX}/ninjs/{id}.json");
     let status = |id: &str| {
         s3.get(&key(id)).map(|o| {
-            let v = common::ninjs::parse_item(&o.body);
+            let v = crate::common::ninjs::parse_item(&o.body);
             assert_eq!(
                 o.content_type.as_deref(),
                 Some(DocKind::Ninjs.content_type())

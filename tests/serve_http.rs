@@ -6,10 +6,8 @@
 //! Articles are put into the catalog directly (not parsed from files) so these
 //! tests depend only on catalog → render → publish → serve.
 
-mod common;
-
+use crate::common::parse_feed;
 use chrono::{DateTime, Utc};
-use common::parse_feed;
 use feedwire::article::{Article, Encoding, Format};
 use feedwire::catalog::{Catalog, FileStamp};
 use feedwire::config::Config;

@@ -7,10 +7,8 @@
 //! kill rewrites one page, not the others), robots.txt, and the listing
 //! made again when the sitemaps' settings change. Generous deadlines.
 
-mod common;
-
+use crate::common::*;
 use chrono::{DateTime, Duration as Span, FixedOffset, SecondsFormat, Utc};
-use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

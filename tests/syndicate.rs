@@ -3,10 +3,8 @@
 //! portals. Row ids (WS-*) refer to /work/shared/reference/protocols.md §4.
 //! Outcomes are awaited by polling with generous deadlines.
 
-mod common;
-
-use common::recorder::*;
-use common::*;
+use crate::common::recorder::*;
+use crate::common::*;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;

@@ -24,7 +24,7 @@ pub const BASE_URL: &str = "http://127.0.0.1:8080";
 
 /// The binary under test: this build's, or `FEEDWIRE_TEST_BIN` when set,
 /// which is how a new test is shown to fail against an older build
-/// (`FEEDWIRE_TEST_BIN=/path/to/old/feedwire cargo test --test NAME`).
+/// (`FEEDWIRE_TEST_BIN=/path/to/old/feedwire cargo test --test suite NAME::`).
 pub fn bin() -> String {
     std::env::var("FEEDWIRE_TEST_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_feedwire").to_string())

@@ -411,6 +411,10 @@ impl Roles {
 
     /// Stop the pipeline at once and serve as a standby.
     async fn step_down(&mut self) {
+        // First: the lease is given up now, while stopping the pipeline can
+        // take up to the shutdown bound (a batch stuck on a catalog that
+        // does not answer). Monitoring must not see a leader meanwhile.
+        self.set_leader_gauge(false);
         if let State::Leader { leading, .. } = std::mem::replace(&mut self.state, State::Idle)
             && let Err(e) = leading
                 .stop(Instant::now() + crate::app::SHUTDOWN_BOUND)
@@ -418,7 +422,6 @@ impl Roles {
         {
             tracing::warn!(error = %format!("{e:#}"), "the pipeline had failed as it stopped");
         }
-        self.set_leader_gauge(false);
         self.state = State::Standby {
             following: self.follow(),
             elect_at: Instant::now() + self.renew_every,

@@ -13,6 +13,7 @@ mod abuse_http;
 mod abuse_hub;
 mod archives;
 mod build;
+mod catalog_outage;
 mod cluster;
 mod daemon;
 mod data_safety;

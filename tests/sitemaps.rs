@@ -317,11 +317,6 @@ fn sitemaps_list_every_public_article_and_the_news_of_two_days() {
         ]
     );
     assert!(robots.contains("User-agent: *"), "{robots}");
-    // The partners' pull feeds answer crawlers with 401s only.
-    assert!(
-        robots.lines().any(|l| l == "Disallow: /partners/"),
-        "{robots}"
-    );
     assert_eq!(get(&daemon, "/feeds/sitemap.xml").0, 404);
     assert_eq!(
         get(&daemon, "/sitemaps/sitemap-00001.xml").0,

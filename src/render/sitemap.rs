@@ -196,9 +196,8 @@ pub fn render_news(cfg: &Config, path: &str, urls: &[SitemapUrl]) -> Result<Docu
     })
 }
 
-/// `robots.txt`: crawlers are welcome everywhere but the machine endpoints
-/// and the partners' pull feeds (behind a token: a crawler only collects
-/// 401s there), and told where both sitemaps are.
+/// `robots.txt`: crawlers are welcome everywhere but the machine endpoints,
+/// and told where both sitemaps are.
 pub fn render_robots(cfg: &Config) -> Document {
     let prefix = url::Url::parse(&cfg.site.base_url)
         .map(|u| u.path().trim_end_matches('/').to_string())
@@ -207,9 +206,11 @@ pub fn render_robots(cfg: &Config) -> Document {
         "# Published by feedwire: every article page is listed in the sitemaps below.\n\
          User-agent: *\n",
     );
-    // `partners/` with its slash: a rule is a prefix, and an article page
-    // named `partnership…` is the crawlers' to read.
-    for endpoint in ["hub", "metrics", "healthz", "partners/"] {
+    // Not `/partners/`: a Disallow line is a public pointer to what it
+    // hides (robots.txt is the first file a prober reads), and no public
+    // document names the partners' pull feeds (tests/partner_pull.rs).
+    // Without a token they answer every client, crawlers included, 401.
+    for endpoint in ["hub", "metrics", "healthz"] {
         text.push_str(&format!("Disallow: {prefix}/{endpoint}\n"));
     }
     text.push('\n');
@@ -358,7 +359,6 @@ mod tests {
         assert!(root.contains("Sitemap: https://tin.example.vn/sitemap.xml\n"));
         assert!(root.contains("Sitemap: https://tin.example.vn/news-sitemap.xml\n"));
         assert!(root.contains("Disallow: /hub\n"));
-        assert!(root.contains("Disallow: /partners/\n"), "{root}");
         let sub = Config::from_toml(
             "[site]\nbase_url = \"https://tin.example.vn/tin/\"\n",
             std::path::Path::new("/tmp/config.toml"),
@@ -366,7 +366,6 @@ mod tests {
         .unwrap();
         let sub = String::from_utf8(render_robots(&sub).bytes).unwrap();
         assert!(sub.contains("Disallow: /tin/metrics\n"), "{sub}");
-        assert!(sub.contains("Disallow: /tin/partners/\n"), "{sub}");
         assert!(sub.contains("Sitemap: https://tin.example.vn/tin/sitemap.xml\n"));
     }
 }

@@ -2,7 +2,7 @@
 //! (`feedwire::render::render_feed`), rendered whole and joined from
 //! remembered entry fragments, and the publish gate that parses each
 //! document back before it replaces the last good one
-//! (`feedwire::publish::verify`).
+//! (`feedwire::publish::verify`), also on a 1,000-URL sitemap page.
 //!
 //! `cargo bench --bench render`
 
@@ -82,7 +82,18 @@ fn bench_render(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    for d in &docs {
+    // A page of the full sitemap as an event rewrites it: 1,000 article
+    // pages of one site.
+    let urls: Vec<feedwire::catalog::PageUrl> = crate::entries(1000)
+        .iter()
+        .map(|e| feedwire::catalog::PageUrl {
+            id: e.id.clone(),
+            lastmod_us: e.updated.timestamp_micros(),
+        })
+        .collect();
+    let sitemap =
+        feedwire::render::sitemap::render_page(&cfg, "sitemaps/sitemap-00001.xml", &urls).unwrap();
+    for d in docs.iter().chain([&sitemap]) {
         let label = format!(
             "verify_{}_{}KB",
             d.path.replace('.', "_"),

@@ -115,6 +115,9 @@ impl ArticleDocs {
         };
         let mut report = Report::default();
         if everything {
+            // Every article's document is rendered: what was noted (every
+            // article, in a build) need not be held while that happens.
+            drop(noted);
             // Every stored article (its file is known), and every article
             // killed recently enough to have a tombstone (its file may be
             // gone): the kills a crash may have kept from their document.

@@ -9,6 +9,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+/// Rounds of up to this many documents (an event's) have their hashes
+/// remembered; larger ones do not (see [`Folder::write`]).
+const REMEMBER_UP_TO: usize = super::atomic::SHARED_SYNC_FROM;
+
 pub struct Folder {
     dir: PathBuf,
     /// Content hash of what is on disk, per path; filled lazily from disk
@@ -67,9 +71,17 @@ impl Target for Folder {
         for dir in dirs {
             sync_dir(&dir);
         }
+        // A large round (a build, a start's repair) writes documents no
+        // later round may look at (100,000 ninjs documents, thousands of
+        // archive pages): remembering their hashes was 12 MB of a 100k
+        // build's peak. A later round that asks reads the file once.
         let mut on_disk = self.on_disk.lock().expect("on_disk lock");
         for (doc, hash) in docs {
-            on_disk.insert(doc.path.clone(), *hash);
+            if docs.len() < REMEMBER_UP_TO {
+                on_disk.insert(doc.path.clone(), *hash);
+            } else {
+                on_disk.remove(&doc.path);
+            }
         }
         Ok(())
     }
@@ -95,5 +107,53 @@ impl Target for Folder {
             sync_dir(&dir);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::DocKind;
+
+    fn doc(path: &str, body: &str) -> Document {
+        Document {
+            path: path.into(),
+            kind: DocKind::Ninjs,
+            bytes: body.as_bytes().to_vec(),
+            entries: 1,
+            updated: None,
+        }
+    }
+
+    fn write(folder: &mut Folder, docs: &[Document]) {
+        let hashed: Vec<(&Document, blake3::Hash)> =
+            docs.iter().map(|d| (d, blake3::hash(&d.bytes))).collect();
+        folder.write(&hashed).unwrap();
+    }
+
+    /// A large round's hashes are not remembered, and any remembered
+    /// before are forgotten: what the folder then says it holds is what is
+    /// on disk, never a stale hash.
+    #[test]
+    fn after_a_large_round_the_folder_answers_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut folder = Folder::new(dir.path().to_path_buf()).unwrap();
+        // Remembered (a small round), then rewritten by a large one.
+        write(&mut folder, &[doc("ninjs/0.json", "old")]);
+        let large: Vec<Document> = (0..REMEMBER_UP_TO)
+            .map(|i| doc(&format!("ninjs/{i}.json"), &format!("new {i}")))
+            .collect();
+        write(&mut folder, &large);
+        assert!(folder.on_disk.lock().unwrap().is_empty());
+        assert!(!folder.holds("ninjs/0.json", &blake3::hash(b"old")));
+        assert!(folder.holds("ninjs/0.json", &blake3::hash(b"new 0")));
+        assert!(folder.holds("ninjs/7.json", &blake3::hash(b"new 7")));
+        // A small round after it is remembered again.
+        write(&mut folder, &[doc("ninjs/7.json", "newer")]);
+        assert!(folder.holds("ninjs/7.json", &blake3::hash(b"newer")));
+        assert_eq!(
+            std::fs::read(dir.path().join("ninjs/7.json")).unwrap(),
+            b"newer"
+        );
     }
 }

@@ -591,6 +591,12 @@ pub struct CatalogConfig {
     pub connect_timeout_secs: u64,
     /// Time to wait for a free connection when all are in use.
     pub acquire_timeout_secs: u64,
+    /// Longest a PostgreSQL connection may go without a sign of life from
+    /// the server before it is closed: sent bytes unacknowledged (TCP user
+    /// timeout) or an idle connection's keepalive probes unanswered. Without
+    /// it, a network partition leaves a query, or a standby's `LISTEN`,
+    /// waiting for the kernel's own limits (minutes, or hours when idle).
+    pub tcp_timeout_secs: u64,
 }
 
 impl Default for CatalogConfig {
@@ -600,6 +606,7 @@ impl Default for CatalogConfig {
             max_connections: 8,
             connect_timeout_secs: 10,
             acquire_timeout_secs: 30,
+            tcp_timeout_secs: 30,
         }
     }
 }
@@ -612,6 +619,7 @@ impl std::fmt::Debug for CatalogConfig {
             .field("max_connections", &self.max_connections)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("tcp_timeout_secs", &self.tcp_timeout_secs)
             .finish()
     }
 }
@@ -643,6 +651,7 @@ pub struct PostgresUrl {
     pub max_connections: usize,
     pub connect_timeout: std::time::Duration,
     pub acquire_timeout: std::time::Duration,
+    pub tcp_timeout: std::time::Duration,
 }
 
 impl PostgresUrl {
@@ -663,6 +672,7 @@ impl PostgresUrl {
             max_connections: defaults.max_connections,
             connect_timeout: std::time::Duration::from_secs(defaults.connect_timeout_secs),
             acquire_timeout: std::time::Duration::from_secs(defaults.acquire_timeout_secs),
+            tcp_timeout: std::time::Duration::from_secs(defaults.tcp_timeout_secs),
         })
     }
 
@@ -674,6 +684,7 @@ impl PostgresUrl {
         url.max_connections = settings.max_connections;
         url.connect_timeout = std::time::Duration::from_secs(settings.connect_timeout_secs);
         url.acquire_timeout = std::time::Duration::from_secs(settings.acquire_timeout_secs);
+        url.tcp_timeout = std::time::Duration::from_secs(settings.tcp_timeout_secs);
         Ok(url)
     }
 
@@ -1477,6 +1488,12 @@ impl Config {
                 "catalog.connect_timeout_secs and catalog.acquire_timeout_secs must be at least 1"
             );
         }
+        if !(6..=3600).contains(&c.tcp_timeout_secs) {
+            bail!(
+                "catalog.tcp_timeout_secs must be between 6 and 3600 (it is {}); 30 is the default",
+                c.tcp_timeout_secs
+            );
+        }
         Ok(())
     }
 }
@@ -1738,6 +1755,33 @@ mod tests {
             err.contains("catalog.url") && !err.contains("s3cret"),
             "{err}"
         );
+    }
+
+    /// `catalog.tcp_timeout_secs`: 30 by default, reaches the connection
+    /// settings, and a value the keepalive arithmetic cannot honour is
+    /// refused with the range.
+    #[test]
+    fn catalog_tcp_timeout_has_a_default_and_a_range() {
+        let pg = |extra: &str| {
+            parse(&format!("[catalog]\nurl = \"postgres://h/db\"\n{extra}")).map(|cfg| {
+                match cfg.catalog_path() {
+                    CatalogLocation::Postgres(pg) => pg.tcp_timeout,
+                    other => panic!("not PostgreSQL: {other:?}"),
+                }
+            })
+        };
+        assert_eq!(pg("").unwrap(), std::time::Duration::from_secs(30));
+        assert_eq!(
+            pg("tcp_timeout_secs = 120").unwrap(),
+            std::time::Duration::from_secs(120)
+        );
+        for bad in ["tcp_timeout_secs = 5", "tcp_timeout_secs = 3601"] {
+            let err = format!("{:#}", pg(bad).unwrap_err());
+            assert!(
+                err.contains("catalog.tcp_timeout_secs must be between 6 and 3600"),
+                "{err}"
+            );
+        }
     }
 
     /// `[cluster]` is PostgreSQL's: refused on SQLite, with a message that

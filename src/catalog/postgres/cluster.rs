@@ -25,7 +25,6 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Object;
-use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
 
@@ -355,11 +354,7 @@ async fn listen_once(
     url: &PostgresUrl,
     out: &tokio::sync::mpsc::UnboundedSender<Notice>,
 ) -> Result<()> {
-    let mut config = tokio_postgres::Config::from_str(url.secret_url())
-        .map_err(|_| anyhow::anyhow!("catalog.url is not a PostgreSQL connection URL"))?;
-    config
-        .connect_timeout(url.connect_timeout)
-        .application_name("feedwire-listen");
+    let config = super::client_config(url, "feedwire-listen")?;
     let (client, mut connection) = config
         .connect(tokio_postgres::NoTls)
         .await

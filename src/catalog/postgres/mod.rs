@@ -108,12 +108,7 @@ fn pool_for(url: &PostgresUrl) -> Result<Arc<Pool>> {
     {
         return Ok(pool);
     }
-    // The parser's own message may quote the URL, password included.
-    let mut config = tokio_postgres::Config::from_str(url.secret_url())
-        .map_err(|_| anyhow::anyhow!("catalog.url: `{url}` is not a PostgreSQL connection URL"))?;
-    config
-        .connect_timeout(url.connect_timeout)
-        .application_name("feedwire");
+    let config = client_config(url, "feedwire")?;
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -132,6 +127,31 @@ fn pool_for(url: &PostgresUrl) -> Result<Arc<Pool>> {
     let pool = Arc::new(pool);
     pools.push((url.secret_url().to_string(), Arc::downgrade(&pool)));
     Ok(pool)
+}
+
+/// How every connection to `url` is opened: within `connect_timeout`,
+/// and closed once the server has shown no sign of life for `tcp_timeout`
+/// (data sent and not acknowledged, or an idle connection's keepalive
+/// probes unanswered: idle half of it, then three probes a sixth apart). On a network partition a query then fails, and a `LISTEN`
+/// reconnects, within that bound instead of the kernel's (about 15
+/// minutes for unacknowledged data, two hours before an idle probe).
+pub(super) fn client_config(
+    url: &PostgresUrl,
+    application: &str,
+) -> Result<tokio_postgres::Config> {
+    // The parser's own message may quote the URL, password included.
+    let mut config = tokio_postgres::Config::from_str(url.secret_url())
+        .map_err(|_| anyhow::anyhow!("catalog.url: `{url}` is not a PostgreSQL connection URL"))?;
+    let probe = |part: u32| (url.tcp_timeout / part).max(std::time::Duration::from_secs(1));
+    config
+        .connect_timeout(url.connect_timeout)
+        .application_name(application)
+        .tcp_user_timeout(url.tcp_timeout)
+        .keepalives(true)
+        .keepalives_idle(probe(2))
+        .keepalives_interval(probe(6))
+        .keepalives_retries(3);
+    Ok(config)
 }
 
 /// Statements through the connection's statement cache (a build runs the
@@ -1590,3 +1610,42 @@ impl Tx for PgTx {
 mod cluster_tests;
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod connection_tests {
+    use super::client_config;
+    use crate::config::{CatalogConfig, PostgresUrl};
+    use std::time::Duration;
+
+    /// Every connection gives up on a silent server within
+    /// `catalog.tcp_timeout_secs`: unacknowledged data by the TCP user
+    /// timeout, an idle connection by keepalive probes that all fit in it.
+    #[test]
+    fn a_connection_gives_up_on_a_silent_server_within_the_tcp_timeout() {
+        for secs in [6, 30, 3600] {
+            let settings = CatalogConfig {
+                tcp_timeout_secs: secs,
+                ..CatalogConfig::default()
+            };
+            let url = PostgresUrl::from_setting(
+                "postgres://u:pw@127.0.0.1:5/db",
+                "catalog.url",
+                &settings,
+            )
+            .unwrap();
+            let config = client_config(&url, "feedwire").unwrap();
+            let bound = Duration::from_secs(secs);
+            assert_eq!(config.get_tcp_user_timeout(), Some(&bound));
+            assert!(config.get_keepalives());
+            let interval = config.get_keepalives_interval().unwrap();
+            let retries = config.get_keepalives_retries().unwrap();
+            let detected = config.get_keepalives_idle() + interval * retries;
+            assert!(
+                detected <= bound,
+                "{secs} s: a dead idle connection is noticed after {detected:?}"
+            );
+            assert!(interval >= Duration::from_secs(1));
+            assert_eq!(config.get_connect_timeout(), Some(&url.connect_timeout));
+        }
+    }
+}

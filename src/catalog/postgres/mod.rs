@@ -132,9 +132,10 @@ fn pool_for(url: &PostgresUrl) -> Result<Arc<Pool>> {
 /// How every connection to `url` is opened: within `connect_timeout`,
 /// and closed once the server has shown no sign of life for `tcp_timeout`
 /// (data sent and not acknowledged, or an idle connection's keepalive
-/// probes unanswered: idle half of it, then three probes a sixth apart). On a network partition a query then fails, and a `LISTEN`
-/// reconnects, within that bound instead of the kernel's (about 15
-/// minutes for unacknowledged data, two hours before an idle probe).
+/// probes unanswered: idle half of it, then three probes a sixth apart).
+/// On a network partition a query then fails, and a `LISTEN` reconnects,
+/// within that bound instead of the kernel's (about 15 minutes for
+/// unacknowledged data, two hours before an idle probe).
 pub(super) fn client_config(
     url: &PostgresUrl,
     application: &str,

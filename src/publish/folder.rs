@@ -9,9 +9,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// Rounds of up to this many documents (an event's) have their hashes
-/// remembered; larger ones do not (see [`Folder::write`]).
-const REMEMBER_UP_TO: usize = super::atomic::SHARED_SYNC_FROM;
+/// Rounds smaller than this (an event's) have their hashes remembered;
+/// larger ones, the same rounds that share one `syncfs`, do not (see
+/// [`Folder::write`]).
+const REMEMBER_BELOW: usize = super::atomic::SHARED_SYNC_FROM;
 
 pub struct Folder {
     dir: PathBuf,
@@ -75,9 +76,10 @@ impl Target for Folder {
         // later round may look at (100,000 ninjs documents, thousands of
         // archive pages): remembering their hashes was 12 MB of a 100k
         // build's peak. A later round that asks reads the file once.
+        let remember = docs.len() < REMEMBER_BELOW;
         let mut on_disk = self.on_disk.lock().expect("on_disk lock");
         for (doc, hash) in docs {
-            if docs.len() < REMEMBER_UP_TO {
+            if remember {
                 on_disk.insert(doc.path.clone(), *hash);
             } else {
                 on_disk.remove(&doc.path);
@@ -140,7 +142,7 @@ mod tests {
         let mut folder = Folder::new(dir.path().to_path_buf()).unwrap();
         // Remembered (a small round), then rewritten by a large one.
         write(&mut folder, &[doc("ninjs/0.json", "old")]);
-        let large: Vec<Document> = (0..REMEMBER_UP_TO)
+        let large: Vec<Document> = (0..REMEMBER_BELOW)
             .map(|i| doc(&format!("ninjs/{i}.json"), &format!("new {i}")))
             .collect();
         write(&mut folder, &large);
